@@ -1,0 +1,50 @@
+/**
+ * Identifiers generated with no single point: each is time-ordered and carries enough random
+ * bits that any number of gateways and data nodes can mint them without talking to each other.
+ */
+import { randomBytes } from "node:crypto";
+
+/** A needle id: 16 bytes as 32 lowercase hex characters (a UUIDv7 without dashes). */
+export type NeedleId = string & { readonly brand: "NeedleId" };
+/** A volume id: a positive integer allocated by placement. */
+export type VolumeId = number & { readonly brand: "VolumeId" };
+export type NodeId = string & { readonly brand: "NodeId" };
+
+let lastUuidMs = 0;
+let lastUuidSequence = 0;
+
+/**
+ * UUIDv7 (RFC 9562): 48-bit Unix ms, version, 12-bit counter, variant, 62 random bits.
+ * The counter keeps ids minted in one process within one millisecond strictly increasing.
+ */
+export function uuidV7Bytes(nowMs: number = Date.now()): Buffer {
+  if (nowMs <= lastUuidMs) {
+    lastUuidSequence += 1;
+    if (lastUuidSequence > 0xfff) {
+      lastUuidMs += 1;
+      lastUuidSequence = 0;
+    }
+  } else {
+    lastUuidMs = nowMs;
+    lastUuidSequence = 0;
+  }
+  const bytes = randomBytes(16);
+  bytes.writeUIntBE(lastUuidMs, 0, 6);
+  bytes[6] = 0x70 | ((lastUuidSequence >> 8) & 0x0f);
+  bytes[7] = lastUuidSequence & 0xff;
+  bytes[8] = 0x80 | (bytes[8]! & 0x3f);
+  return bytes;
+}
+
+export function newNeedleId(): NeedleId {
+  return uuidV7Bytes().toString("hex") as NeedleId;
+}
+
+export function isNeedleId(value: string): value is NeedleId {
+  return /^[0-9a-f]{32}$/.test(value);
+}
+
+/** A random request id as S3 prints it (16 upper-case hex characters). */
+export function newRequestId(): string {
+  return randomBytes(8).toString("hex").toUpperCase();
+}

@@ -1,0 +1,89 @@
+/**
+ * The seam between the gateway's data path and the data nodes. In `cairn server` the data path
+ * calls a data node in-process through this interface; in a cluster it calls the same methods
+ * over the internal HTTP API. Nothing above this seam knows which.
+ */
+import type { NeedleId, NodeId, VolumeId } from "../base/index.js";
+
+export interface WriteNeedleInput {
+  volumeId: VolumeId;
+  needleId: NeedleId;
+  /** The whole needle payload (one chunk, at most NEEDLE_DATA_SIZE_BYTES_MAX). */
+  data: Buffer;
+  /** CRC32 of `data`, computed by the writer; the data node checks it before appending. */
+  crc32: number;
+}
+
+export interface ReadNeedleInput {
+  volumeId: VolumeId;
+  needleId: NeedleId;
+  /** Byte range inside the needle's payload; the whole payload when absent. */
+  offsetBytes?: number;
+  lengthBytes?: number;
+}
+
+export interface VolumeStatus {
+  volumeId: VolumeId;
+  state: "writable" | "sealed";
+  sizeBytes: number;
+  needleCount: number;
+  deletedNeedleCount: number;
+}
+
+export interface NeedleStore {
+  readonly nodeId: NodeId;
+  /** Create an empty read-write volume (idempotent for an existing volume id). */
+  createVolume(volumeId: VolumeId): Promise<void>;
+  /**
+   * Append one needle; resolves only once it is fsynced and in the object mapping.
+   * Rejects with VolumeFull (the volume was sealed; write elsewhere), VolumeNotFound,
+   * ChecksumMismatch (the data does not match `crc32`).
+   */
+  writeNeedle(input: WriteNeedleInput): Promise<void>;
+  /**
+   * Read a needle's payload (or a range of it), verifying its checksum.
+   * Rejects with NeedleNotFound (never written, or deleted) or ChecksumMismatch (rot on disk).
+   */
+  readNeedle(input: ReadNeedleInput): Promise<Buffer>;
+  /** Mark-delete: append a tombstone; idempotent; durable when it resolves. */
+  deleteNeedle(input: { volumeId: VolumeId; needleId: NeedleId }): Promise<void>;
+  volumeStatuses(): Promise<VolumeStatus[]>;
+  close(): Promise<void>;
+}
+
+// ---- Operating errors: expected, typed, carrying ids (mapped to S3 errors at the edge) ----
+
+export class VolumeFull extends Error {
+  override name = "VolumeFull";
+  constructor(readonly volumeId: VolumeId) {
+    super(`volume ${volumeId} is full (sealed)`);
+  }
+}
+
+export class VolumeNotFound extends Error {
+  override name = "VolumeNotFound";
+  constructor(readonly volumeId: VolumeId) {
+    super(`volume ${volumeId} not found`);
+  }
+}
+
+export class NeedleNotFound extends Error {
+  override name = "NeedleNotFound";
+  constructor(readonly volumeId: VolumeId, readonly needleId: NeedleId) {
+    super(`needle ${needleId} not found in volume ${volumeId}`);
+  }
+}
+
+export class ChecksumMismatch extends Error {
+  override name = "ChecksumMismatch";
+  constructor(readonly volumeId: VolumeId, readonly needleId: NeedleId) {
+    super(`checksum mismatch for needle ${needleId} in volume ${volumeId}`);
+  }
+}
+
+export class DiskFull extends Error {
+  override name = "DiskFull";
+  constructor(readonly volumeId: VolumeId) {
+    super(`no space left for volume ${volumeId}`);
+  }
+}
