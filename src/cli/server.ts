@@ -1,0 +1,104 @@
+/**
+ * `cairn server`: every role in one process — the S3 gateway, the metadata store on SQLite,
+ * embedded placement, and one data node over the local disks. Needs no other service.
+ */
+import * as http from "node:http";
+import { promises as fs } from "node:fs";
+import * as path from "node:path";
+import { HTTP_BODY_IDLE_TIMEOUT_MS, HTTP_KEEP_ALIVE_TIMEOUT_MS, log, systemClock, type NodeId } from "../base/index.js";
+import { DataNode } from "../datanode/index.js";
+import { DataRouter, GarbageCollector } from "../datapath/index.js";
+import { SqliteMetadataStore } from "../meta/index.js";
+import { EmbeddedPlacement } from "../placement/index.js";
+import { createS3Handler } from "../s3/index.js";
+import { parseListenAddress, Settings, type SettingSpec } from "./config.js";
+import { credentialLookup, ensureRootUser, loadOrCreateMasterKey, loadOrCreateRootCredentials, ROOT_USER_ID } from "./credentials.js";
+
+export const SERVER_SETTINGS: readonly SettingSpec[] = [
+  { flag: "data-dir", env: "CAIRN_DATA_DIR", defaultValue: "./data", help: "data directory (metadata, keys, cluster map)" },
+  { flag: "disk", env: "CAIRN_DISKS", defaultValue: undefined, help: "a disk directory for volumes; repeat for several (default <data-dir>/disk0)", repeatable: true },
+  { flag: "listen", env: "CAIRN_LISTEN", defaultValue: "127.0.0.1:9000", help: "S3 API address" },
+  { flag: "region", env: "CAIRN_REGION", defaultValue: "us-east-1", help: "region reported for buckets" },
+  { flag: "domain", env: "CAIRN_DOMAINS", defaultValue: "localhost", help: "domain for virtual-host-style requests; repeatable", repeatable: true },
+  { flag: "volume-size-bytes", env: "CAIRN_VOLUME_SIZE_BYTES", defaultValue: undefined, help: "seal volumes at this size" },
+];
+
+export interface RunningServer {
+  port: number;
+  close(): Promise<void>;
+}
+
+export async function runServer(settings: Settings): Promise<RunningServer> {
+  const dataDirectory = path.resolve(settings.require("data-dir"));
+  await fs.mkdir(dataDirectory, { recursive: true, mode: 0o700 });
+  const disks = settings.list("disk").map((disk) => path.resolve(disk));
+  if (disks.length === 0) disks.push(path.join(dataDirectory, "disk0"));
+  for (const disk of disks) await fs.mkdir(disk, { recursive: true });
+
+  const masterKey = await loadOrCreateMasterKey(dataDirectory);
+  const root = await loadOrCreateRootCredentials(dataDirectory, process.env);
+  const meta = SqliteMetadataStore.open(path.join(dataDirectory, "metadata.sqlite"));
+  await ensureRootUser(meta, masterKey, root, systemClock.nowMs());
+
+  const volumeSizeBytes = settings.integer("volume-size-bytes");
+  const node = await DataNode.open({
+    nodeId: "local" as NodeId,
+    diskDirectories: disks,
+    ...(volumeSizeBytes !== undefined ? { volumeSizeBytes } : {}),
+  });
+  const placement = await EmbeddedPlacement.open({ databasePath: path.join(dataDirectory, "placement.sqlite"), node });
+  const dataRouter = new DataRouter(placement);
+  const garbageCollector = new GarbageCollector(meta, dataRouter);
+  garbageCollector.start();
+
+  const handler = createS3Handler({
+    meta,
+    dataRouter,
+    garbageCollector,
+    clock: systemClock,
+    region: settings.require("region"),
+    domains: settings.list("domain"),
+    lookupCredentials: credentialLookup(meta, masterKey, () => systemClock.nowMs()),
+    rootUserId: ROOT_USER_ID,
+  });
+  const server = http.createServer(
+    {
+      noDelay: true,
+      keepAliveTimeout: HTTP_KEEP_ALIVE_TIMEOUT_MS,
+      // Large uploads may take long; a stalled one is caught by the idle timeout below instead.
+      requestTimeout: 0,
+    },
+    handler,
+  );
+  server.timeout = HTTP_BODY_IDLE_TIMEOUT_MS;
+  const { host, port } = parseListenAddress(settings.require("listen"));
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => resolve());
+  });
+  const address = server.address();
+  const boundPort = typeof address === "object" && address !== null ? address.port : port;
+  if (root.generated) {
+    // Printed once, on the start that created them; afterwards they live only in the data directory.
+    process.stdout.write(
+      `Root credentials (saved in ${path.join(dataDirectory, "root-credentials.json")}):\n` +
+        `  AWS_ACCESS_KEY_ID=${root.accessKeyId}\n  AWS_SECRET_ACCESS_KEY=${root.secretAccessKey}\n`,
+    );
+  }
+  process.stdout.write(JSON.stringify({ event: "listening", host, port: boundPort, dataDirectory }) + "\n");
+  log.info({ host, port: boundPort, dataDirectory, disks }, "cairn server listening");
+
+  return {
+    port: boundPort,
+    async close() {
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeIdleConnections();
+      });
+      await garbageCollector.stop();
+      await placement.close();
+      await node.close();
+      await meta.close();
+    },
+  };
+}

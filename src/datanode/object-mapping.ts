@@ -1,0 +1,292 @@
+/**
+ * The data node's object_mapping: needle id -> volume, offset, size, flags, in the node's own
+ * SQLite database (one file per node, WAL mode).
+ *
+ * Durability choice: the connection runs with `synchronous=NORMAL`. In WAL mode a commit then
+ * survives a process crash (the WAL is in the OS page cache) but a power cut may lose the last
+ * commits. That is safe here because the volume files, not the mapping, are the record of which
+ * needles exist: every needle is fsynced in its volume before its mapping row is committed, each
+ * volume row remembers how far its file has been mapped (`mapped_up_to_bytes`, updated in the
+ * same transaction as the rows), and recovery re-scans every writable volume from there and
+ * re-inserts whatever rows a crash lost. Batching commits on NORMAL keeps one fsync per group.
+ *
+ * The one thing that lives only in the mapping is a tombstone on a sealed volume (the sealed file
+ * is never appended to again). Those transactions switch the connection to `synchronous=FULL`
+ * for their commit, which fsyncs the WAL, and with it every earlier NORMAL commit, before the
+ * delete is acknowledged.
+ */
+import Database from "better-sqlite3";
+import { assert, type NeedleId, type VolumeId } from "../base/index.js";
+import { NEEDLE_FLAG_TOMBSTONE, needleIdFromBytes, needleIdToBytes } from "./needle-codec.js";
+
+/** A tombstone kept only in the mapping (sealed volume) has no needle in the file. */
+export const OFFSET_NONE = -1;
+
+const MAPPING_SCHEMA_VERSION = 1;
+
+export type VolumeStateName = "writable" | "sealed";
+
+export interface VolumeRow {
+  volumeId: VolumeId;
+  state: VolumeStateName;
+  /** Every needle in [SUPERBLOCK, mappedUpToBytes) of the file has its row committed. */
+  mappedUpToBytes: number;
+  /** CRC32 of the file's bytes [0, mappedUpToBytes): continued by appends, written in the footer. */
+  fileCrc32UpTo: number;
+}
+
+export interface NeedleRow {
+  offsetBytes: number;
+  dataSizeBytes: number;
+  flags: number;
+}
+
+/** One needle appended to (or found in) a volume file, in file order. */
+export interface MappingRecord {
+  needleId: NeedleId;
+  offsetBytes: number;
+  dataSizeBytes: number;
+  flags: number;
+}
+
+export interface NeedleCounts {
+  needleCount: number;
+  deletedNeedleCount: number;
+}
+
+interface RawNeedleRow {
+  offset_bytes: number;
+  data_size_bytes: number;
+  flags: number;
+}
+
+interface RawVolumeRow {
+  volume_id: number;
+  state: string;
+  mapped_up_to_bytes: number;
+  file_crc32_up_to: number;
+}
+
+export class ObjectMapping {
+  private readonly db: Database.Database;
+  private readonly selectNeedle: Database.Statement<[number, Buffer], RawNeedleRow>;
+  private readonly insertNeedle: Database.Statement<[number, Buffer, number, number, number]>;
+  private readonly replaceLiveNeedle: Database.Statement<[number, number, number, Buffer]>;
+  private readonly setTombstoneFlag: Database.Statement<[number, Buffer]>;
+  private readonly updateVolumeProgress: Database.Statement<[number, number, string, number]>;
+
+  private constructor(db: Database.Database) {
+    this.db = db;
+    this.selectNeedle = db.prepare(
+      "SELECT offset_bytes, data_size_bytes, flags FROM object_mapping WHERE volume_id = ? AND needle_id = ?",
+    );
+    this.insertNeedle = db.prepare(
+      "INSERT INTO object_mapping (volume_id, needle_id, offset_bytes, data_size_bytes, flags) VALUES (?, ?, ?, ?, ?)",
+    );
+    this.replaceLiveNeedle = db.prepare(
+      "UPDATE object_mapping SET offset_bytes = ?, data_size_bytes = ? WHERE volume_id = ? AND needle_id = ?",
+    );
+    this.setTombstoneFlag = db.prepare(
+      `UPDATE object_mapping SET flags = flags | ${NEEDLE_FLAG_TOMBSTONE} WHERE volume_id = ? AND needle_id = ?`,
+    );
+    this.updateVolumeProgress = db.prepare(
+      "UPDATE volumes SET mapped_up_to_bytes = ?, file_crc32_up_to = ?, state = ? WHERE volume_id = ?",
+    );
+  }
+
+  static open(path: string): ObjectMapping {
+    const db = new Database(path);
+    db.pragma("journal_mode = WAL");
+    db.pragma("synchronous = NORMAL");
+    db.exec(`
+      CREATE TABLE IF NOT EXISTS mapping_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+      CREATE TABLE IF NOT EXISTS volumes (
+        volume_id INTEGER PRIMARY KEY,
+        state TEXT NOT NULL CHECK (state IN ('writable', 'sealed')),
+        mapped_up_to_bytes INTEGER NOT NULL,
+        file_crc32_up_to INTEGER NOT NULL
+      );
+      -- Keyed by volume first: a needle id is unique per volume, and a read names both.
+      CREATE TABLE IF NOT EXISTS object_mapping (
+        volume_id INTEGER NOT NULL,
+        needle_id BLOB NOT NULL,
+        offset_bytes INTEGER NOT NULL,
+        data_size_bytes INTEGER NOT NULL,
+        flags INTEGER NOT NULL,
+        PRIMARY KEY (volume_id, needle_id)
+      ) WITHOUT ROWID;
+    `);
+    const version = db.prepare("SELECT value FROM mapping_meta WHERE key = 'schema_version'").get() as
+      | { value: number }
+      | undefined;
+    if (version === undefined) {
+      db.prepare("INSERT INTO mapping_meta (key, value) VALUES ('schema_version', ?)").run(MAPPING_SCHEMA_VERSION);
+    } else {
+      assert(version.value === MAPPING_SCHEMA_VERSION, `mapping schema version ${version.value} is supported`);
+    }
+    return new ObjectMapping(db);
+  }
+
+  loadVolumes(): VolumeRow[] {
+    const rows = this.db.prepare("SELECT * FROM volumes ORDER BY volume_id").all() as RawVolumeRow[];
+    return rows.map((row) => {
+      assert(row.state === "writable" || row.state === "sealed", "volume state is known");
+      return {
+        volumeId: row.volume_id as VolumeId,
+        state: row.state,
+        mappedUpToBytes: row.mapped_up_to_bytes,
+        fileCrc32UpTo: row.file_crc32_up_to,
+      };
+    });
+  }
+
+  insertVolume(row: VolumeRow): void {
+    this.db
+      .prepare("INSERT INTO volumes (volume_id, state, mapped_up_to_bytes, file_crc32_up_to) VALUES (?, ?, ?, ?)")
+      .run(row.volumeId, row.state, row.mappedUpToBytes, row.fileCrc32UpTo);
+  }
+
+  /**
+   * Records a freshly created (empty) volume. A row left by an earlier volume of the same id
+   * whose file is gone is replaced; its live needle rows point into that lost file and go, its
+   * tombstones stay so a late copy of a deleted needle stays dead.
+   */
+  resetVolume(row: VolumeRow): void {
+    const reset = this.db.transaction(() => {
+      this.db
+        .prepare(
+          `INSERT INTO volumes (volume_id, state, mapped_up_to_bytes, file_crc32_up_to) VALUES (?, ?, ?, ?)
+           ON CONFLICT (volume_id) DO UPDATE SET state = excluded.state,
+             mapped_up_to_bytes = excluded.mapped_up_to_bytes, file_crc32_up_to = excluded.file_crc32_up_to`,
+        )
+        .run(row.volumeId, row.state, row.mappedUpToBytes, row.fileCrc32UpTo);
+      this.db
+        .prepare(`DELETE FROM object_mapping WHERE volume_id = ? AND (flags & ${NEEDLE_FLAG_TOMBSTONE}) = 0`)
+        .run(row.volumeId);
+      this.db
+        .prepare(`UPDATE object_mapping SET offset_bytes = ${OFFSET_NONE}, data_size_bytes = 0 WHERE volume_id = ?`)
+        .run(row.volumeId);
+    });
+    reset();
+  }
+
+  countNeedlesOf(volumeId: VolumeId): NeedleCounts {
+    const row = this.db
+      .prepare(
+        `SELECT COUNT(*) AS needle_count, SUM(flags & ${NEEDLE_FLAG_TOMBSTONE}) AS deleted_count
+         FROM object_mapping WHERE volume_id = ?`,
+      )
+      .get(volumeId) as { needle_count: number; deleted_count: number | null };
+    return { needleCount: row.needle_count, deletedNeedleCount: row.deleted_count ?? 0 };
+  }
+
+  /** Needle and tombstone counts per volume (a tombstoned needle counts in both). */
+  countNeedles(): Map<VolumeId, NeedleCounts> {
+    const rows = this.db
+      .prepare(
+        `SELECT volume_id, COUNT(*) AS needle_count, SUM(flags & ${NEEDLE_FLAG_TOMBSTONE}) AS deleted_count
+         FROM object_mapping GROUP BY volume_id`,
+      )
+      .all() as { volume_id: number; needle_count: number; deleted_count: number | null }[];
+    return new Map(
+      rows.map((row) => [
+        row.volume_id as VolumeId,
+        { needleCount: row.needle_count, deletedNeedleCount: row.deleted_count ?? 0 },
+      ]),
+    );
+  }
+
+  lookup(volumeId: VolumeId, needleId: NeedleId): NeedleRow | undefined {
+    const row = this.selectNeedle.get(volumeId, needleIdToBytes(needleId));
+    if (row === undefined) return undefined;
+    return { offsetBytes: row.offset_bytes, dataSizeBytes: row.data_size_bytes, flags: row.flags };
+  }
+
+  /**
+   * Applies needles appended to (or found by recovery in) a writable volume, in file order, and
+   * advances the volume's mapped-up-to offset, in one transaction. A tombstone wins over any
+   * needle of the same id before or after it, so a late copy never makes a deleted needle live.
+   */
+  applyAppends(
+    volumeId: VolumeId,
+    records: readonly MappingRecord[],
+    progress: { mappedUpToBytes: number; fileCrc32UpTo: number; state: VolumeStateName },
+  ): NeedleCounts {
+    const apply = this.db.transaction((): NeedleCounts => {
+      const delta: NeedleCounts = { needleCount: 0, deletedNeedleCount: 0 };
+      for (const record of records) this.applyOne(volumeId, record, delta);
+      const changed = this.updateVolumeProgress.run(
+        progress.mappedUpToBytes,
+        progress.fileCrc32UpTo >>> 0,
+        progress.state,
+        volumeId,
+      );
+      assert(changed.changes === 1, `volume ${volumeId} has a row`);
+      return delta;
+    });
+    return apply();
+  }
+
+  /** Drops rows that point at or past `offsetBytes` (recovery cut the file there). */
+  deleteNeedlesFrom(volumeId: VolumeId, offsetBytes: number): number {
+    return this.db
+      .prepare("DELETE FROM object_mapping WHERE volume_id = ? AND offset_bytes >= ?")
+      .run(volumeId, offsetBytes).changes;
+  }
+
+  /**
+   * Records tombstones that live only in the mapping (sealed volumes), committed with
+   * synchronous=FULL so they are durable when this returns.
+   */
+  recordTombstonesDurably(entries: readonly { volumeId: VolumeId; needleId: NeedleId }[]): Map<VolumeId, NeedleCounts> {
+    const apply = this.db.transaction(() => {
+      const deltas = new Map<VolumeId, NeedleCounts>();
+      for (const entry of entries) {
+        let delta = deltas.get(entry.volumeId);
+        if (delta === undefined) {
+          delta = { needleCount: 0, deletedNeedleCount: 0 };
+          deltas.set(entry.volumeId, delta);
+        }
+        this.applyOne(
+          entry.volumeId,
+          { needleId: entry.needleId, offsetBytes: OFFSET_NONE, dataSizeBytes: 0, flags: NEEDLE_FLAG_TOMBSTONE },
+          delta,
+        );
+      }
+      return deltas;
+    });
+    this.db.pragma("synchronous = FULL");
+    try {
+      return apply();
+    } finally {
+      this.db.pragma("synchronous = NORMAL");
+    }
+  }
+
+  close(): void {
+    this.db.close();
+  }
+
+  private applyOne(volumeId: VolumeId, record: MappingRecord, delta: NeedleCounts): void {
+    const needleIdBytes = needleIdToBytes(record.needleId);
+    const existing = this.selectNeedle.get(volumeId, needleIdBytes);
+    const isTombstone = (record.flags & NEEDLE_FLAG_TOMBSTONE) !== 0;
+    if (existing === undefined) {
+      this.insertNeedle.run(volumeId, needleIdBytes, record.offsetBytes, record.dataSizeBytes, record.flags);
+      delta.needleCount += 1;
+      if (isTombstone) delta.deletedNeedleCount += 1;
+      return;
+    }
+    const wasTombstone = (existing.flags & NEEDLE_FLAG_TOMBSTONE) !== 0;
+    if (wasTombstone) return; // dead stays dead: neither a second tombstone nor a late copy changes it
+    if (isTombstone) {
+      // Keep the row pointing at the data needle (compaction needs it); only the flag changes.
+      this.setTombstoneFlag.run(volumeId, needleIdBytes);
+      delta.deletedNeedleCount += 1;
+      return;
+    }
+    // A second live copy of the same id (a retried write): the later one wins; bytes are equal
+    // in practice because needle ids are never reused for different data.
+    this.replaceLiveNeedle.run(record.offsetBytes, record.dataSizeBytes, volumeId, needleIdBytes);
+  }
+}

@@ -1,0 +1,557 @@
+/**
+ * One volume: an append-only file of needles, its group-commit writer, its seal, its recovery
+ * scan and its checksum-verified positioned reads. The DataNode owns the object mapping and
+ * routes requests here; a Volume writes mapping rows only for needles it has fsynced.
+ */
+import { open, type FileHandle } from "node:fs/promises";
+import {
+  assert,
+  crc32,
+  GROUP_COMMIT_BYTES_MAX,
+  GROUP_COMMIT_WRITES_COUNT_MAX,
+  log,
+  type NeedleId,
+  type VolumeId,
+} from "../base/index.js";
+import { ChecksumMismatch, DiskFull, VolumeFull } from "../cluster/index.js";
+import { crashPoint } from "./crash-point.js";
+import {
+  decodeNeedle,
+  decodeNeedleHeader,
+  decodeSealFooter,
+  decodeSuperblock,
+  encodeNeedle,
+  encodeSealFooter,
+  NEEDLE_FLAG_TOMBSTONE,
+  NEEDLE_HEADER_SIZE_BYTES,
+  needleEncodedSizeBytes,
+  SEAL_FOOTER_SIZE_BYTES,
+  startsWithSealFooterMagic,
+  SUPERBLOCK_SIZE_BYTES,
+  type SealFooter,
+} from "./needle-codec.js";
+import type { MappingRecord, NeedleCounts, NeedleRow, ObjectMapping, VolumeRow } from "./object-mapping.js";
+
+/** Counters for observability and tests, shared by every volume of a node. */
+export interface DataNodeStats {
+  /** fsync/fdatasync calls on volume files (appends, seals, recovery truncations). */
+  fsyncCount: number;
+  /** Groups of appends written with one write and made durable with one fsync. */
+  groupCommitCount: number;
+  /** Needles (tombstones included) appended to volume files. */
+  needleAppendCount: number;
+}
+
+export type VolumeState =
+  | { kind: "writable" }
+  | { kind: "sealed"; footer: SealFooter }
+  /** Marked sealed but its footer is gone or garbled: read-only, reported to the scrubber. */
+  | { kind: "damaged"; reason: string }
+  /** A write or fsync failed: the file's tail is unknown, so no more appends; reads go on. */
+  | { kind: "failed"; reason: string };
+
+export interface SealedVolumeVerification {
+  volumeId: VolumeId;
+  ok: boolean;
+  reason?: string;
+  expectedCrc32?: number;
+  actualCrc32?: number;
+}
+
+interface PendingAppend {
+  needleId: NeedleId;
+  flags: number;
+  dataSizeBytes: number;
+  encoded: Buffer;
+  resolve: () => void;
+  reject: (error: unknown) => void;
+}
+
+export interface VolumeOpenOptions {
+  volumeId: VolumeId;
+  path: string;
+  diskDirectory: string;
+  /** The mapping's row for this volume; absent when the file is new to the mapping. */
+  row: VolumeRow | undefined;
+  mapping: ObjectMapping;
+  counts: NeedleCounts;
+  volumeSizeBytes: number;
+  stats: DataNodeStats;
+  /** Records a tombstone on this volume once sealed (durably, in the mapping only). */
+  recordSealedTombstone: (needleId: NeedleId) => Promise<void>;
+}
+
+const READ_CHUNK_SIZE_BYTES = 8 * 1024 * 1024;
+
+export class Volume {
+  readonly volumeId: VolumeId;
+  readonly path: string;
+  readonly diskDirectory: string;
+  private state: VolumeState;
+  private readonly fileHandle: FileHandle;
+  private readonly mapping: ObjectMapping;
+  private readonly volumeSizeBytes: number;
+  private readonly stats: DataNodeStats;
+  private readonly recordSealedTombstone: (needleId: NeedleId) => Promise<void>;
+  /** Where the next group is written: every byte before it is fsynced and mapped. */
+  private endOffsetBytes: number;
+  /** CRC32 of the file's bytes [0, endOffsetBytes). */
+  private fileCrc32: number;
+  private readonly counts: NeedleCounts;
+  private readonly queue: PendingAppend[] = [];
+  /** Set and cleared synchronously, so an append queued as a loop ends always starts a new one. */
+  private flushRunning = false;
+  private flushDone: Promise<void> = Promise.resolve();
+
+  private constructor(options: VolumeOpenOptions, fileHandle: FileHandle, state: VolumeState, endOffsetBytes: number, fileCrc32: number) {
+    this.volumeId = options.volumeId;
+    this.path = options.path;
+    this.diskDirectory = options.diskDirectory;
+    this.mapping = options.mapping;
+    this.volumeSizeBytes = options.volumeSizeBytes;
+    this.stats = options.stats;
+    this.recordSealedTombstone = options.recordSealedTombstone;
+    this.counts = { ...options.counts };
+    this.fileHandle = fileHandle;
+    this.state = state;
+    this.endOffsetBytes = endOffsetBytes;
+    this.fileCrc32 = fileCrc32;
+  }
+
+  /**
+   * Opens a volume file and brings it and the mapping back into agreement:
+   * - a sealed volume is checked for its footer;
+   * - a writable one is scanned from the offset the mapping has reached: complete needles with
+   *   a valid CRC get their rows (a crash between fsync and the mapping commit, or a lost
+   *   NORMAL commit), a torn tail is cut off and the cut fsynced, and a valid footer found at the
+   *   end (a crash after writing the footer, before recording the seal) seals the volume.
+   */
+  static async open(options: VolumeOpenOptions): Promise<Volume> {
+    const fileHandle = await open(options.path, "r+");
+    try {
+      return await Volume.recover(options, fileHandle);
+    } catch (error) {
+      await fileHandle.close();
+      throw error;
+    }
+  }
+
+  private static async recover(options: VolumeOpenOptions, fileHandle: FileHandle): Promise<Volume> {
+    const { volumeId, mapping } = options;
+    const fileSizeBytes = (await fileHandle.stat()).size;
+    const superblockBytes = await readAt(fileHandle, SUPERBLOCK_SIZE_BYTES, 0);
+    const superblock = decodeSuperblock(superblockBytes);
+    if (superblock.kind === "invalid") throw new Error(`volume ${volumeId}: bad superblock (${superblock.reason})`);
+    if (superblock.volumeId !== volumeId) {
+      throw new Error(`volume ${volumeId}: superblock names volume ${superblock.volumeId}`);
+    }
+    let row = options.row;
+    if (row === undefined) {
+      // The file exists but the mapping never heard of it (mapping lost or a crash right after
+      // createVolume renamed the file): adopt it and map it from the start.
+      row = { volumeId, state: "writable", mappedUpToBytes: SUPERBLOCK_SIZE_BYTES, fileCrc32UpTo: crc32(superblockBytes) };
+      mapping.insertVolume(row);
+      log.warn({ volumeId, path: options.path }, "volume file not in the mapping; rebuilding its rows from the file");
+    }
+
+    if (row.state === "sealed") {
+      const footerOffsetBytes = fileSizeBytes - SEAL_FOOTER_SIZE_BYTES;
+      const footerBytes =
+        footerOffsetBytes >= SUPERBLOCK_SIZE_BYTES ? await readAt(fileHandle, SEAL_FOOTER_SIZE_BYTES, footerOffsetBytes) : Buffer.alloc(0);
+      const decoded = decodeSealFooter(footerBytes);
+      if (
+        decoded.kind === "footer" &&
+        decoded.footer.volumeId === volumeId &&
+        decoded.footer.dataEndOffsetBytes === footerOffsetBytes
+      ) {
+        return new Volume(options, fileHandle, { kind: "sealed", footer: decoded.footer }, footerOffsetBytes, decoded.footer.fileCrc32);
+      }
+      const reason = decoded.kind === "invalid" ? `footer ${decoded.reason}` : "footer does not match the file";
+      log.error({ volumeId, path: options.path, reason }, "sealed volume has no valid footer; serving it read-only");
+      return new Volume(options, fileHandle, { kind: "damaged", reason }, fileSizeBytes, 0);
+    }
+
+    let scanStartBytes = row.mappedUpToBytes;
+    let scanStartCrc32 = row.fileCrc32UpTo;
+    if (scanStartBytes > fileSizeBytes || scanStartBytes < SUPERBLOCK_SIZE_BYTES) {
+      // The mapping claims bytes the file does not hold (the file lost fsynced data, or was
+      // replaced): trust the file, re-map it whole and drop rows beyond what it holds.
+      log.error({ volumeId, mappedUpToBytes: scanStartBytes, fileSizeBytes }, "mapping is ahead of the volume file; re-scanning it");
+      scanStartBytes = SUPERBLOCK_SIZE_BYTES;
+      scanStartCrc32 = crc32(superblockBytes);
+    }
+    const scan = await scanNeedles({ fileHandle, volumeId, fileSizeBytes, startOffsetBytes: scanStartBytes, startCrc32: scanStartCrc32 });
+    if (scan.footer === undefined && scan.endOffsetBytes < fileSizeBytes) {
+      // Torn tail: only the last group can be torn, because each group is fsynced before the
+      // next is written, and a group is acknowledged only after its fsync. So nothing cut here
+      // was ever acknowledged.
+      log.warn(
+        { volumeId, cutFromBytes: scan.endOffsetBytes, fileSizeBytes, reason: scan.stopReason },
+        "cutting a torn tail off a volume",
+      );
+      await fileHandle.truncate(scan.endOffsetBytes);
+      await fileHandle.sync();
+      options.stats.fsyncCount += 1;
+    }
+    mapping.deleteNeedlesFrom(volumeId, scan.endOffsetBytes);
+    const state: VolumeState = scan.footer === undefined ? { kind: "writable" } : { kind: "sealed", footer: scan.footer };
+    mapping.applyAppends(volumeId, scan.records, {
+      mappedUpToBytes: scan.endOffsetBytes,
+      fileCrc32UpTo: scan.crc32,
+      state: state.kind === "sealed" ? "sealed" : "writable",
+    });
+    if (scan.records.length > 0 || state.kind === "sealed") {
+      log.info({ volumeId, needlesRecovered: scan.records.length, sealed: state.kind === "sealed" }, "volume recovered");
+    }
+    return new Volume(options, fileHandle, state, scan.endOffsetBytes, scan.crc32);
+  }
+
+  get stateKind(): VolumeState["kind"] {
+    return this.state.kind;
+  }
+
+  /** The file's size: every mapped byte plus the footer when sealed. */
+  get sizeBytes(): number {
+    return this.endOffsetBytes + (this.state.kind === "sealed" ? SEAL_FOOTER_SIZE_BYTES : 0);
+  }
+
+  get needleCounts(): NeedleCounts {
+    return { ...this.counts };
+  }
+
+  addCounts(delta: NeedleCounts): void {
+    this.counts.needleCount += delta.needleCount;
+    this.counts.deletedNeedleCount += delta.deletedNeedleCount;
+  }
+
+  /** Appends a needle; resolves once it is fsynced and mapped. Rejects with VolumeFull once sealed. */
+  appendNeedle(needleId: NeedleId, data: Buffer): Promise<void> {
+    if (this.state.kind !== "writable") return Promise.reject(new VolumeFull(this.volumeId));
+    const header = { needleId, flags: 0, dataSizeBytes: data.length };
+    const encoded = Buffer.allocUnsafe(needleEncodedSizeBytes(header));
+    encodeNeedle({ header, data }, encoded);
+    return this.enqueue({ needleId, flags: 0, dataSizeBytes: data.length, encoded });
+  }
+
+  /**
+   * Mark-delete. A writable volume gets a tombstone needle (fsynced, then mapped); a sealed one
+   * is never appended to again, so its tombstones live only in the mapping, committed durably.
+   */
+  deleteNeedle(needleId: NeedleId): Promise<void> {
+    if (this.state.kind !== "writable") return this.recordSealedTombstone(needleId);
+    const header = { needleId, flags: NEEDLE_FLAG_TOMBSTONE, dataSizeBytes: 0 };
+    const encoded = Buffer.allocUnsafe(needleEncodedSizeBytes(header));
+    encodeNeedle({ header, data: Buffer.alloc(0) }, encoded);
+    return this.enqueue({ needleId, flags: NEEDLE_FLAG_TOMBSTONE, dataSizeBytes: 0, encoded });
+  }
+
+  /** Reads and verifies the needle `row` points at; resolves with its whole payload. */
+  async readNeedleData(needleId: NeedleId, row: NeedleRow): Promise<Buffer> {
+    const encodedSizeBytes = needleEncodedSizeBytes(row);
+    assert(row.offsetBytes >= SUPERBLOCK_SIZE_BYTES, "a mapped needle starts after the superblock");
+    assert(row.offsetBytes + encodedSizeBytes <= this.endOffsetBytes, "a mapped needle ends within the volume's mapped bytes");
+    const encoded = await readAt(this.fileHandle, encodedSizeBytes, row.offsetBytes);
+    const decoded = decodeNeedle(encoded);
+    if (
+      decoded.kind !== "needle" ||
+      decoded.header.needleId !== needleId ||
+      decoded.header.dataSizeBytes !== row.dataSizeBytes ||
+      (decoded.header.flags & NEEDLE_FLAG_TOMBSTONE) !== 0
+    ) {
+      log.error({ volumeId: this.volumeId, needleId, offsetBytes: row.offsetBytes }, "needle failed verification on read");
+      throw new ChecksumMismatch(this.volumeId, needleId);
+    }
+    return decoded.data;
+  }
+
+  /** Re-reads a sealed volume and checks its whole-file checksum against the footer. */
+  async verifySealed(): Promise<SealedVolumeVerification> {
+    const state = this.state;
+    if (state.kind !== "sealed") {
+      return { volumeId: this.volumeId, ok: false, reason: state.kind === "damaged" ? state.reason : `volume is ${state.kind}` };
+    }
+    let actualCrc32 = 0;
+    for (let offset = 0; offset < state.footer.dataEndOffsetBytes; offset += READ_CHUNK_SIZE_BYTES) {
+      const length = Math.min(READ_CHUNK_SIZE_BYTES, state.footer.dataEndOffsetBytes - offset);
+      const chunk = await readAt(this.fileHandle, length, offset);
+      if (chunk.length !== length) return { volumeId: this.volumeId, ok: false, reason: "file is shorter than its footer says" };
+      actualCrc32 = crc32(chunk, actualCrc32);
+    }
+    const footerBytes = await readAt(this.fileHandle, SEAL_FOOTER_SIZE_BYTES, state.footer.dataEndOffsetBytes);
+    const footer = decodeSealFooter(footerBytes);
+    if (footer.kind !== "footer" || footer.footer.fileCrc32 !== state.footer.fileCrc32) {
+      return { volumeId: this.volumeId, ok: false, reason: "footer on disk changed" };
+    }
+    const expectedCrc32 = state.footer.fileCrc32;
+    const ok = actualCrc32 === expectedCrc32;
+    return ok
+      ? { volumeId: this.volumeId, ok, expectedCrc32, actualCrc32 }
+      : { volumeId: this.volumeId, ok, reason: "whole-file checksum mismatch", expectedCrc32, actualCrc32 };
+  }
+
+  /** Waits for queued appends, then closes the file. */
+  async close(): Promise<void> {
+    while (this.flushRunning) await this.flushDone;
+    await this.fileHandle.close();
+  }
+
+  // ---- Group commit ----
+
+  private enqueue(append: Omit<PendingAppend, "resolve" | "reject">): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.queue.push({ ...append, resolve, reject });
+      if (!this.flushRunning) {
+        this.flushRunning = true;
+        this.flushDone = this.flushLoop();
+      }
+    });
+  }
+
+  /**
+   * One group at a time: appends that arrive while a group is being written and fsynced wait in
+   * the queue and form the next group, so N concurrent writers share about N / group-size fsyncs.
+   */
+  private async flushLoop(): Promise<void> {
+    try {
+      while (this.queue.length > 0) {
+        if (this.state.kind !== "writable") {
+          this.drainAfterWritable();
+          break;
+        }
+        const { group, sealNeeded } = this.takeGroup();
+        if (group.length > 0) await this.commitGroup(group);
+        if (sealNeeded && this.state.kind === "writable") await this.seal();
+      }
+    } catch (error) {
+      // Only a bug or a mapping (SQLite) failure gets here; never leave a writer hanging.
+      log.error({ volumeId: this.volumeId, error }, "volume append loop failed");
+      this.state = { kind: "failed", reason: String(error) };
+      for (const append of this.queue.splice(0)) append.reject(error);
+    } finally {
+      this.flushRunning = false;
+    }
+  }
+
+  private takeGroup(): { group: PendingAppend[]; sealNeeded: boolean } {
+    let groupSizeBytes = 0;
+    let count = 0;
+    let sealNeeded = false;
+    for (const append of this.queue) {
+      if (count >= GROUP_COMMIT_WRITES_COUNT_MAX) break;
+      if (count > 0 && groupSizeBytes + append.encoded.length > GROUP_COMMIT_BYTES_MAX) break;
+      // The footer must always fit behind the last needle, so the check includes it.
+      if (this.endOffsetBytes + groupSizeBytes + append.encoded.length + SEAL_FOOTER_SIZE_BYTES > this.volumeSizeBytes) {
+        sealNeeded = true;
+        break;
+      }
+      groupSizeBytes += append.encoded.length;
+      count += 1;
+    }
+    return { group: this.queue.splice(0, count), sealNeeded };
+  }
+
+  private async commitGroup(group: PendingAppend[]): Promise<void> {
+    assert(this.state.kind === "writable", "no append to a sealed volume");
+    const groupStartBytes = this.endOffsetBytes;
+    const records: MappingRecord[] = [];
+    let offsetBytes = groupStartBytes;
+    let groupCrc32 = this.fileCrc32;
+    for (const append of group) {
+      assert(offsetBytes % 8 === 0, "needles start 8-aligned");
+      records.push({ needleId: append.needleId, offsetBytes, dataSizeBytes: append.dataSizeBytes, flags: append.flags });
+      groupCrc32 = crc32(append.encoded, groupCrc32);
+      offsetBytes += append.encoded.length;
+    }
+    assert(offsetBytes + SEAL_FOOTER_SIZE_BYTES <= this.volumeSizeBytes, "a group never passes the volume size limit");
+    try {
+      await writeAllAt(this.fileHandle, group.map((append) => append.encoded), groupStartBytes);
+      crashPoint("datanode.after-append-before-fsync");
+      await this.fileHandle.datasync();
+      this.stats.fsyncCount += 1;
+      crashPoint("datanode.after-fsync-before-mapping");
+    } catch (error) {
+      await this.failAppends(group, error, groupStartBytes);
+      return;
+    }
+    // The bytes are durable; the mapping rows and the new mapped-up-to offset commit together.
+    // A crash before this commit is repaired by the recovery scan.
+    let delta: NeedleCounts;
+    try {
+      delta = this.mapping.applyAppends(this.volumeId, records, {
+        mappedUpToBytes: offsetBytes,
+        fileCrc32UpTo: groupCrc32,
+        state: "writable",
+      });
+    } catch (error) {
+      // The needles are durable but unmapped; the next open's recovery scan maps them.
+      for (const append of group) append.reject(error);
+      throw error;
+    }
+    this.endOffsetBytes = offsetBytes;
+    this.fileCrc32 = groupCrc32;
+    this.addCounts(delta);
+    this.stats.groupCommitCount += 1;
+    this.stats.needleAppendCount += group.length;
+    for (const append of group) append.resolve();
+  }
+
+  /**
+   * Seal protocol, each step with what a crash there leaves:
+   * 1. append the footer at the end: a crash before its fsync leaves a torn or complete footer
+   *    that the recovery scan either cuts (torn) or accepts (complete, CRC matching the file);
+   * 2. fsync: from here the footer is durable; the mapping still says writable;
+   * 3. record state 'sealed' in the mapping: a crash before this commit is caught by the same
+   *    scan, which finds the footer exactly at the mapped end and seals the volume.
+   */
+  private async seal(): Promise<void> {
+    assert(this.state.kind === "writable", "only a writable volume is sealed");
+    const footer: SealFooter = { volumeId: this.volumeId, dataEndOffsetBytes: this.endOffsetBytes, fileCrc32: this.fileCrc32 };
+    try {
+      await writeAllAt(this.fileHandle, [encodeSealFooter(footer)], this.endOffsetBytes);
+      crashPoint("datanode.seal.after-footer");
+      await this.fileHandle.datasync();
+      this.stats.fsyncCount += 1;
+      crashPoint("datanode.seal.after-footer-fsync");
+    } catch (error) {
+      const waiting = this.queue.splice(0);
+      await this.failAppends(waiting, error, this.endOffsetBytes);
+      return;
+    }
+    this.mapping.applyAppends(this.volumeId, [], {
+      mappedUpToBytes: this.endOffsetBytes,
+      fileCrc32UpTo: this.fileCrc32,
+      state: "sealed",
+    });
+    this.state = { kind: "sealed", footer };
+    log.info({ volumeId: this.volumeId, sizeBytes: this.sizeBytes }, "volume sealed");
+  }
+
+  /** After a seal (or failure): data appends go elsewhere; tombstones go to the mapping. */
+  private drainAfterWritable(): void {
+    for (const append of this.queue.splice(0)) {
+      if (append.flags & NEEDLE_FLAG_TOMBSTONE) {
+        this.recordSealedTombstone(append.needleId).then(append.resolve, append.reject);
+      } else {
+        append.reject(new VolumeFull(this.volumeId));
+      }
+    }
+  }
+
+  /**
+   * A failed write or fsync leaves the tail in an unknown state (after a failed fsync Linux may
+   * drop the dirty pages and report success next time), so the volume takes no more appends.
+   * We try to cut what this group wrote; recovery on the next open would cut it anyway.
+   */
+  private async failAppends(group: PendingAppend[], error: unknown, cutToBytes: number): Promise<void> {
+    const code = (error as NodeJS.ErrnoException).code;
+    log.error({ volumeId: this.volumeId, error, code }, "volume write failed; volume takes no more appends");
+    this.state = { kind: "failed", reason: code ?? String(error) };
+    const failure = code === "ENOSPC" ? new DiskFull(this.volumeId) : error;
+    for (const append of group) append.reject(failure);
+    try {
+      await this.fileHandle.truncate(cutToBytes);
+    } catch (truncateError) {
+      // Ignored on purpose: the next open's recovery scan cuts the same torn tail.
+      log.warn({ volumeId: this.volumeId, error: truncateError }, "could not cut a failed group's bytes");
+    }
+  }
+}
+
+interface ScanResult {
+  records: MappingRecord[];
+  endOffsetBytes: number;
+  crc32: number;
+  footer: SealFooter | undefined;
+  stopReason: string;
+}
+
+/** Walks needles from `startOffsetBytes`, stopping at the first incomplete or invalid one. */
+async function scanNeedles(input: {
+  fileHandle: FileHandle;
+  volumeId: VolumeId;
+  fileSizeBytes: number;
+  startOffsetBytes: number;
+  startCrc32: number;
+}): Promise<ScanResult> {
+  const { fileHandle, volumeId, fileSizeBytes } = input;
+  const records: MappingRecord[] = [];
+  let offsetBytes = input.startOffsetBytes;
+  let runningCrc32 = input.startCrc32;
+  let stopReason = "end of file";
+  while (offsetBytes < fileSizeBytes) {
+    const headerBytes = await readAt(fileHandle, Math.min(NEEDLE_HEADER_SIZE_BYTES, fileSizeBytes - offsetBytes), offsetBytes);
+    if (startsWithSealFooterMagic(headerBytes)) {
+      const footerBytes = await readAt(fileHandle, SEAL_FOOTER_SIZE_BYTES, offsetBytes);
+      const decoded = decodeSealFooter(footerBytes);
+      if (
+        decoded.kind === "footer" &&
+        decoded.footer.volumeId === volumeId &&
+        decoded.footer.dataEndOffsetBytes === offsetBytes &&
+        offsetBytes + SEAL_FOOTER_SIZE_BYTES === fileSizeBytes &&
+        decoded.footer.fileCrc32 === runningCrc32
+      ) {
+        return { records, endOffsetBytes: offsetBytes, crc32: runningCrc32, footer: decoded.footer, stopReason: "footer" };
+      }
+      stopReason = "invalid footer";
+      break;
+    }
+    const header = decodeNeedleHeader(headerBytes);
+    if (header.kind === "invalid") {
+      stopReason = `needle header ${header.reason}`;
+      break;
+    }
+    if (offsetBytes + header.encodedSizeBytes > fileSizeBytes) {
+      stopReason = "needle short";
+      break;
+    }
+    const encoded = await readAt(fileHandle, header.encodedSizeBytes, offsetBytes);
+    const needle = decodeNeedle(encoded);
+    if (needle.kind === "invalid") {
+      stopReason = `needle ${needle.reason}`;
+      break;
+    }
+    records.push({
+      needleId: needle.header.needleId,
+      offsetBytes,
+      dataSizeBytes: needle.header.dataSizeBytes,
+      flags: needle.header.flags,
+    });
+    runningCrc32 = crc32(encoded, runningCrc32);
+    offsetBytes += encoded.length;
+  }
+  return { records, endOffsetBytes: offsetBytes, crc32: runningCrc32, footer: undefined, stopReason };
+}
+
+/** Reads up to `lengthBytes` at `positionBytes`; shorter only at end of file. */
+async function readAt(fileHandle: FileHandle, lengthBytes: number, positionBytes: number): Promise<Buffer> {
+  const buffer = Buffer.allocUnsafe(lengthBytes);
+  let filledBytes = 0;
+  while (filledBytes < lengthBytes) {
+    const { bytesRead } = await fileHandle.read(buffer, filledBytes, lengthBytes - filledBytes, positionBytes + filledBytes);
+    if (bytesRead === 0) break;
+    filledBytes += bytesRead;
+  }
+  return filledBytes === lengthBytes ? buffer : buffer.subarray(0, filledBytes);
+}
+
+/** One writev for the whole group; loops only if the kernel wrote part of it. */
+async function writeAllAt(fileHandle: FileHandle, buffers: Buffer[], positionBytes: number): Promise<void> {
+  let remaining = buffers;
+  let position = positionBytes;
+  while (remaining.length > 0) {
+    const { bytesWritten } = await fileHandle.writev(remaining, position);
+    assert(bytesWritten > 0, "writev makes progress");
+    position += bytesWritten;
+    let skipBytes = bytesWritten;
+    const next: Buffer[] = [];
+    for (const buffer of remaining) {
+      if (skipBytes >= buffer.length) {
+        skipBytes -= buffer.length;
+        continue;
+      }
+      next.push(skipBytes > 0 ? buffer.subarray(skipBytes) : buffer);
+      skipBytes = 0;
+    }
+    remaining = next;
+  }
+}

@@ -1,0 +1,5 @@
+export * from "./metadata-store.js";
+export * from "./errors.js";
+export * from "./key-order.js";
+export { SqliteMetadataStore } from "./sqlite/sqlite-metadata-store.js";
+export type { SqliteMetadataStoreOptions, SqliteMetadataStoreCounters } from "./sqlite/sqlite-metadata-store.js";

@@ -1,0 +1,1101 @@
+/**
+ * The SQLite engine of the metadata store: the embedded default, one file in the data directory.
+ *
+ * Durability: WAL with synchronous=FULL, so every committed transaction is fsynced before the
+ * call returns and survives power loss, not only a process crash. Do not weaken this; batch
+ * commits instead (DESIGN "Lessons").
+ *
+ * Every interface method is one transaction. Writes use BEGIN IMMEDIATE so a second process on
+ * the same file waits on busy_timeout at BEGIN instead of failing to upgrade a read lock after
+ * it has checked a write condition. The methods are async (PostgreSQL is async); here they wrap
+ * synchronous better-sqlite3 calls, so a method never interleaves with another of this process.
+ *
+ * Listings walk the index `(bucket, key, version_seq DESC)` with one seek per key or common
+ * prefix (see schema.ts and `listObjects`), so their cost follows the page, not the bucket.
+ */
+import Database from "better-sqlite3";
+import { assert, systemClock } from "../../base/index.js";
+import type { Clock, NeedleId, VolumeId } from "../../base/index.js";
+import {
+  AccessKeyAlreadyExists,
+  BucketAlreadyExists,
+  BucketNotEmpty,
+  NoSuchAccessKey,
+  NoSuchBucket,
+  NoSuchKey,
+  NoSuchUpload,
+  NoSuchUser,
+  NoSuchVersion,
+  PreconditionFailed,
+  UserAlreadyExists,
+} from "../errors.js";
+import { commonPrefixOf, compareKeys, prefixSuccessor } from "../key-order.js";
+import { NULL_VERSION_ID } from "../metadata-store.js";
+import type {
+  AccessKey,
+  Bucket,
+  ChunkRef,
+  DeleteObjectResult,
+  GarbageChunk,
+  ListMultipartUploadsInput,
+  ListMultipartUploadsResult,
+  ListObjectsInput,
+  ListObjectsResult,
+  ListObjectVersionsInput,
+  ListObjectVersionsResult,
+  MetadataStore,
+  MultipartUpload,
+  ObjectChecksum,
+  ObjectVersion,
+  Part,
+  PutObjectResult,
+  User,
+  VersioningState,
+  WriteCondition,
+} from "../metadata-store.js";
+import { MIGRATIONS, SCHEMA_VERSION_LATEST } from "./schema.js";
+
+/** A second process holding the write lock makes us wait this long before SQLITE_BUSY. */
+const BUSY_TIMEOUT_MS = 5_000;
+
+export interface SqliteMetadataStoreOptions {
+  /** Stamps garbage chunks with their queue time. */
+  clock?: Clock;
+}
+
+/** Counters that tests read to prove listing cost follows the page. */
+export interface SqliteMetadataStoreCounters {
+  /** Rows SQLite returned to the listing methods (seeks and fetches), summed since open. */
+  listRowsRead: number;
+  /** Statements the listing methods executed, summed since open. */
+  listStatementsRun: number;
+}
+
+// ---- rows as stored ----
+interface BucketRow {
+  name: string;
+  owner_id: string;
+  created_at_ms: number;
+  region: string;
+  versioning: VersioningState;
+  acl: Bucket["acl"];
+  tags_json: string;
+}
+
+interface ObjectVersionRow {
+  version_seq: number;
+  bucket: string;
+  key: string;
+  version_id: string;
+  is_delete_marker: 0 | 1;
+  size_bytes: number;
+  etag: string;
+  last_modified_ms: number;
+  owner_id: string;
+  storage_class: string;
+  content_type: string | null;
+  system_metadata_json: string;
+  user_metadata_json: string;
+  tags_json: string;
+  checksum_json: string | null;
+  part_sizes_json: string | null;
+  chunks_json: string;
+}
+
+interface UploadRow {
+  upload_id: string;
+  bucket: string;
+  key: string;
+  initiated_at_ms: number;
+  owner_id: string;
+  storage_class: string;
+  content_type: string | null;
+  system_metadata_json: string;
+  user_metadata_json: string;
+  tags_json: string;
+  checksum_algorithm: ObjectChecksum["algorithm"] | null;
+}
+
+interface PartRow {
+  upload_id: string;
+  part_number: number;
+  size_bytes: number;
+  etag: string;
+  last_modified_ms: number;
+  checksum_json: string | null;
+  chunks_json: string;
+}
+
+interface GarbageRow {
+  garbage_id: number;
+  volume_id: number;
+  needle_id: string;
+  size_bytes: number;
+  crc32: number;
+  queued_at_ms: number;
+}
+
+interface UserRow {
+  user_id: string;
+  display_name: string;
+  created_at_ms: number;
+  is_root: 0 | 1;
+}
+
+interface AccessKeyRow {
+  access_key_id: string;
+  user_id: string;
+  secret_sealed: string;
+  created_at_ms: number;
+}
+
+/** A chunk as stored in chunks_json: [volumeId, needleId, sizeBytes, crc32]. */
+type ChunkTuple = [number, string, number, number];
+
+function encodeChunks(chunks: readonly ChunkRef[]): string {
+  return JSON.stringify(chunks.map((chunk): ChunkTuple => [chunk.volumeId, chunk.needleId, chunk.sizeBytes, chunk.crc32]));
+}
+
+function decodeChunks(json: string): ChunkRef[] {
+  const tuples = JSON.parse(json) as ChunkTuple[];
+  return tuples.map(([volumeId, needleId, sizeBytes, crc32]) => ({
+    volumeId: volumeId as VolumeId,
+    needleId: needleId as NeedleId,
+    sizeBytes,
+    crc32,
+  }));
+}
+
+function encodeOptional(value: unknown): string | null {
+  return value === undefined ? null : JSON.stringify(value);
+}
+
+function decodeOptional<T>(json: string | null): T | undefined {
+  return json === null ? undefined : (JSON.parse(json) as T);
+}
+
+function bucketFromRow(row: BucketRow): Bucket {
+  return {
+    name: row.name,
+    ownerId: row.owner_id,
+    createdAtMs: row.created_at_ms,
+    region: row.region,
+    versioning: row.versioning,
+    acl: row.acl,
+    tags: JSON.parse(row.tags_json) as Record<string, string>,
+  };
+}
+
+function versionFromRow(row: ObjectVersionRow): ObjectVersion {
+  return {
+    bucket: row.bucket,
+    key: row.key,
+    versionId: row.version_id,
+    isDeleteMarker: row.is_delete_marker === 1,
+    sizeBytes: row.size_bytes,
+    etag: row.etag,
+    lastModifiedMs: row.last_modified_ms,
+    ownerId: row.owner_id,
+    storageClass: row.storage_class,
+    contentType: row.content_type ?? undefined,
+    systemMetadata: JSON.parse(row.system_metadata_json) as Record<string, string>,
+    userMetadata: JSON.parse(row.user_metadata_json) as Record<string, string>,
+    tags: JSON.parse(row.tags_json) as Record<string, string>,
+    checksum: decodeOptional<ObjectChecksum>(row.checksum_json),
+    partSizesBytes: decodeOptional<number[]>(row.part_sizes_json),
+    chunks: decodeChunks(row.chunks_json),
+  };
+}
+
+function uploadFromRow(row: UploadRow): MultipartUpload {
+  return {
+    bucket: row.bucket,
+    key: row.key,
+    uploadId: row.upload_id,
+    initiatedAtMs: row.initiated_at_ms,
+    ownerId: row.owner_id,
+    storageClass: row.storage_class,
+    contentType: row.content_type ?? undefined,
+    systemMetadata: JSON.parse(row.system_metadata_json) as Record<string, string>,
+    userMetadata: JSON.parse(row.user_metadata_json) as Record<string, string>,
+    tags: JSON.parse(row.tags_json) as Record<string, string>,
+    checksumAlgorithm: row.checksum_algorithm ?? undefined,
+  };
+}
+
+function partFromRow(row: PartRow): Part {
+  return {
+    uploadId: row.upload_id,
+    partNumber: row.part_number,
+    sizeBytes: row.size_bytes,
+    etag: row.etag,
+    lastModifiedMs: row.last_modified_ms,
+    checksum: decodeOptional<ObjectChecksum>(row.checksum_json),
+    chunks: decodeChunks(row.chunks_json),
+  };
+}
+
+function userFromRow(row: UserRow): User {
+  return { userId: row.user_id, displayName: row.display_name, createdAtMs: row.created_at_ms, isRoot: row.is_root === 1 };
+}
+
+function accessKeyFromRow(row: AccessKeyRow): AccessKey {
+  return {
+    accessKeyId: row.access_key_id,
+    userId: row.user_id,
+    secretSealed: row.secret_sealed,
+    createdAtMs: row.created_at_ms,
+  };
+}
+
+/** Where the next seek of a listing starts. */
+interface Cursor {
+  key: string;
+  inclusive: boolean;
+}
+
+function isUniqueViolation(error: unknown): boolean {
+  return error instanceof Database.SqliteError && error.code.startsWith("SQLITE_CONSTRAINT");
+}
+
+function migrate(db: Database.Database): void {
+  const versionCurrent = db.pragma("user_version", { simple: true }) as number;
+  assert(
+    versionCurrent <= SCHEMA_VERSION_LATEST,
+    `metadata schema version ${versionCurrent} is newer than this build knows (${SCHEMA_VERSION_LATEST})`,
+  );
+  for (const migration of MIGRATIONS) {
+    if (migration.version <= versionCurrent) continue;
+    // A crash inside leaves the previous version: the schema change and the version bump
+    // commit together, and user_version lives in the database header, which is transactional.
+    db.transaction(() => {
+      migration.up(db);
+      db.pragma(`user_version = ${migration.version}`);
+    }).immediate();
+  }
+}
+
+function prepareStatements(db: Database.Database) {
+  const versionColumns = `version_seq, bucket, key, version_id, is_delete_marker, size_bytes, etag,
+    last_modified_ms, owner_id, storage_class, content_type, system_metadata_json, user_metadata_json,
+    tags_json, checksum_json, part_sizes_json, chunks_json`;
+  return {
+    // buckets
+    bucketInsert: db.prepare<[string, string, number, string, string, string, string]>(
+      "INSERT INTO buckets (name, owner_id, created_at_ms, region, versioning, acl, tags_json) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    ),
+    bucketGet: db.prepare<[string], BucketRow>("SELECT * FROM buckets WHERE name = ?"),
+    bucketList: db.prepare<[], BucketRow>("SELECT * FROM buckets ORDER BY name"),
+    bucketDelete: db.prepare<[string]>("DELETE FROM buckets WHERE name = ?"),
+    bucketUpdate: db.prepare<[string, string, string, string]>(
+      "UPDATE buckets SET versioning = ?, acl = ?, tags_json = ? WHERE name = ?",
+    ),
+    bucketHasVersion: db.prepare<[string], { found: number }>(
+      "SELECT 1 AS found FROM object_versions WHERE bucket = ? LIMIT 1",
+    ),
+    bucketHasUpload: db.prepare<[string], { found: number }>(
+      "SELECT 1 AS found FROM multipart_uploads WHERE bucket = ? LIMIT 1",
+    ),
+
+    // object versions
+    versionInsert: db.prepare(
+      `INSERT INTO object_versions (bucket, key, version_id, is_delete_marker, size_bytes, etag, last_modified_ms,
+         owner_id, storage_class, content_type, system_metadata_json, user_metadata_json, tags_json, checksum_json,
+         part_sizes_json, chunks_json)
+       VALUES (@bucket, @key, @version_id, @is_delete_marker, @size_bytes, @etag, @last_modified_ms, @owner_id,
+         @storage_class, @content_type, @system_metadata_json, @user_metadata_json, @tags_json, @checksum_json,
+         @part_sizes_json, @chunks_json)`,
+    ),
+    /** The first row at (bucket, key) in the newest-first index is the latest version. */
+    versionLatest: db.prepare<[string, string], ObjectVersionRow>(
+      `SELECT ${versionColumns} FROM object_versions WHERE bucket = ? AND key = ? ORDER BY version_seq DESC LIMIT 1`,
+    ),
+    versionById: db.prepare<[string, string, string], ObjectVersionRow>(
+      `SELECT ${versionColumns} FROM object_versions WHERE bucket = ? AND key = ? AND version_id = ?`,
+    ),
+    versionDelete: db.prepare<[number]>("DELETE FROM object_versions WHERE version_seq = ?"),
+    versionSetTags: db.prepare<[string, number]>("UPDATE object_versions SET tags_json = ? WHERE version_seq = ?"),
+    /** Latest version of the first key >= ?, one index seek. */
+    listLatestFromInclusive: db.prepare<[string, string], ObjectVersionRow>(
+      `SELECT ${versionColumns} FROM object_versions WHERE bucket = ? AND key >= ?
+       ORDER BY key, version_seq DESC LIMIT 1`,
+    ),
+    /** Latest version of the first key > ?, one index seek. */
+    listLatestFromExclusive: db.prepare<[string, string], ObjectVersionRow>(
+      `SELECT ${versionColumns} FROM object_versions WHERE bucket = ? AND key > ?
+       ORDER BY key, version_seq DESC LIMIT 1`,
+    ),
+    listVersionKeyFromInclusive: db.prepare<[string, string], { key: string }>(
+      "SELECT key FROM object_versions WHERE bucket = ? AND key >= ? ORDER BY key LIMIT 1",
+    ),
+    listVersionKeyFromExclusive: db.prepare<[string, string], { key: string }>(
+      "SELECT key FROM object_versions WHERE bucket = ? AND key > ? ORDER BY key LIMIT 1",
+    ),
+    listVersionsOfKey: db.prepare<[string, string, number], ObjectVersionRow>(
+      `SELECT ${versionColumns} FROM object_versions WHERE bucket = ? AND key = ?
+       ORDER BY version_seq DESC LIMIT ?`,
+    ),
+    listVersionsOfKeyOlderThan: db.prepare<[string, string, number, number], ObjectVersionRow>(
+      `SELECT ${versionColumns} FROM object_versions WHERE bucket = ? AND key = ? AND version_seq < ?
+       ORDER BY version_seq DESC LIMIT ?`,
+    ),
+
+    // multipart uploads and parts
+    uploadInsert: db.prepare(
+      `INSERT INTO multipart_uploads (upload_id, bucket, key, initiated_at_ms, owner_id, storage_class, content_type,
+         system_metadata_json, user_metadata_json, tags_json, checksum_algorithm)
+       VALUES (@upload_id, @bucket, @key, @initiated_at_ms, @owner_id, @storage_class, @content_type,
+         @system_metadata_json, @user_metadata_json, @tags_json, @checksum_algorithm)`,
+    ),
+    uploadGet: db.prepare<[string], UploadRow>("SELECT * FROM multipart_uploads WHERE upload_id = ?"),
+    uploadDelete: db.prepare<[string]>("DELETE FROM multipart_uploads WHERE upload_id = ?"),
+    uploadsInitiatedBefore: db.prepare<[number, number], UploadRow>(
+      "SELECT * FROM multipart_uploads WHERE initiated_at_ms < ? ORDER BY initiated_at_ms, upload_id LIMIT ?",
+    ),
+    listUploadKeyFromInclusive: db.prepare<[string, string], { key: string }>(
+      "SELECT key FROM multipart_uploads WHERE bucket = ? AND key >= ? ORDER BY key LIMIT 1",
+    ),
+    listUploadKeyFromExclusive: db.prepare<[string, string], { key: string }>(
+      "SELECT key FROM multipart_uploads WHERE bucket = ? AND key > ? ORDER BY key LIMIT 1",
+    ),
+    listUploadsOfKey: db.prepare<[string, string, number], UploadRow>(
+      "SELECT * FROM multipart_uploads WHERE bucket = ? AND key = ? ORDER BY upload_id LIMIT ?",
+    ),
+    listUploadsOfKeyAfter: db.prepare<[string, string, string, number], UploadRow>(
+      "SELECT * FROM multipart_uploads WHERE bucket = ? AND key = ? AND upload_id > ? ORDER BY upload_id LIMIT ?",
+    ),
+    partUpsert: db.prepare(
+      `INSERT INTO parts (upload_id, part_number, size_bytes, etag, last_modified_ms, checksum_json, chunks_json)
+       VALUES (@upload_id, @part_number, @size_bytes, @etag, @last_modified_ms, @checksum_json, @chunks_json)
+       ON CONFLICT (upload_id, part_number) DO UPDATE SET size_bytes = excluded.size_bytes, etag = excluded.etag,
+         last_modified_ms = excluded.last_modified_ms, checksum_json = excluded.checksum_json,
+         chunks_json = excluded.chunks_json`,
+    ),
+    partGet: db.prepare<[string, number], PartRow>("SELECT * FROM parts WHERE upload_id = ? AND part_number = ?"),
+    partsOfUpload: db.prepare<[string], PartRow>("SELECT * FROM parts WHERE upload_id = ? ORDER BY part_number"),
+    partsOfUploadAfter: db.prepare<[string, number, number], PartRow>(
+      "SELECT * FROM parts WHERE upload_id = ? AND part_number > ? ORDER BY part_number LIMIT ?",
+    ),
+    partsDelete: db.prepare<[string]>("DELETE FROM parts WHERE upload_id = ?"),
+
+    // garbage
+    garbageInsert: db.prepare<[number, string, number, number, number]>(
+      "INSERT INTO garbage_chunks (volume_id, needle_id, size_bytes, crc32, queued_at_ms) VALUES (?, ?, ?, ?, ?)",
+    ),
+    garbageOldest: db.prepare<[number], GarbageRow>("SELECT * FROM garbage_chunks ORDER BY garbage_id LIMIT ?"),
+    garbageDelete: db.prepare<[number]>("DELETE FROM garbage_chunks WHERE garbage_id = ?"),
+
+    // users and keys
+    userInsert: db.prepare<[string, string, number, number]>(
+      "INSERT INTO users (user_id, display_name, created_at_ms, is_root) VALUES (?, ?, ?, ?)",
+    ),
+    userGet: db.prepare<[string], UserRow>("SELECT * FROM users WHERE user_id = ?"),
+    userList: db.prepare<[], UserRow>("SELECT * FROM users ORDER BY user_id"),
+    userDelete: db.prepare<[string]>("DELETE FROM users WHERE user_id = ?"),
+    accessKeyInsert: db.prepare<[string, string, string, number]>(
+      "INSERT INTO access_keys (access_key_id, user_id, secret_sealed, created_at_ms) VALUES (?, ?, ?, ?)",
+    ),
+    accessKeyGet: db.prepare<[string], AccessKeyRow>("SELECT * FROM access_keys WHERE access_key_id = ?"),
+    accessKeysOfUser: db.prepare<[string], AccessKeyRow>(
+      "SELECT * FROM access_keys WHERE user_id = ? ORDER BY access_key_id",
+    ),
+    accessKeyDelete: db.prepare<[string]>("DELETE FROM access_keys WHERE access_key_id = ?"),
+    accessKeysOfUserDelete: db.prepare<[string]>("DELETE FROM access_keys WHERE user_id = ?"),
+  };
+}
+
+type Statements = ReturnType<typeof prepareStatements>;
+
+export class SqliteMetadataStore implements MetadataStore {
+  readonly counters: SqliteMetadataStoreCounters = { listRowsRead: 0, listStatementsRun: 0 };
+  private readonly statements: Statements;
+  private readonly clock: Clock;
+
+  private constructor(
+    private readonly db: Database.Database,
+    options: SqliteMetadataStoreOptions,
+  ) {
+    this.clock = options.clock ?? systemClock;
+    this.statements = prepareStatements(db);
+  }
+
+  /** Opens (creating if needed) and migrates the database at `path`; ":memory:" for tests. */
+  static open(path: string, options: SqliteMetadataStoreOptions = {}): SqliteMetadataStore {
+    const db = new Database(path);
+    try {
+      db.pragma("journal_mode = WAL");
+      // FULL: the WAL is fsynced at every commit, so a committed transaction survives power loss.
+      db.pragma("synchronous = FULL");
+      db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+      migrate(db);
+      return new SqliteMetadataStore(db, options);
+    } catch (error) {
+      db.close();
+      throw error;
+    }
+  }
+
+  /** What this connection runs with; tests check durability was not weakened. */
+  durabilitySettings(): { journalMode: string; synchronous: "OFF" | "NORMAL" | "FULL" | "EXTRA"; schemaVersion: number } {
+    const synchronousLevels = ["OFF", "NORMAL", "FULL", "EXTRA"] as const;
+    const synchronous = synchronousLevels[this.db.pragma("synchronous", { simple: true }) as number];
+    assert(synchronous !== undefined, "synchronous pragma is one of four levels");
+    return {
+      journalMode: this.db.pragma("journal_mode", { simple: true }) as string,
+      synchronous,
+      schemaVersion: this.db.pragma("user_version", { simple: true }) as number,
+    };
+  }
+
+  /** The query plan SQLite picks for a named listing statement; tests assert it seeks an index. */
+  explainListingPlan(): string[] {
+    const rows = this.db
+      .prepare<[string, string], { detail: string }>(
+        `EXPLAIN QUERY PLAN SELECT * FROM object_versions WHERE bucket = ? AND key > ?
+         ORDER BY key, version_seq DESC LIMIT 1`,
+      )
+      .all("bucket", "key");
+    return rows.map((row) => row.detail);
+  }
+
+  // ---- buckets ----
+
+  async createBucket(bucket: Bucket): Promise<void> {
+    this.write(() => {
+      const existing = this.statements.bucketGet.get(bucket.name);
+      if (existing !== undefined) throw new BucketAlreadyExists(bucket.name, existing.owner_id);
+      this.statements.bucketInsert.run(
+        bucket.name,
+        bucket.ownerId,
+        bucket.createdAtMs,
+        bucket.region,
+        bucket.versioning,
+        bucket.acl,
+        JSON.stringify(bucket.tags),
+      );
+    });
+  }
+
+  async getBucket(name: string): Promise<Bucket | undefined> {
+    const row = this.statements.bucketGet.get(name);
+    return row === undefined ? undefined : bucketFromRow(row);
+  }
+
+  async listBuckets(): Promise<Bucket[]> {
+    return this.statements.bucketList.all().map(bucketFromRow);
+  }
+
+  async deleteBucket(name: string): Promise<void> {
+    this.write(() => {
+      this.requireBucket(name);
+      const hasVersion = this.statements.bucketHasVersion.get(name) !== undefined;
+      const hasUpload = this.statements.bucketHasUpload.get(name) !== undefined;
+      if (hasVersion || hasUpload) throw new BucketNotEmpty(name);
+      this.statements.bucketDelete.run(name);
+    });
+  }
+
+  async updateBucket(name: string, change: Partial<Pick<Bucket, "versioning" | "acl" | "tags">>): Promise<void> {
+    this.write(() => {
+      const bucket = this.requireBucket(name);
+      this.statements.bucketUpdate.run(
+        change.versioning ?? bucket.versioning,
+        change.acl ?? bucket.acl,
+        change.tags === undefined ? bucket.tags_json : JSON.stringify(change.tags),
+        name,
+      );
+    });
+  }
+
+  // ---- objects ----
+
+  async putObjectVersion(version: ObjectVersion, condition?: WriteCondition): Promise<PutObjectResult> {
+    return this.write(() => this.putVersionInTransaction(version, condition));
+  }
+
+  async getObjectVersion(bucket: string, key: string, versionId?: string): Promise<ObjectVersion | undefined> {
+    const row =
+      versionId === undefined
+        ? this.statements.versionLatest.get(bucket, key)
+        : this.statements.versionById.get(bucket, key, versionId);
+    return row === undefined ? undefined : versionFromRow(row);
+  }
+
+  async deleteObject(input: {
+    bucket: string;
+    key: string;
+    versionId?: string;
+    newVersionId: string;
+    nowMs: number;
+    ownerId: string;
+  }): Promise<DeleteObjectResult> {
+    return this.write((): DeleteObjectResult => {
+      const bucket = this.requireBucket(input.bucket);
+      if (input.versionId !== undefined) {
+        const removed = this.removeVersion(input.bucket, input.key, input.versionId, []);
+        return { deleteMarker: undefined, removed };
+      }
+      switch (bucket.versioning) {
+        case "Unversioned": {
+          const removed = this.removeVersion(input.bucket, input.key, NULL_VERSION_ID, []);
+          return { deleteMarker: undefined, removed };
+        }
+        case "Suspended": {
+          const removed = this.removeVersion(input.bucket, input.key, NULL_VERSION_ID, []);
+          const deleteMarker = this.insertDeleteMarker(input, NULL_VERSION_ID);
+          return { deleteMarker, removed };
+        }
+        case "Enabled": {
+          assert(input.newVersionId !== NULL_VERSION_ID, "a delete marker in an Enabled bucket needs a real version id");
+          const deleteMarker = this.insertDeleteMarker(input, input.newVersionId);
+          return { deleteMarker, removed: undefined };
+        }
+      }
+    });
+  }
+
+  async setObjectTags(
+    bucket: string,
+    key: string,
+    versionId: string | undefined,
+    tags: Record<string, string>,
+  ): Promise<string> {
+    return this.write(() => {
+      this.requireBucket(bucket);
+      const row =
+        versionId === undefined
+          ? this.statements.versionLatest.get(bucket, key)
+          : this.statements.versionById.get(bucket, key, versionId);
+      // A delete marker has no tags: as the latest version it means the key does not exist.
+      if (row === undefined || row.is_delete_marker === 1) {
+        throw versionId === undefined ? new NoSuchKey(bucket, key) : new NoSuchVersion(bucket, key, versionId);
+      }
+      this.statements.versionSetTags.run(JSON.stringify(tags), row.version_seq);
+      return row.version_id;
+    });
+  }
+
+  /**
+   * One seek per key and per common prefix: each step asks the index for the latest version of
+   * the first key at or after the cursor. A live key is emitted and the cursor moves just past it;
+   * a key whose latest version is a delete marker is skipped (it does not count against maxKeys);
+   * a key under a common prefix emits the prefix once and the cursor jumps to the prefix's
+   * successor, so the keys below it are never read. A common prefix is emitted only when it holds
+   * a live key, and only when it sorts after startAfter (otherwise it was on an earlier page).
+   */
+  async listObjects(input: ListObjectsInput): Promise<ListObjectsResult> {
+    return this.read((): ListObjectsResult => {
+      this.requireBucket(input.bucket);
+      const result: ListObjectsResult = { objects: [], commonPrefixes: [], isTruncated: false, nextStartAfter: undefined };
+      if (input.maxKeys <= 0) return result;
+      let cursor: Cursor | undefined = this.listStart(input.prefix, input.startAfter);
+      let entryCount = 0;
+      let entryLast: string | undefined;
+      while (cursor !== undefined) {
+        const statement: Database.Statement<[string, string], ObjectVersionRow> = cursor.inclusive
+          ? this.statements.listLatestFromInclusive
+          : this.statements.listLatestFromExclusive;
+        const row: ObjectVersionRow | undefined = this.countListRead(statement.get(input.bucket, cursor.key));
+        if (row === undefined || !row.key.startsWith(input.prefix)) break;
+        if (row.is_delete_marker === 1) {
+          cursor = { key: row.key, inclusive: false };
+          continue;
+        }
+        const commonPrefix = commonPrefixOf(row.key, input.prefix, input.delimiter);
+        if (commonPrefix !== undefined) {
+          const successor = prefixSuccessor(commonPrefix);
+          cursor = successor === undefined ? undefined : { key: successor, inclusive: true };
+          if (input.startAfter !== undefined && compareKeys(commonPrefix, input.startAfter) <= 0) continue;
+          if (entryCount === input.maxKeys) {
+            result.isTruncated = true;
+            break;
+          }
+          result.commonPrefixes.push(commonPrefix);
+          entryCount += 1;
+          entryLast = commonPrefix;
+          continue;
+        }
+        if (entryCount === input.maxKeys) {
+          result.isTruncated = true;
+          break;
+        }
+        result.objects.push(versionFromRow(row));
+        entryCount += 1;
+        entryLast = row.key;
+        cursor = { key: row.key, inclusive: false };
+      }
+      if (result.isTruncated) result.nextStartAfter = entryLast;
+      return result;
+    });
+  }
+
+  async listObjectVersions(input: ListObjectVersionsInput): Promise<ListObjectVersionsResult> {
+    return this.read((): ListObjectVersionsResult => {
+      this.requireBucket(input.bucket);
+      const page = this.walkKeys<ObjectVersion & { isLatest: boolean }>({
+        prefix: input.prefix,
+        delimiter: input.delimiter,
+        keyMarker: input.keyMarker,
+        entryCountMax: input.maxKeys,
+        seekKey: (cursor) => {
+          const statement = cursor.inclusive
+            ? this.statements.listVersionKeyFromInclusive
+            : this.statements.listVersionKeyFromExclusive;
+          return this.countListRead(statement.get(input.bucket, cursor.key))?.key;
+        },
+        entriesOfKey: (key, limit) =>
+          this.statements.listVersionsOfKey.all(input.bucket, key, limit).map((row, index) => ({
+            ...versionFromRow(row),
+            isLatest: index === 0,
+          })),
+        entriesOfMarkerKey: (key, limit) => {
+          if (input.versionIdMarker === undefined) return [];
+          const marker = this.statements.versionById.get(input.bucket, key, input.versionIdMarker);
+          // A marker version deleted since the previous page: continue with the next key.
+          if (marker === undefined) return [];
+          // Everything older than the marker version is not the latest: the marker is newer.
+          return this.statements.listVersionsOfKeyOlderThan
+            .all(input.bucket, key, marker.version_seq, limit)
+            .map((row) => ({ ...versionFromRow(row), isLatest: false }));
+        },
+        markerOf: (entry) => entry.versionId,
+      });
+      return {
+        versions: page.entries,
+        commonPrefixes: page.commonPrefixes,
+        isTruncated: page.isTruncated,
+        nextKeyMarker: page.nextKeyMarker,
+        nextVersionIdMarker: page.nextEntryMarker,
+      };
+    });
+  }
+
+  // ---- multipart ----
+
+  async createMultipartUpload(upload: MultipartUpload): Promise<void> {
+    this.write(() => {
+      this.requireBucket(upload.bucket);
+      this.statements.uploadInsert.run({
+        upload_id: upload.uploadId,
+        bucket: upload.bucket,
+        key: upload.key,
+        initiated_at_ms: upload.initiatedAtMs,
+        owner_id: upload.ownerId,
+        storage_class: upload.storageClass,
+        content_type: upload.contentType ?? null,
+        system_metadata_json: JSON.stringify(upload.systemMetadata),
+        user_metadata_json: JSON.stringify(upload.userMetadata),
+        tags_json: JSON.stringify(upload.tags),
+        checksum_algorithm: upload.checksumAlgorithm ?? null,
+      });
+    });
+  }
+
+  async getMultipartUpload(bucket: string, key: string, uploadId: string): Promise<MultipartUpload | undefined> {
+    const row = this.statements.uploadGet.get(uploadId);
+    if (row === undefined || row.bucket !== bucket || row.key !== key) return undefined;
+    return uploadFromRow(row);
+  }
+
+  async putPart(bucket: string, key: string, part: Part): Promise<Part | undefined> {
+    return this.write(() => {
+      this.requireUpload(bucket, key, part.uploadId);
+      const replacedRow = this.statements.partGet.get(part.uploadId, part.partNumber);
+      const replaced = replacedRow === undefined ? undefined : partFromRow(replacedRow);
+      this.statements.partUpsert.run({
+        upload_id: part.uploadId,
+        part_number: part.partNumber,
+        size_bytes: part.sizeBytes,
+        etag: part.etag,
+        last_modified_ms: part.lastModifiedMs,
+        checksum_json: encodeOptional(part.checksum),
+        chunks_json: encodeChunks(part.chunks),
+      });
+      if (replaced !== undefined) this.queueGarbage(replaced.chunks, part.chunks);
+      return replaced;
+    });
+  }
+
+  async listParts(uploadId: string, partNumberMarker: number, maxParts: number): Promise<{ parts: Part[]; isTruncated: boolean }> {
+    return this.read(() => {
+      if (this.statements.uploadGet.get(uploadId) === undefined) throw new NoSuchUpload(uploadId);
+      const rows = this.statements.partsOfUploadAfter.all(uploadId, partNumberMarker, Math.max(0, maxParts) + 1);
+      const isTruncated = rows.length > maxParts;
+      return { parts: rows.slice(0, Math.max(0, maxParts)).map(partFromRow), isTruncated };
+    });
+  }
+
+  async getParts(uploadId: string): Promise<Part[]> {
+    return this.read(() => {
+      if (this.statements.uploadGet.get(uploadId) === undefined) throw new NoSuchUpload(uploadId);
+      return this.statements.partsOfUpload.all(uploadId).map(partFromRow);
+    });
+  }
+
+  async completeMultipartUpload(uploadId: string, version: ObjectVersion, condition?: WriteCondition): Promise<PutObjectResult> {
+    return this.write(() => {
+      // All steps commit together or not at all: a crash (or a failed condition) leaves the
+      // upload and its parts as they were, so the client may retry the completion.
+      this.requireUpload(version.bucket, version.key, uploadId);
+      const parts = this.statements.partsOfUpload.all(uploadId).map(partFromRow);
+      this.statements.partsDelete.run(uploadId);
+      this.statements.uploadDelete.run(uploadId);
+      // Parts the client left out of the completion are garbage; used ones now belong to the version.
+      this.queueGarbage(
+        parts.flatMap((part) => part.chunks),
+        version.chunks,
+      );
+      return this.putVersionInTransaction(version, condition);
+    });
+  }
+
+  async abortMultipartUpload(bucket: string, key: string, uploadId: string): Promise<void> {
+    this.write(() => {
+      this.requireUpload(bucket, key, uploadId);
+      const parts = this.statements.partsOfUpload.all(uploadId).map(partFromRow);
+      this.statements.partsDelete.run(uploadId);
+      this.statements.uploadDelete.run(uploadId);
+      this.queueGarbage(
+        parts.flatMap((part) => part.chunks),
+        [],
+      );
+    });
+  }
+
+  /** Uploads in (key, upload id) order; upload ids are time-ordered, so that is initiation order per key. */
+  async listMultipartUploads(input: ListMultipartUploadsInput): Promise<ListMultipartUploadsResult> {
+    return this.read((): ListMultipartUploadsResult => {
+      this.requireBucket(input.bucket);
+      const page = this.walkKeys<MultipartUpload>({
+        prefix: input.prefix,
+        delimiter: input.delimiter,
+        keyMarker: input.keyMarker,
+        entryCountMax: input.maxUploads,
+        seekKey: (cursor) => {
+          const statement = cursor.inclusive
+            ? this.statements.listUploadKeyFromInclusive
+            : this.statements.listUploadKeyFromExclusive;
+          return this.countListRead(statement.get(input.bucket, cursor.key))?.key;
+        },
+        entriesOfKey: (key, limit) => this.statements.listUploadsOfKey.all(input.bucket, key, limit).map(uploadFromRow),
+        entriesOfMarkerKey: (key, limit) =>
+          input.uploadIdMarker === undefined
+            ? []
+            : this.statements.listUploadsOfKeyAfter.all(input.bucket, key, input.uploadIdMarker, limit).map(uploadFromRow),
+        markerOf: (entry) => entry.uploadId,
+      });
+      return {
+        uploads: page.entries,
+        commonPrefixes: page.commonPrefixes,
+        isTruncated: page.isTruncated,
+        nextKeyMarker: page.nextKeyMarker,
+        nextUploadIdMarker: page.nextEntryMarker,
+      };
+    });
+  }
+
+  async listMultipartUploadsInitiatedBefore(timeMs: number, limit: number): Promise<MultipartUpload[]> {
+    return this.statements.uploadsInitiatedBefore.all(timeMs, Math.max(0, limit)).map(uploadFromRow);
+  }
+
+  // ---- garbage chunks ----
+
+  async takeGarbageChunks(limit: number): Promise<GarbageChunk[]> {
+    return this.statements.garbageOldest.all(Math.max(0, limit)).map((row) => ({
+      garbageId: row.garbage_id,
+      chunk: {
+        volumeId: row.volume_id as VolumeId,
+        needleId: row.needle_id as NeedleId,
+        sizeBytes: row.size_bytes,
+        crc32: row.crc32,
+      },
+      queuedAtMs: row.queued_at_ms,
+    }));
+  }
+
+  async removeGarbageChunks(garbageIds: number[]): Promise<void> {
+    this.write(() => {
+      for (const garbageId of garbageIds) this.statements.garbageDelete.run(garbageId);
+    });
+  }
+
+  // ---- users and keys ----
+
+  async createUser(user: User): Promise<void> {
+    this.write(() => {
+      if (this.statements.userGet.get(user.userId) !== undefined) throw new UserAlreadyExists(user.userId);
+      this.statements.userInsert.run(user.userId, user.displayName, user.createdAtMs, user.isRoot ? 1 : 0);
+    });
+  }
+
+  async getUser(userId: string): Promise<User | undefined> {
+    const row = this.statements.userGet.get(userId);
+    return row === undefined ? undefined : userFromRow(row);
+  }
+
+  async listUsers(): Promise<User[]> {
+    return this.statements.userList.all().map(userFromRow);
+  }
+
+  async deleteUser(userId: string): Promise<void> {
+    this.write(() => {
+      if (this.statements.userGet.get(userId) === undefined) throw new NoSuchUser(userId);
+      this.statements.accessKeysOfUserDelete.run(userId);
+      this.statements.userDelete.run(userId);
+    });
+  }
+
+  async addAccessKey(key: AccessKey): Promise<void> {
+    this.write(() => {
+      if (this.statements.userGet.get(key.userId) === undefined) throw new NoSuchUser(key.userId);
+      if (this.statements.accessKeyGet.get(key.accessKeyId) !== undefined) throw new AccessKeyAlreadyExists(key.accessKeyId);
+      this.statements.accessKeyInsert.run(key.accessKeyId, key.userId, key.secretSealed, key.createdAtMs);
+    });
+  }
+
+  async getAccessKey(accessKeyId: string): Promise<AccessKey | undefined> {
+    const row = this.statements.accessKeyGet.get(accessKeyId);
+    return row === undefined ? undefined : accessKeyFromRow(row);
+  }
+
+  async listAccessKeys(userId: string): Promise<AccessKey[]> {
+    return this.statements.accessKeysOfUser.all(userId).map(accessKeyFromRow);
+  }
+
+  async removeAccessKey(accessKeyId: string): Promise<void> {
+    this.write(() => {
+      const result = this.statements.accessKeyDelete.run(accessKeyId);
+      if (result.changes === 0) throw new NoSuchAccessKey(accessKeyId);
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.db.open) this.db.close();
+  }
+
+  // ---- inside a transaction ----
+
+  private write<T>(body: () => T): T {
+    return this.db.transaction(body).immediate();
+  }
+
+  /** A read transaction, so a multi-statement listing sees one snapshot. */
+  private read<T>(body: () => T): T {
+    return this.db.transaction(body).deferred();
+  }
+
+  private requireBucket(name: string): BucketRow {
+    const row = this.statements.bucketGet.get(name);
+    if (row === undefined) throw new NoSuchBucket(name);
+    return row;
+  }
+
+  /** The upload, which must belong to bucket/key: an id used under another key does not exist there. */
+  private requireUpload(bucket: string, key: string, uploadId: string): UploadRow {
+    const row = this.statements.uploadGet.get(uploadId);
+    if (row === undefined || row.bucket !== bucket || row.key !== key) throw new NoSuchUpload(uploadId);
+    return row;
+  }
+
+  /**
+   * The version id decides between add and replace, because the caller minted it from the bucket
+   * state it read: "null" replaces the null version (whatever the state now: a bucket enabled
+   * since then keeps one null version), any other id adds a version (a bucket suspended since
+   * then keeps its real versions anyway). Only an Unversioned bucket can never hold a real id.
+   */
+  private putVersionInTransaction(version: ObjectVersion, condition: WriteCondition | undefined): PutObjectResult {
+    const bucket = this.requireBucket(version.bucket);
+    this.checkCondition(version.bucket, version.key, condition);
+    const removed: ObjectVersion[] = [];
+    if (version.versionId === NULL_VERSION_ID) {
+      const replaced = this.removeVersion(version.bucket, version.key, NULL_VERSION_ID, version.chunks);
+      if (replaced !== undefined) removed.push(replaced);
+    } else {
+      assert(bucket.versioning !== "Unversioned", "an Unversioned bucket holds only the null version");
+    }
+    this.insertVersion(version);
+    return { removed };
+  }
+
+  private checkCondition(bucket: string, key: string, condition: WriteCondition | undefined): void {
+    if (condition === undefined) return;
+    if (condition.ifNoneMatchAny !== true && condition.ifMatchEtag === undefined) return;
+    const latest = this.statements.versionLatest.get(bucket, key);
+    const current = latest !== undefined && latest.is_delete_marker === 0 ? latest : undefined;
+    if (condition.ifNoneMatchAny === true && current !== undefined) throw new PreconditionFailed(bucket, key);
+    if (condition.ifMatchEtag !== undefined && (current === undefined || current.etag !== condition.ifMatchEtag)) {
+      throw new PreconditionFailed(bucket, key);
+    }
+  }
+
+  private insertVersion(version: ObjectVersion): void {
+    this.statements.versionInsert.run({
+      bucket: version.bucket,
+      key: version.key,
+      version_id: version.versionId,
+      is_delete_marker: version.isDeleteMarker ? 1 : 0,
+      size_bytes: version.sizeBytes,
+      etag: version.etag,
+      last_modified_ms: version.lastModifiedMs,
+      owner_id: version.ownerId,
+      storage_class: version.storageClass,
+      content_type: version.contentType ?? null,
+      system_metadata_json: JSON.stringify(version.systemMetadata),
+      user_metadata_json: JSON.stringify(version.userMetadata),
+      tags_json: JSON.stringify(version.tags),
+      checksum_json: encodeOptional(version.checksum),
+      part_sizes_json: encodeOptional(version.partSizesBytes),
+      chunks_json: encodeChunks(version.chunks),
+    });
+  }
+
+  private insertDeleteMarker(input: { bucket: string; key: string; nowMs: number; ownerId: string }, versionId: string): ObjectVersion {
+    const deleteMarker: ObjectVersion = {
+      bucket: input.bucket,
+      key: input.key,
+      versionId,
+      isDeleteMarker: true,
+      sizeBytes: 0,
+      etag: "",
+      lastModifiedMs: input.nowMs,
+      ownerId: input.ownerId,
+      storageClass: "STANDARD",
+      contentType: undefined,
+      systemMetadata: {},
+      userMetadata: {},
+      tags: {},
+      checksum: undefined,
+      partSizesBytes: undefined,
+      chunks: [],
+    };
+    this.insertVersion(deleteMarker);
+    return deleteMarker;
+  }
+
+  /** Removes one version and queues its chunks, except those `chunksKept` still uses. */
+  private removeVersion(bucket: string, key: string, versionId: string, chunksKept: readonly ChunkRef[]): ObjectVersion | undefined {
+    const row = this.statements.versionById.get(bucket, key, versionId);
+    if (row === undefined) return undefined;
+    this.statements.versionDelete.run(row.version_seq);
+    const removed = versionFromRow(row);
+    this.queueGarbage(removed.chunks, chunksKept);
+    return removed;
+  }
+
+  /**
+   * Queues `chunks` for deletion on the data nodes, skipping needles that `chunksKept` still
+   * references (a completed upload's version reuses its parts' needles). Runs inside the caller's
+   * transaction: the metadata change and the garbage entries commit together.
+   */
+  private queueGarbage(chunks: readonly ChunkRef[], chunksKept: readonly ChunkRef[]): void {
+    const needlesKept = new Set(chunksKept.map((chunk) => chunk.needleId));
+    const queuedAtMs = this.clock.nowMs();
+    for (const chunk of chunks) {
+      if (needlesKept.has(chunk.needleId)) continue;
+      this.statements.garbageInsert.run(chunk.volumeId, chunk.needleId, chunk.sizeBytes, chunk.crc32, queuedAtMs);
+    }
+  }
+
+  // ---- listing ----
+
+  private countListRead<T>(row: T | undefined): T | undefined {
+    this.counters.listStatementsRun += 1;
+    if (row !== undefined) this.counters.listRowsRead += 1;
+    return row;
+  }
+
+  private countListReads<T>(rows: T[]): T[] {
+    this.counters.listStatementsRun += 1;
+    this.counters.listRowsRead += rows.length;
+    return rows;
+  }
+
+  /** The first cursor of a listing: the prefix itself, or just after startAfter when that is later. */
+  private listStart(prefix: string, startAfter: string | undefined): Cursor {
+    if (startAfter !== undefined && compareKeys(startAfter, prefix) >= 0) return { key: startAfter, inclusive: false };
+    return { key: prefix, inclusive: true };
+  }
+
+  /**
+   * The walk shared by ListObjectVersions and ListMultipartUploads (AWS marker semantics): with a
+   * key marker alone, start after every entry of that key; with an entry marker too, first finish
+   * that key after the marker entry. Then one seek per key or common prefix, as in listObjects.
+   * Every entry (version or upload) and every common prefix counts against entryCountMax.
+   */
+  private walkKeys<Entry extends { key: string }>(walk: {
+    prefix: string;
+    delimiter: string | undefined;
+    keyMarker: string | undefined;
+    entryCountMax: number;
+    seekKey(cursor: Cursor): string | undefined;
+    entriesOfKey(key: string, limit: number): Entry[];
+    entriesOfMarkerKey(key: string, limit: number): Entry[];
+    markerOf(entry: Entry): string;
+  }): { entries: Entry[]; commonPrefixes: string[]; isTruncated: boolean; nextKeyMarker: string | undefined; nextEntryMarker: string | undefined } {
+    const page = {
+      entries: [] as Entry[],
+      commonPrefixes: [] as string[],
+      isTruncated: false,
+      nextKeyMarker: undefined as string | undefined,
+      nextEntryMarker: undefined as string | undefined,
+    };
+    if (walk.entryCountMax <= 0) return page;
+    let entryCount = 0;
+    let last: { key: string; entryMarker: string | undefined } | undefined;
+    // Takes entries of one key until the page is full; false when a further entry had no room.
+    const take = (entries: Entry[]): boolean => {
+      this.countListReads(entries);
+      for (const entry of entries) {
+        if (entryCount === walk.entryCountMax) return false;
+        page.entries.push(entry);
+        entryCount += 1;
+        last = { key: entry.key, entryMarker: walk.markerOf(entry) };
+      }
+      return true;
+    };
+    const finish = () => {
+      if (page.isTruncated && last !== undefined) {
+        page.nextKeyMarker = last.key;
+        page.nextEntryMarker = last.entryMarker;
+      }
+      return page;
+    };
+
+    let cursor: Cursor | undefined = this.listStart(walk.prefix, walk.keyMarker);
+    const marker = walk.keyMarker;
+    // Resume inside the marker key, unless that key rolls up into a common prefix, which then
+    // sorts at or before the marker and was listed (or skipped) on an earlier page.
+    if (marker !== undefined && !cursor.inclusive && marker.startsWith(walk.prefix)) {
+      if (commonPrefixOf(marker, walk.prefix, walk.delimiter) === undefined) {
+        if (!take(walk.entriesOfMarkerKey(marker, walk.entryCountMax + 1))) {
+          page.isTruncated = true;
+          return finish();
+        }
+      }
+    }
+    while (cursor !== undefined) {
+      const key = walk.seekKey(cursor);
+      if (key === undefined || !key.startsWith(walk.prefix)) break;
+      const commonPrefix = commonPrefixOf(key, walk.prefix, walk.delimiter);
+      if (commonPrefix !== undefined) {
+        const successor = prefixSuccessor(commonPrefix);
+        cursor = successor === undefined ? undefined : { key: successor, inclusive: true };
+        if (marker !== undefined && compareKeys(commonPrefix, marker) <= 0) continue;
+        if (entryCount === walk.entryCountMax) {
+          page.isTruncated = true;
+          break;
+        }
+        page.commonPrefixes.push(commonPrefix);
+        entryCount += 1;
+        last = { key: commonPrefix, entryMarker: undefined };
+        continue;
+      }
+      if (!take(walk.entriesOfKey(key, walk.entryCountMax - entryCount + 1))) {
+        page.isTruncated = true;
+        break;
+      }
+      cursor = { key, inclusive: false };
+    }
+    return finish();
+  }
+}

@@ -1,0 +1,101 @@
+/**
+ * Embedded placement for `cairn server`: one process, one data node, the cluster map in a
+ * SQLite file of the data directory. It keeps a few writable volumes open so concurrent PUTs
+ * spread over several files (and disks), and grows a new volume when one seals.
+ */
+import Database from "better-sqlite3";
+import { assert, log, type NodeId, type VolumeId } from "../base/index.js";
+import type { NeedleStore } from "../cluster/index.js";
+import { UnknownVolume, type Placement, type VolumeReplicaSet } from "./placement.js";
+
+/** Writable volumes kept open at once; more spreads writes over disks, fewer keeps files full. */
+export const EMBEDDED_WRITABLE_VOLUME_COUNT = 2;
+
+export class EmbeddedPlacement implements Placement {
+  private readonly writable: VolumeId[] = [];
+  private nextWritableIndex = 0;
+  private growing: Promise<void> | undefined;
+
+  private constructor(
+    private readonly db: Database.Database,
+    private readonly node: NeedleStore,
+  ) {}
+
+  static async open(options: { databasePath: string; node: NeedleStore }): Promise<EmbeddedPlacement> {
+    const db = new Database(options.databasePath);
+    db.pragma("journal_mode = WAL");
+    db.pragma("synchronous = FULL");
+    db.exec(`CREATE TABLE IF NOT EXISTS volumes (
+      volume_id INTEGER PRIMARY KEY,
+      state TEXT NOT NULL CHECK (state IN ('writable', 'sealed')),
+      node_id TEXT NOT NULL
+    )`);
+    const placement = new EmbeddedPlacement(db, options.node);
+    await placement.reconcile();
+    return placement;
+  }
+
+  /**
+   * The data node is the truth for what exists on disk: a volume the map lost (crash between
+   * createVolume and the insert) is adopted, a volume the node sealed is marked sealed.
+   */
+  private async reconcile(): Promise<void> {
+    const statuses = await this.node.volumeStatuses();
+    const upsert = this.db.prepare(
+      "INSERT INTO volumes (volume_id, state, node_id) VALUES (?, ?, ?) ON CONFLICT (volume_id) DO UPDATE SET state = excluded.state",
+    );
+    this.db.transaction(() => {
+      for (const status of statuses) upsert.run(status.volumeId, status.state, this.node.nodeId);
+    })();
+    const rows = this.db
+      .prepare("SELECT volume_id FROM volumes WHERE state = 'writable' AND node_id = ? ORDER BY volume_id")
+      .all(this.node.nodeId) as Array<{ volume_id: number }>;
+    for (const row of rows) this.writable.push(row.volume_id as VolumeId);
+    while (this.writable.length < EMBEDDED_WRITABLE_VOLUME_COUNT) await this.growVolume();
+  }
+
+  private async growVolume(): Promise<void> {
+    const row = this.db.prepare("SELECT COALESCE(MAX(volume_id), 0) AS max_id FROM volumes").get() as { max_id: number };
+    const volumeId = (row.max_id + 1) as VolumeId;
+    // Create on the node first: a crash before the insert leaves an empty volume that
+    // reconcile() adopts on the next start, never a map entry without a file.
+    await this.node.createVolume(volumeId);
+    this.db.prepare("INSERT INTO volumes (volume_id, state, node_id) VALUES (?, 'writable', ?)").run(volumeId, this.node.nodeId);
+    this.writable.push(volumeId);
+    log.info({ volumeId }, "volume created");
+  }
+
+  async writableVolume(): Promise<VolumeReplicaSet> {
+    while (this.writable.length === 0) {
+      this.growing ??= this.growVolume().finally(() => (this.growing = undefined));
+      await this.growing;
+    }
+    this.nextWritableIndex = (this.nextWritableIndex + 1) % this.writable.length;
+    const volumeId = this.writable[this.nextWritableIndex];
+    assert(volumeId !== undefined, "writable index in range");
+    return { volumeId, replicas: [this.node] };
+  }
+
+  async volumeFull(volumeId: VolumeId): Promise<void> {
+    const index = this.writable.indexOf(volumeId);
+    if (index < 0) return; // another request already reported it
+    this.writable.splice(index, 1);
+    this.db.prepare("UPDATE volumes SET state = 'sealed' WHERE volume_id = ?").run(volumeId);
+    if (this.writable.length < EMBEDDED_WRITABLE_VOLUME_COUNT) {
+      this.growing ??= this.growVolume().finally(() => (this.growing = undefined));
+      await this.growing;
+    }
+  }
+
+  async replicasOf(volumeId: VolumeId): Promise<VolumeReplicaSet> {
+    const row = this.db.prepare("SELECT node_id FROM volumes WHERE volume_id = ?").get(volumeId) as
+      | { node_id: NodeId }
+      | undefined;
+    if (row === undefined) throw new UnknownVolume(volumeId);
+    return { volumeId, replicas: [this.node] };
+  }
+
+  async close(): Promise<void> {
+    this.db.close();
+  }
+}

@@ -1,0 +1,36 @@
+/**
+ * Placement: which volumes take new writes and where each volume's replicas live. The data
+ * path asks it through this interface; the embedded engine below serves `cairn server`, and
+ * the cluster engine (placement service + cached cluster map) serves gateways in a cluster.
+ */
+import type { NodeId, VolumeId } from "../base/index.js";
+import type { NeedleStore } from "../cluster/index.js";
+
+export interface VolumeReplicaSet {
+  volumeId: VolumeId;
+  /** One store per replica, best first (for reads: closest and fastest). */
+  replicas: NeedleStore[];
+}
+
+export interface Placement {
+  /** A volume that takes writes now; grows a new one when none is writable. */
+  writableVolume(): Promise<VolumeReplicaSet>;
+  /** A replica answered VolumeFull: stop handing this volume out for writes. */
+  volumeFull(volumeId: VolumeId): Promise<void>;
+  /** The replicas that hold a volume, best first. Rejects with UnknownVolume. */
+  replicasOf(volumeId: VolumeId): Promise<VolumeReplicaSet>;
+  close(): Promise<void>;
+}
+
+export class UnknownVolume extends Error {
+  override name = "UnknownVolume";
+  constructor(readonly volumeId: VolumeId) {
+    super(`volume ${volumeId} is not in the cluster map`);
+  }
+}
+
+export interface VolumeRecord {
+  volumeId: VolumeId;
+  state: "writable" | "sealed";
+  nodeIds: NodeId[];
+}

@@ -1,0 +1,321 @@
+/** PutObject, GetObject, HeadObject, DeleteObject. */
+import { pipeline } from "node:stream";
+import type { Readable } from "node:stream";
+import { createHash } from "node:crypto";
+import { newChecksummer, PUT_OBJECT_SIZE_BYTES_MAX, uuidV7Bytes, type Checksummer } from "../base/index.js";
+import { createPayloadDecoder } from "../auth/index.js";
+import { BodyTooLarge } from "../datapath/index.js";
+import { NULL_VERSION_ID, type Bucket, type ObjectChecksum, type ObjectVersion, type WriteCondition } from "../meta/index.js";
+import { requireBucket } from "./access.js";
+import { header, principalId, type GatewayServices, type RequestContext } from "./context.js";
+import {
+  evaluateConditions,
+  parseRange,
+  readChecksumRequest,
+  readContentMd5,
+  readObjectHeaders,
+  responseOverrideHeaders,
+  versionResponseHeaders,
+} from "./object-headers.js";
+import { sendEmpty } from "./responses.js";
+import { S3Error, s3Errors, s3ErrorWithMessage } from "./s3-errors.js";
+import { parseTaggingHeader, validateObjectKey } from "./validation.js";
+import { httpDate } from "./xml.js";
+
+export function newVersionId(): string {
+  return uuidV7Bytes().toString("hex");
+}
+
+/** The size the client says the object has; MissingContentLength when it says nothing. */
+function declaredObjectSizeBytes(ctx: RequestContext): number | undefined {
+  const decoded = header(ctx, "x-amz-decoded-content-length");
+  const raw = decoded ?? header(ctx, "content-length");
+  if (raw === undefined) {
+    if (header(ctx, "transfer-encoding") !== undefined) return undefined;
+    throw s3Errors.missingContentLength();
+  }
+  if (!/^\d+$/.test(raw)) throw s3ErrorWithMessage(s3Errors.invalidArgument, "Content-Length is not a valid integer.");
+  return Number(raw);
+}
+
+export interface ReceivedBody {
+  chunks: ObjectVersion["chunks"];
+  sizeBytes: number;
+  md5Hex: string;
+  checksum: ObjectChecksum | undefined;
+}
+
+/**
+ * Stream the request body once into needles, hashing MD5 and the requested checksum on the
+ * way, and check what the client declared: size, Content-MD5, x-amz-checksum-*. On any
+ * mismatch the needles written are deleted and nothing is committed.
+ */
+export async function receiveBody(ctx: RequestContext, services: GatewayServices, sizeBytesMax: number): Promise<ReceivedBody> {
+  const declaredSizeBytes = declaredObjectSizeBytes(ctx);
+  if (declaredSizeBytes !== undefined && declaredSizeBytes > sizeBytesMax) {
+    throw s3ErrorWithMessage(s3Errors.entityTooLarge, "Your proposed upload exceeds the maximum allowed size", {
+      ProposedSize: String(declaredSizeBytes),
+      MaxSizeAllowed: String(sizeBytesMax),
+    });
+  }
+  const contentMd5 = readContentMd5(ctx);
+  const checksumRequest = readChecksumRequest(ctx);
+  const decoder = createPayloadDecoder(ctx.auth, ctx.headers);
+  // pipeline() destroys the decoder when the request errors (client gone, body cut short),
+  // so the loop below ends with that error rather than waiting forever.
+  const body = pipeline(ctx.req, decoder, () => undefined) as Readable;
+  const md5 = createHash("md5");
+  const checksummer: Checksummer | undefined = checksumRequest ? newChecksummer(checksumRequest.algorithm) : undefined;
+  async function* hashed(): AsyncGenerator<Buffer> {
+    for await (const piece of body as AsyncIterable<Buffer>) {
+      md5.update(piece);
+      checksummer?.update(piece);
+      yield piece;
+    }
+  }
+  let written;
+  try {
+    written = await services.dataRouter.writeBody(hashed(), { sizeBytesMax });
+  } catch (error) {
+    if (error instanceof BodyTooLarge) throw s3Errors.entityTooLarge({ MaxSizeAllowed: String(sizeBytesMax) });
+    if (error instanceof S3Error) throw error;
+    if (isClientBodyError(error)) throw s3Errors.incompleteBody();
+    throw error;
+  }
+  const reject = async (error: S3Error): Promise<never> => {
+    await services.dataRouter.deleteChunks(written.chunks);
+    throw error;
+  };
+  if (declaredSizeBytes !== undefined && written.sizeBytes !== declaredSizeBytes) await reject(s3Errors.incompleteBody());
+  const md5Digest = md5.digest();
+  if (contentMd5 !== undefined && !contentMd5.equals(md5Digest)) await reject(s3Errors.badDigest());
+  let checksum: ObjectChecksum | undefined;
+  if (checksumRequest !== undefined && checksummer !== undefined) {
+    const actual = checksummer.digest().toString("base64");
+    const expected = checksumRequest.expectedBase64 ?? decoder.trailerChecksum?.valueBase64;
+    if (expected !== undefined && expected !== actual) {
+      await reject(
+        s3ErrorWithMessage(s3Errors.badDigest, `The ${checksumRequest.algorithm} you specified did not match the calculated checksum.`),
+      );
+    }
+    checksum = { algorithm: checksumRequest.algorithm, value: actual, type: "FULL_OBJECT" };
+  }
+  return { chunks: written.chunks, sizeBytes: written.sizeBytes, md5Hex: md5Digest.toString("hex"), checksum };
+}
+
+/** Errors that mean the client's body did not arrive whole (reset, aborted, malformed framing). */
+function isClientBodyError(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  const code = (error as NodeJS.ErrnoException).code;
+  return code === "ECONNRESET" || code === "ERR_STREAM_PREMATURE_CLOSE" || error.message === "aborted";
+}
+
+export function readWriteCondition(ctx: RequestContext): WriteCondition | undefined {
+  const ifNoneMatch = header(ctx, "if-none-match");
+  const ifMatch = header(ctx, "if-match");
+  if (ifNoneMatch === undefined && ifMatch === undefined) return undefined;
+  if (ifNoneMatch !== undefined && ifNoneMatch.trim() !== "*") {
+    throw s3ErrorWithMessage(s3Errors.notImplemented, "If-None-Match on PUT supports only '*'.");
+  }
+  const condition: WriteCondition = {};
+  if (ifNoneMatch !== undefined) condition.ifNoneMatchAny = true;
+  if (ifMatch !== undefined) condition.ifMatchEtag = ifMatch.trim().replace(/^"|"$/g, "");
+  return condition;
+}
+
+export function checksumResponseHeaders(checksum: ObjectChecksum | undefined): Record<string, string> {
+  if (checksum === undefined) return {};
+  return {
+    [`x-amz-checksum-${checksum.algorithm.toLowerCase()}`]: checksum.value,
+    "x-amz-checksum-type": checksum.type,
+  };
+}
+
+export function versionIdHeader(bucket: Bucket, versionId: string): Record<string, string> {
+  return bucket.versioning === "Unversioned" ? {} : { "x-amz-version-id": versionId };
+}
+
+export async function putObject(ctx: RequestContext, services: GatewayServices): Promise<void> {
+  const bucket = await requireBucket(ctx, services, "owner");
+  const key = ctx.target.key!;
+  validateObjectKey(key);
+  const objectHeaders = readObjectHeaders(ctx);
+  const taggingHeader = header(ctx, "x-amz-tagging");
+  const tags = taggingHeader === undefined ? {} : parseTaggingHeader(taggingHeader);
+  const condition = readWriteCondition(ctx);
+  const received = await receiveBody(ctx, services, PUT_OBJECT_SIZE_BYTES_MAX);
+  const versionId = bucket.versioning === "Enabled" ? newVersionId() : NULL_VERSION_ID;
+  const version: ObjectVersion = {
+    bucket: bucket.name,
+    key,
+    versionId,
+    isDeleteMarker: false,
+    sizeBytes: received.sizeBytes,
+    etag: received.md5Hex,
+    lastModifiedMs: services.clock.nowMs(),
+    ownerId: principalId(ctx.principal),
+    storageClass: objectHeaders.storageClass,
+    contentType: objectHeaders.contentType,
+    systemMetadata: objectHeaders.systemMetadata,
+    userMetadata: objectHeaders.userMetadata,
+    tags,
+    checksum: received.checksum,
+    partSizesBytes: undefined,
+    chunks: received.chunks,
+  };
+  try {
+    await services.meta.putObjectVersion(version, condition);
+  } catch (error) {
+    await services.dataRouter.deleteChunks(received.chunks);
+    throw error;
+  }
+  services.garbageCollector?.runOnce().catch(() => undefined);
+  sendEmpty(ctx, 200, {
+    ETag: `"${version.etag}"`,
+    ...versionIdHeader(bucket, versionId),
+    ...checksumResponseHeaders(received.checksum),
+  });
+}
+
+/** The version a GET/HEAD names, or the 404 S3 gives (with x-amz-delete-marker when it is one). */
+async function resolveVersion(ctx: RequestContext, services: GatewayServices, bucket: Bucket): Promise<ObjectVersion> {
+  const key = ctx.target.key!;
+  const requestedVersionId = ctx.query.get("versionId") ?? undefined;
+  const version = await services.meta.getObjectVersion(bucket.name, key, requestedVersionId);
+  if (version === undefined) {
+    if (requestedVersionId !== undefined) {
+      throw s3Errors.noSuchVersion({ Key: key, VersionId: requestedVersionId });
+    }
+    throw s3Errors.noSuchKey({ Key: key });
+  }
+  if (version.isDeleteMarker) {
+    const headers: Record<string, string> = {
+      "x-amz-delete-marker": "true",
+      "x-amz-version-id": version.versionId,
+      "Last-Modified": httpDate(version.lastModifiedMs),
+    };
+    // AWS answers 405 for a GET naming a delete marker's version, 404 for the latest.
+    if (requestedVersionId !== undefined) throw new S3Error({ ...s3ErrorFields(s3Errors.methodNotAllowed()), headers });
+    throw new S3Error({ ...s3ErrorFields(s3Errors.noSuchKey({ Key: key })), headers });
+  }
+  return version;
+}
+
+function s3ErrorFields(error: S3Error) {
+  return { code: error.code, statusCode: error.statusCode, message: error.message, details: error.details };
+}
+
+export async function getOrHeadObject(ctx: RequestContext, services: GatewayServices): Promise<void> {
+  const bucket = await requireBucket(ctx, services, "read-object");
+  validateObjectKey(ctx.target.key!);
+  const version = await resolveVersion(ctx, services, bucket);
+  const headers = versionResponseHeaders(version, { versioned: bucket.versioning !== "Unversioned" });
+  const outcome = evaluateConditions(ctx, version);
+  if (outcome === "precondition-failed") throw s3Errors.preconditionFailed({ Condition: "If-Match" });
+  if (outcome === "not-modified") {
+    ctx.res.writeHead(304, { ETag: headers.ETag!, "Last-Modified": headers["Last-Modified"]! });
+    ctx.res.end();
+    return;
+  }
+  if (ctx.query.has("partNumber")) {
+    throw s3ErrorWithMessage(s3Errors.notImplemented, "GET with partNumber is not implemented.");
+  }
+  const range = parseRange(header(ctx, "range"), version.sizeBytes);
+  if (range.kind === "unsatisfiable") {
+    throw new S3Error({
+      ...s3ErrorFields(s3Errors.invalidRange({ RangeRequested: header(ctx, "range")!, ActualObjectSize: String(version.sizeBytes) })),
+      headers: { "Content-Range": `bytes */${version.sizeBytes}` },
+    });
+  }
+  Object.assign(headers, responseOverrideHeaders(ctx));
+  let startByte = 0;
+  let endByteExclusive = version.sizeBytes;
+  let statusCode = 200;
+  if (range.kind === "range") {
+    ({ startByte, endByteExclusive } = range);
+    statusCode = 206;
+    headers["Content-Range"] = `bytes ${startByte}-${endByteExclusive - 1}/${version.sizeBytes}`;
+  } else if (header(ctx, "x-amz-checksum-mode")?.toUpperCase() === "ENABLED") {
+    Object.assign(headers, checksumResponseHeaders(version.checksum));
+  }
+  headers["Content-Length"] = String(endByteExclusive - startByte);
+  if (ctx.method === "HEAD") {
+    ctx.res.writeHead(statusCode, headers);
+    ctx.res.end();
+    return;
+  }
+  await streamObject(ctx, services, version, { startByte, endByteExclusive, statusCode, headers });
+}
+
+/**
+ * Send bytes of a version. The first chunk is read before the status line goes out, so a
+ * missing or corrupt first chunk still gets a proper error; a failure after that can only cut
+ * the connection, which the client sees as a short body (Content-Length tells it so).
+ */
+async function streamObject(
+  ctx: RequestContext,
+  services: GatewayServices,
+  version: ObjectVersion,
+  send: { startByte: number; endByteExclusive: number; statusCode: number; headers: Record<string, string> },
+): Promise<void> {
+  const pieces = services.dataRouter.readRange(version.chunks, send.startByte, send.endByteExclusive);
+  const first = await pieces.next();
+  ctx.res.writeHead(send.statusCode, send.headers);
+  if (first.done) {
+    ctx.res.end();
+    return;
+  }
+  const res = ctx.res;
+  const write = async (piece: Buffer): Promise<void> => {
+    if (!res.write(piece)) {
+      await new Promise<void>((resolve, reject) => {
+        const onDrain = () => {
+          res.off("close", onClose);
+          resolve();
+        };
+        const onClose = () => {
+          res.off("drain", onDrain);
+          reject(new Error("client closed the connection"));
+        };
+        res.once("drain", onDrain);
+        res.once("close", onClose);
+      });
+    }
+  };
+  try {
+    await write(first.value);
+    for await (const piece of pieces) {
+      if (res.destroyed) break;
+      await write(piece);
+    }
+    res.end();
+  } catch (error) {
+    await pieces.return(undefined);
+    res.destroy(error instanceof Error ? error : undefined);
+  }
+}
+
+export async function deleteObject(ctx: RequestContext, services: GatewayServices): Promise<void> {
+  const bucket = await requireBucket(ctx, services, "owner");
+  const key = ctx.target.key!;
+  validateObjectKey(key);
+  const versionId = ctx.query.get("versionId") ?? undefined;
+  const result = await services.meta.deleteObject({
+    bucket: bucket.name,
+    key,
+    ...(versionId !== undefined ? { versionId } : {}),
+    newVersionId: bucket.versioning === "Enabled" ? newVersionId() : NULL_VERSION_ID,
+    nowMs: services.clock.nowMs(),
+    ownerId: principalId(ctx.principal),
+  });
+  services.garbageCollector?.runOnce().catch(() => undefined);
+  const headers: Record<string, string> = {};
+  if (result.deleteMarker !== undefined) {
+    headers["x-amz-delete-marker"] = "true";
+    headers["x-amz-version-id"] = result.deleteMarker.versionId;
+  } else if (versionId !== undefined) {
+    headers["x-amz-version-id"] = versionId;
+    if (result.removed?.isDeleteMarker) headers["x-amz-delete-marker"] = "true";
+  }
+  sendEmpty(ctx, 204, headers);
+}

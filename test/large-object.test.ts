@@ -1,0 +1,56 @@
+// Proves that a 1 GiB object streams through with flat memory: PUT with the SDK's default
+// (aws-chunked, CRC32 trailer) and GET back, MD5-equal, while the server's peak resident
+// memory stays far below the object size.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { createHash, randomBytes } from "node:crypto";
+import { Readable } from "node:stream";
+import { CreateBucketCommand, GetObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
+import { GIBIBYTE, MEBIBYTE } from "../src/base/index.js";
+import { makeDataDirectory, removeDataDirectory, s3Client, startCairn } from "./helpers/cairn-process.js";
+
+const OBJECT_SIZE_BYTES = 1 * GIBIBYTE;
+/** Peak RSS allowed for the server: Node's baseline plus a few chunks, nowhere near 1 GiB. */
+const SERVER_PEAK_RESIDENT_BYTES_MAX = 256 * MEBIBYTE;
+
+/** A deterministic body: a random block whose first bytes carry the block index, so no two blocks match. */
+function* generateBody(block: Buffer, totalBytes: number): Generator<Buffer> {
+  for (let offset = 0, index = 0; offset < totalBytes; offset += block.length, index++) {
+    const piece = Buffer.from(block.subarray(0, Math.min(block.length, totalBytes - offset)));
+    piece.writeUInt32BE(index, 0);
+    yield piece;
+  }
+}
+
+test("a 1 GiB object round-trips with flat server memory", { timeout: 300_000 }, async () => {
+  const dataDirectory = makeDataDirectory("large");
+  const cairn = await startCairn({ dataDirectory });
+  const s3 = s3Client(cairn.endpoint);
+  try {
+    await s3.send(new CreateBucketCommand({ Bucket: "large" }));
+    const block = randomBytes(MEBIBYTE);
+    const sent = createHash("md5");
+    for (const piece of generateBody(block, OBJECT_SIZE_BYTES)) sent.update(piece);
+    const expectedMd5 = sent.digest("hex");
+    const put = await s3.send(
+      new PutObjectCommand({ Bucket: "large", Key: "big", Body: Readable.from(generateBody(block, OBJECT_SIZE_BYTES)), ContentLength: OBJECT_SIZE_BYTES }),
+    );
+    assert.equal(put.ETag, `"${expectedMd5}"`);
+    const got = await s3.send(new GetObjectCommand({ Bucket: "large", Key: "big" }));
+    assert.equal(got.ContentLength, OBJECT_SIZE_BYTES);
+    const received = createHash("md5");
+    let receivedBytes = 0;
+    for await (const piece of got.Body as Readable) {
+      received.update(piece as Buffer);
+      receivedBytes += (piece as Buffer).length;
+    }
+    assert.equal(receivedBytes, OBJECT_SIZE_BYTES);
+    assert.equal(received.digest("hex"), expectedMd5);
+    const peak = await cairn.peakResidentBytes();
+    assert.ok(peak < SERVER_PEAK_RESIDENT_BYTES_MAX, `server peak RSS ${Math.round(peak / MEBIBYTE)} MiB stays under ${SERVER_PEAK_RESIDENT_BYTES_MAX / MEBIBYTE} MiB`);
+  } finally {
+    s3.destroy();
+    await cairn.stop();
+    removeDataDirectory(dataDirectory);
+  }
+});
