@@ -175,7 +175,6 @@ describe("objects", () => {
     const got = await s3.send(new GetObjectCommand({ Bucket: "objects", Key: "empty" }));
     assert.equal((await got.Body!.transformToByteArray()).length, 0);
     assert.equal(got.ContentLength, 0);
-    assert.equal(got.ContentType, "binary/octet-stream");
   });
 
   test("ranges: closed, open, suffix, clamped, and 416 past the end", async () => {
@@ -362,17 +361,15 @@ describe("authentication", () => {
     const tampered = await fetch(getUrl.replace("secret.txt", "presigned-put.txt"));
     assert.equal(tampered.status, 403);
     assert.match(await tampered.text(), /<Code>SignatureDoesNotMatch<\/Code>/);
-    const past = s3Client(cairn.endpoint, { systemClockOffset: -3_600_000 });
-    const expiredUrl = await getSignedUrl(past, new GetObjectCommand({ Bucket: "auth", Key: "secret.txt" }), { expiresIn: 60 });
-    past.destroy();
+    const anHourAgo = new Date(Date.now() - 3_600_000);
+    const expiredUrl = await getSignedUrl(s3, new GetObjectCommand({ Bucket: "auth", Key: "secret.txt" }), { expiresIn: 60, signingDate: anHourAgo });
     const expired = await fetch(expiredUrl);
     assert.equal(expired.status, 403);
     assert.match(await expired.text(), /<Code>AccessDenied<\/Code>[\s\S]*expired/);
-    const expiredPutUrl = await getSignedUrl(
-      s3Client(cairn.endpoint, { systemClockOffset: -3_600_000 }),
-      new PutObjectCommand({ Bucket: "auth", Key: "expired-put.txt" }),
-      { expiresIn: 60 },
-    );
+    const expiredPutUrl = await getSignedUrl(s3, new PutObjectCommand({ Bucket: "auth", Key: "expired-put.txt" }), {
+      expiresIn: 60,
+      signingDate: anHourAgo,
+    });
     const expiredPut = await fetch(expiredPutUrl, { method: "PUT", body: "late" });
     assert.equal(expiredPut.status, 403);
     await expectS3Error(s3.send(new HeadObjectCommand({ Bucket: "auth", Key: "expired-put.txt" })), "NotFound", 404);

@@ -1,13 +1,16 @@
 /** The `cairn` command: one role per subcommand. */
 import { log } from "../base/index.js";
 import { parseFlags, Settings, UsageError } from "./config.js";
+import { ADMIN_SETTINGS, ADMIN_USAGE, runAdmin } from "./admin.js";
 import { runServer, SERVER_SETTINGS } from "./server.js";
 
 const USAGE = `usage: cairn <command> [flags]
 
 commands:
   server     every role in one process: S3 gateway, SQLite metadata, placement, one data node
+  admin      operator commands (users and keys)
 
+${ADMIN_USAGE}
 server flags (flag, environment variable, meaning):
 ${Settings.help(SERVER_SETTINGS)}
 `;
@@ -34,6 +37,11 @@ export async function main(argv: string[]): Promise<void> {
         };
         process.on("SIGTERM", () => shutdown("SIGTERM"));
         process.on("SIGINT", () => shutdown("SIGINT"));
+        return;
+      }
+      case "admin": {
+        const { flags, positionals } = parseFlags(rest);
+        await runAdmin(positionals, new Settings(ADMIN_SETTINGS, flags));
         return;
       }
       case undefined:

@@ -5,12 +5,23 @@
 import * as http from "node:http";
 import { promises as fs } from "node:fs";
 import * as path from "node:path";
-import { HTTP_BODY_IDLE_TIMEOUT_MS, HTTP_KEEP_ALIVE_TIMEOUT_MS, log, systemClock, type NodeId } from "../base/index.js";
+import {
+  HTTP_BODY_IDLE_TIMEOUT_MS,
+  HTTP_KEEP_ALIVE_TIMEOUT_MS,
+  log,
+  MINUTE_MS,
+  MULTIPART_UPLOAD_AGE_MS_MAX,
+  systemClock,
+  type NodeId,
+} from "../base/index.js";
+
+/** Abandoned uploads are looked for at least this often. */
+const UPLOAD_SWEEP_INTERVAL_MS_MAX = 10 * MINUTE_MS;
 import { DataNode } from "../datanode/index.js";
-import { DataRouter, GarbageCollector } from "../datapath/index.js";
+import { DataRouter, GarbageCollector, UploadSweeper } from "../datapath/index.js";
 import { SqliteMetadataStore } from "../meta/index.js";
 import { EmbeddedPlacement } from "../placement/index.js";
-import { createS3Handler } from "../s3/index.js";
+import { createS3Handler, handleClientError } from "../s3/index.js";
 import { parseListenAddress, Settings, type SettingSpec } from "./config.js";
 import { credentialLookup, ensureRootUser, loadOrCreateMasterKey, loadOrCreateRootCredentials, ROOT_USER_ID } from "./credentials.js";
 
@@ -21,6 +32,12 @@ export const SERVER_SETTINGS: readonly SettingSpec[] = [
   { flag: "region", env: "CAIRN_REGION", defaultValue: "us-east-1", help: "region reported for buckets" },
   { flag: "domain", env: "CAIRN_DOMAINS", defaultValue: "localhost", help: "domain for virtual-host-style requests; repeatable", repeatable: true },
   { flag: "volume-size-bytes", env: "CAIRN_VOLUME_SIZE_BYTES", defaultValue: undefined, help: "seal volumes at this size" },
+  {
+    flag: "multipart-expiry-seconds",
+    env: "CAIRN_MULTIPART_EXPIRY_SECONDS",
+    defaultValue: String(MULTIPART_UPLOAD_AGE_MS_MAX / 1000),
+    help: "abort multipart uploads abandoned this long",
+  },
 ];
 
 export interface RunningServer {
@@ -50,6 +67,9 @@ export async function runServer(settings: Settings): Promise<RunningServer> {
   const dataRouter = new DataRouter(placement);
   const garbageCollector = new GarbageCollector(meta, dataRouter);
   garbageCollector.start();
+  const uploadAgeMsMax = settings.integer("multipart-expiry-seconds")! * 1000;
+  const uploadSweeper = new UploadSweeper(meta, systemClock, uploadAgeMsMax);
+  uploadSweeper.start(Math.max(1_000, Math.min(UPLOAD_SWEEP_INTERVAL_MS_MAX, uploadAgeMsMax / 2)));
 
   const handler = createS3Handler({
     meta,
@@ -71,6 +91,7 @@ export async function runServer(settings: Settings): Promise<RunningServer> {
     handler,
   );
   server.timeout = HTTP_BODY_IDLE_TIMEOUT_MS;
+  server.on("clientError", handleClientError);
   const { host, port } = parseListenAddress(settings.require("listen"));
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
@@ -95,6 +116,7 @@ export async function runServer(settings: Settings): Promise<RunningServer> {
         server.close(() => resolve());
         server.closeIdleConnections();
       });
+      await uploadSweeper.stop();
       await garbageCollector.stop();
       await placement.close();
       await node.close();

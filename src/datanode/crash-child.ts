@@ -7,7 +7,7 @@
  * (or CAIRN_CRASH_POINT kills it) and checks every acknowledged needle after reopening.
  * Usage: node crash-child.js '<json: {disk, writeCount, concurrency, sizeBytes, volumeSizeBytes?}>'
  */
-import { crc32, type VolumeId } from "../base/index.js";
+import type { VolumeId } from "../base/index.js";
 import { VolumeFull } from "../cluster/index.js";
 import { DataNode } from "./index.js";
 import { makeNeedle, TEST_NODE_ID } from "./fixtures.js";
@@ -43,7 +43,7 @@ async function writeOne(): Promise<void> {
       if (!(error instanceof VolumeFull)) throw error;
       if (currentVolumeId === needle.volumeId) currentVolumeId = (currentVolumeId + 1) as VolumeId;
       await node.createVolume(currentVolumeId);
-      needle = { ...needle, volumeId: currentVolumeId, crc32: crc32(needle.data) };
+      needle = { ...needle, volumeId: currentVolumeId };
     }
   }
 }

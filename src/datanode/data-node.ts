@@ -238,7 +238,11 @@ export class DataNode implements NeedleStore {
     log.info({ volumeId, path }, "volume created");
   }
 
-  /** The disk with the most free space; among equals, the one holding the fewest volumes. */
+  /**
+   * The disk with the most free space. Disks within one volume size of each other count as equal
+   * (free space moves as volumes fill), and among equals the one holding the fewest volumes wins,
+   * so fresh disks of one size still take turns.
+   */
   private async pickDiskForNewVolume(): Promise<string> {
     let best: { disk: string; freeBytes: number; volumeCount: number } | undefined;
     for (const disk of this.diskDirectories) {

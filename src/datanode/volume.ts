@@ -193,9 +193,9 @@ export class Volume {
       await fileHandle.sync();
       options.stats.fsyncCount += 1;
     }
-    mapping.deleteNeedlesFrom(volumeId, scan.endOffsetBytes);
+    const rowsDropped = mapping.deleteNeedlesFrom(volumeId, scan.endOffsetBytes);
     const state: VolumeState = scan.footer === undefined ? { kind: "writable" } : { kind: "sealed", footer: scan.footer };
-    mapping.applyAppends(volumeId, scan.records, {
+    const delta = mapping.applyAppends(volumeId, scan.records, {
       mappedUpToBytes: scan.endOffsetBytes,
       fileCrc32UpTo: scan.crc32,
       state: state.kind === "sealed" ? "sealed" : "writable",
@@ -203,7 +203,8 @@ export class Volume {
     if (scan.records.length > 0 || state.kind === "sealed") {
       log.info({ volumeId, needlesRecovered: scan.records.length, sealed: state.kind === "sealed" }, "volume recovered");
     }
-    return new Volume(options, fileHandle, state, scan.endOffsetBytes, scan.crc32);
+    const counts = rowsDropped > 0 ? mapping.countNeedlesOf(volumeId) : addCounts(options.counts, delta);
+    return new Volume({ ...options, counts }, fileHandle, state, scan.endOffsetBytes, scan.crc32);
   }
 
   get stateKind(): VolumeState["kind"] {
@@ -455,6 +456,10 @@ export class Volume {
       log.warn({ volumeId: this.volumeId, error: truncateError }, "could not cut a failed group's bytes");
     }
   }
+}
+
+function addCounts(base: NeedleCounts, delta: NeedleCounts): NeedleCounts {
+  return { needleCount: base.needleCount + delta.needleCount, deletedNeedleCount: base.deletedNeedleCount + delta.deletedNeedleCount };
 }
 
 interface ScanResult {

@@ -223,12 +223,20 @@ function randomKey(random: (limit: number) => number): string {
   return key;
 }
 
+/**
+ * The first `count` code points of `key`: slicing UTF-16 units could split a surrogate pair,
+ * and a lone surrogate is no key S3 can receive (keys arrive as valid UTF-8).
+ */
+function headOf(key: string, count: number): string {
+  return Array.from(key).slice(0, count).join("");
+}
+
 function randomPrefix(random: (limit: number) => number, keys: readonly string[]): string {
   const choice = random(4);
   if (choice === 0) return "";
-  if (choice === 1) return randomKey(random).slice(0, 1 + random(2));
+  if (choice === 1) return headOf(randomKey(random), 1 + random(2));
   const key = keys[random(keys.length)] ?? "";
-  return key.slice(0, random(key.length + 1));
+  return headOf(key, random(Array.from(key).length + 1));
 }
 
 function randomMarker(random: (limit: number) => number, keys: readonly string[]): string | undefined {
@@ -236,7 +244,7 @@ function randomMarker(random: (limit: number) => number, keys: readonly string[]
   if (choice === 0) return undefined;
   if (choice === 1) return randomKey(random);
   const key = keys[random(keys.length)] ?? "";
-  return choice === 2 ? key : key.slice(0, random(key.length + 1));
+  return choice === 2 ? key : headOf(key, random(Array.from(key).length + 1));
 }
 
 export function runMetadataStoreContract(

@@ -9,10 +9,35 @@ import { verifyRequest } from "../auth/index.js";
 import { createBucket, deleteBucket, getBucketLocation, headBucket, listBuckets } from "./bucket-ops.js";
 import type { GatewayServices, Principal, RequestContext } from "./context.js";
 import { toS3Error } from "./error-edge.js";
-import { listObjectsV1, listObjectsV2 } from "./list-ops.js";
+import {
+  deleteBucketTagging,
+  deleteObjectTagging,
+  getBucketAcl,
+  getBucketTagging,
+  getBucketVersioning,
+  getObjectAcl,
+  getObjectTagging,
+  putBucketAcl,
+  putBucketTagging,
+  putBucketVersioning,
+  putObjectAcl,
+  putObjectTagging,
+} from "./bucket-config-ops.js";
+import { copyObject } from "./copy-object.js";
+import { deleteObjects } from "./delete-objects.js";
+import { listObjectsV1, listObjectsV2, listObjectVersions } from "./list-ops.js";
+import {
+  abortMultipartUpload,
+  completeMultipartUpload,
+  createMultipartUpload,
+  listMultipartUploads,
+  listParts,
+  uploadPart,
+  uploadPartCopy,
+} from "./multipart.js";
 import { deleteObject, getOrHeadObject, putObject } from "./object-ops.js";
 import { parseTarget, routeRequest, type S3OperationName } from "./router.js";
-import { S3Error, s3Errors, s3ErrorWithMessage } from "./s3-errors.js";
+import type { S3Error } from "./s3-errors.js";
 import { escapeXml } from "./xml.js";
 
 const HOST_ID = randomBytes(24).toString("base64");
@@ -80,28 +105,49 @@ async function dispatch(ctx: RequestContext, services: GatewayServices, operatio
     case "DeleteObject":
       return deleteObject(ctx, services);
     case "ListObjectVersions":
+      return listObjectVersions(ctx, services);
     case "GetBucketVersioning":
+      return getBucketVersioning(ctx, services);
     case "PutBucketVersioning":
+      return putBucketVersioning(ctx, services);
     case "GetBucketTagging":
+      return getBucketTagging(ctx, services);
     case "PutBucketTagging":
+      return putBucketTagging(ctx, services);
     case "DeleteBucketTagging":
+      return deleteBucketTagging(ctx, services);
     case "GetBucketAcl":
+      return getBucketAcl(ctx, services);
     case "PutBucketAcl":
+      return putBucketAcl(ctx, services);
     case "ListMultipartUploads":
+      return listMultipartUploads(ctx, services);
     case "DeleteObjects":
+      return deleteObjects(ctx, services);
     case "CopyObject":
+      return copyObject(ctx, services);
     case "GetObjectTagging":
+      return getObjectTagging(ctx, services);
     case "PutObjectTagging":
+      return putObjectTagging(ctx, services);
     case "DeleteObjectTagging":
+      return deleteObjectTagging(ctx, services);
     case "GetObjectAcl":
+      return getObjectAcl(ctx, services);
     case "PutObjectAcl":
+      return putObjectAcl(ctx, services);
     case "CreateMultipartUpload":
+      return createMultipartUpload(ctx, services);
     case "UploadPart":
+      return uploadPart(ctx, services);
     case "UploadPartCopy":
+      return uploadPartCopy(ctx, services);
     case "CompleteMultipartUpload":
+      return completeMultipartUpload(ctx, services);
     case "AbortMultipartUpload":
+      return abortMultipartUpload(ctx, services);
     case "ListParts":
-      throw s3ErrorWithMessage(s3Errors.notImplemented, `${operation} is not implemented yet.`);
+      return listParts(ctx, services);
     default:
       unreachable(operation, "unrouted S3 operation");
   }
@@ -131,4 +177,28 @@ function sendError(req: IncomingMessage, res: ServerResponse, method: string, er
     ...(req.complete ? {} : { Connection: "close" }),
   });
   res.end(body);
+}
+
+/**
+ * Errors of the HTTP layer itself (a body cut short, a malformed request line). When a
+ * request is in flight its handler answers; otherwise we answer here in S3's format rather
+ * than with node's bare 400, then close.
+ */
+export function handleClientError(error: NodeJS.ErrnoException, socket: import("node:stream").Duplex): void {
+  if ((socket as { _httpMessage?: unknown })._httpMessage) return;
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const requestId = newRequestId();
+  const incomplete = error.code === "HPE_INVALID_EOF_STATE" || error.code === "ECONNRESET";
+  const code = incomplete ? "IncompleteBody" : "InvalidRequest";
+  const message = incomplete
+    ? "You did not provide the number of bytes specified by the Content-Length HTTP header"
+    : "The request could not be parsed.";
+  const body = `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code><Message>${message}</Message><RequestId>${requestId}</RequestId><HostId>${HOST_ID}</HostId></Error>`;
+  socket.end(
+    `HTTP/1.1 400 Bad Request\r\nContent-Type: application/xml\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+      `x-amz-request-id: ${requestId}\r\nConnection: close\r\n\r\n${body}`,
+  );
 }

@@ -1,3 +1,3 @@
-export { createS3Handler } from "./gateway.js";
+export { createS3Handler, handleClientError } from "./gateway.js";
 export type { GatewayServices } from "./context.js";
 export { S3Error } from "./s3-errors.js";

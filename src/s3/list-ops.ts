@@ -6,7 +6,7 @@ import type { GatewayServices, RequestContext } from "./context.js";
 import { sendXml } from "./responses.js";
 import { s3Errors, s3ErrorWithMessage } from "./s3-errors.js";
 import { parseIntegerArgument } from "./validation.js";
-import { isoTimestamp, renderXml, type XmlNode } from "./xml.js";
+import { isoTimestamp, ORDERED, renderXml, type XmlNode, type XmlValue } from "./xml.js";
 
 /** encoding-type=url: keys and prefixes in the response are URL-encoded (the aws CLI asks for it). */
 function readEncoder(ctx: RequestContext): (value: string) => string {
@@ -108,6 +108,71 @@ export async function listObjectsV1(ctx: RequestContext, services: GatewayServic
       ...(ctx.query.has("encoding-type") ? { EncodingType: "url" } : {}),
       IsTruncated: result.isTruncated,
       Contents: contentsOf(result, encode, true),
+      CommonPrefixes: result.commonPrefixes.map((commonPrefix) => ({ Prefix: encode(commonPrefix) })),
+    }),
+  );
+}
+
+export async function listObjectVersions(ctx: RequestContext, services: GatewayServices): Promise<void> {
+  const bucket = await requireBucket(ctx, services, "owner");
+  const encode = readEncoder(ctx);
+  const prefix = ctx.query.get("prefix") ?? "";
+  const delimiter = ctx.query.get("delimiter") || undefined;
+  const maxKeys = parseIntegerArgument("max-keys", ctx.query.get("max-keys"), LIST_KEYS_COUNT_MAX);
+  const keyMarker = ctx.query.get("key-marker") || undefined;
+  const versionIdMarker = ctx.query.get("version-id-marker") || undefined;
+  if (versionIdMarker !== undefined && keyMarker === undefined) {
+    throw s3ErrorWithMessage(s3Errors.invalidArgument, "A version-id marker cannot be specified without a key marker.", {
+      ArgumentName: "version-id-marker",
+      ArgumentValue: versionIdMarker,
+    });
+  }
+  const result =
+    maxKeys === 0
+      ? { versions: [], commonPrefixes: [], isTruncated: false, nextKeyMarker: undefined, nextVersionIdMarker: undefined }
+      : await services.meta.listObjectVersions({
+          bucket: bucket.name,
+          prefix,
+          delimiter,
+          keyMarker,
+          versionIdMarker,
+          maxKeys: Math.min(maxKeys, LIST_KEYS_COUNT_MAX),
+        });
+  const entries: Array<[string, XmlValue]> = result.versions.map((version) => {
+    const owner = { ID: version.ownerId, DisplayName: version.ownerId };
+    if (version.isDeleteMarker) {
+      return ["DeleteMarker", { Key: encode(version.key), VersionId: version.versionId, IsLatest: version.isLatest, LastModified: isoTimestamp(version.lastModifiedMs), Owner: owner }];
+    }
+    return [
+      "Version",
+      {
+        Key: encode(version.key),
+        VersionId: version.versionId,
+        IsLatest: version.isLatest,
+        LastModified: isoTimestamp(version.lastModifiedMs),
+        ETag: `"${version.etag}"`,
+        Size: version.sizeBytes,
+        StorageClass: version.storageClass,
+        Owner: owner,
+        ...(version.checksum ? { ChecksumAlgorithm: version.checksum.algorithm, ChecksumType: version.checksum.type } : {}),
+      },
+    ];
+  });
+  sendXml(
+    ctx,
+    200,
+    renderXml("ListVersionsResult", {
+      Name: bucket.name,
+      Prefix: encode(prefix),
+      KeyMarker: encode(keyMarker ?? ""),
+      VersionIdMarker: versionIdMarker ?? "",
+      ...(result.isTruncated && result.nextKeyMarker !== undefined ? { NextKeyMarker: encode(result.nextKeyMarker) } : {}),
+      ...(result.isTruncated && result.nextVersionIdMarker !== undefined ? { NextVersionIdMarker: result.nextVersionIdMarker } : {}),
+      MaxKeys: maxKeys,
+      ...(delimiter !== undefined ? { Delimiter: encode(delimiter) } : {}),
+      ...(ctx.query.has("encoding-type") ? { EncodingType: "url" } : {}),
+      IsTruncated: result.isTruncated,
+      [ORDERED]: entries,
       CommonPrefixes: result.commonPrefixes.map((commonPrefix) => ({ Prefix: encode(commonPrefix) })),
     }),
   );

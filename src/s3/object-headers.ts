@@ -68,7 +68,9 @@ export function versionResponseHeaders(version: ObjectVersion, options: { versio
     "Content-Type": version.contentType ?? CONTENT_TYPE_DEFAULT,
     "Accept-Ranges": "bytes",
   };
-  for (const [name, value] of Object.entries(version.systemMetadata)) headers[name] = value;
+  for (const [name, value] of Object.entries(version.systemMetadata)) {
+    if (name !== "x-amz-acl") headers[name] = value;
+  }
   for (const [name, value] of Object.entries(version.userMetadata)) headers[`x-amz-meta-${name}`] = value;
   if (version.storageClass !== "STANDARD") headers["x-amz-storage-class"] = version.storageClass;
   if (options.versioned) headers["x-amz-version-id"] = version.versionId;

@@ -2,11 +2,13 @@
 import { pipeline } from "node:stream";
 import type { Readable } from "node:stream";
 import { createHash } from "node:crypto";
-import { newChecksummer, PUT_OBJECT_SIZE_BYTES_MAX, uuidV7Bytes, type Checksummer } from "../base/index.js";
+import { newChecksummer, PUT_OBJECT_SIZE_BYTES_MAX, uuidV7Bytes, type Checksummer, type ChecksumAlgorithm } from "../base/index.js";
 import { createPayloadDecoder } from "../auth/index.js";
 import { BodyTooLarge } from "../datapath/index.js";
 import { NULL_VERSION_ID, type Bucket, type ObjectChecksum, type ObjectVersion, type WriteCondition } from "../meta/index.js";
-import { requireBucket } from "./access.js";
+import { mayAccess, requireBucket } from "./access.js";
+import { readCannedAcl } from "./bucket-ops.js";
+import { OBJECT_ACL_METADATA } from "./bucket-config-ops.js";
 import { header, principalId, type GatewayServices, type RequestContext } from "./context.js";
 import {
   evaluateConditions,
@@ -50,7 +52,13 @@ export interface ReceivedBody {
  * way, and check what the client declared: size, Content-MD5, x-amz-checksum-*. On any
  * mismatch the needles written are deleted and nothing is committed.
  */
-export async function receiveBody(ctx: RequestContext, services: GatewayServices, sizeBytesMax: number): Promise<ReceivedBody> {
+export async function receiveBody(
+  ctx: RequestContext,
+  services: GatewayServices,
+  sizeBytesMax: number,
+  /** Compute this checksum when the client sends none (a multipart upload's algorithm). */
+  defaultChecksumAlgorithm?: ChecksumAlgorithm,
+): Promise<ReceivedBody> {
   const declaredSizeBytes = declaredObjectSizeBytes(ctx);
   if (declaredSizeBytes !== undefined && declaredSizeBytes > sizeBytesMax) {
     throw s3ErrorWithMessage(s3Errors.entityTooLarge, "Your proposed upload exceeds the maximum allowed size", {
@@ -59,7 +67,8 @@ export async function receiveBody(ctx: RequestContext, services: GatewayServices
     });
   }
   const contentMd5 = readContentMd5(ctx);
-  const checksumRequest = readChecksumRequest(ctx);
+  const checksumRequest =
+    readChecksumRequest(ctx) ?? (defaultChecksumAlgorithm ? { algorithm: defaultChecksumAlgorithm, expectedBase64: undefined } : undefined);
   const decoder = createPayloadDecoder(ctx.auth, ctx.headers);
   // pipeline() destroys the decoder when the request errors (client gone, body cut short),
   // so the loop below ends with that error rather than waiting forever.
@@ -73,6 +82,13 @@ export async function receiveBody(ctx: RequestContext, services: GatewayServices
       yield piece;
     }
   }
+  // A client that half-closes its socket mid-body will send no more bytes; without this the
+  // request would wait for the idle timeout before failing.
+  const socket = ctx.req.socket;
+  const onSocketEnd = () => {
+    if (!ctx.req.complete) ctx.req.destroy(Object.assign(new Error("aborted"), { code: "ECONNRESET" }));
+  };
+  socket.once("end", onSocketEnd);
   let written;
   try {
     written = await services.dataRouter.writeBody(hashed(), { sizeBytesMax });
@@ -81,6 +97,8 @@ export async function receiveBody(ctx: RequestContext, services: GatewayServices
     if (error instanceof S3Error) throw error;
     if (isClientBodyError(error)) throw s3Errors.incompleteBody();
     throw error;
+  } finally {
+    socket.off("end", onSocketEnd);
   }
   const reject = async (error: S3Error): Promise<never> => {
     await services.dataRouter.deleteChunks(written.chunks);
@@ -143,6 +161,7 @@ export async function putObject(ctx: RequestContext, services: GatewayServices):
   const taggingHeader = header(ctx, "x-amz-tagging");
   const tags = taggingHeader === undefined ? {} : parseTaggingHeader(taggingHeader);
   const condition = readWriteCondition(ctx);
+  if (readCannedAcl(ctx) === "public-read") objectHeaders.systemMetadata[OBJECT_ACL_METADATA] = "public-read";
   const received = await receiveBody(ctx, services, PUT_OBJECT_SIZE_BYTES_MAX);
   const versionId = bucket.versioning === "Enabled" ? newVersionId() : NULL_VERSION_ID;
   const version: ObjectVersion = {
@@ -205,10 +224,30 @@ function s3ErrorFields(error: S3Error) {
   return { code: error.code, statusCode: error.statusCode, message: error.message, details: error.details };
 }
 
-export async function getOrHeadObject(ctx: RequestContext, services: GatewayServices): Promise<void> {
-  const bucket = await requireBucket(ctx, services, "read-object");
+/**
+ * The bucket and version a GET/HEAD may read: the owner (or root) reads anything; others read
+ * objects of a public-read bucket, or objects whose own ACL is public-read. A reader who may
+ * not read learns nothing about existence: AccessDenied, not NoSuchKey.
+ */
+async function readableVersion(ctx: RequestContext, services: GatewayServices): Promise<{ bucket: Bucket; version: ObjectVersion }> {
+  const name = ctx.target.bucket!;
+  const bucket = await services.meta.getBucket(name);
+  if (bucket === undefined) throw s3Errors.noSuchBucket({ BucketName: name });
   validateObjectKey(ctx.target.key!);
-  const version = await resolveVersion(ctx, services, bucket);
+  if (mayAccess(ctx, bucket, "read-object")) return { bucket, version: await resolveVersion(ctx, services, bucket) };
+  let version: ObjectVersion | undefined;
+  try {
+    version = await resolveVersion(ctx, services, bucket);
+  } catch (error) {
+    if (error instanceof S3Error) throw s3Errors.accessDenied();
+    throw error;
+  }
+  if (version.systemMetadata[OBJECT_ACL_METADATA] !== "public-read") throw s3Errors.accessDenied();
+  return { bucket, version };
+}
+
+export async function getOrHeadObject(ctx: RequestContext, services: GatewayServices): Promise<void> {
+  const { bucket, version } = await readableVersion(ctx, services);
   const headers = versionResponseHeaders(version, { versioned: bucket.versioning !== "Unversioned" });
   const outcome = evaluateConditions(ctx, version);
   if (outcome === "precondition-failed") throw s3Errors.preconditionFailed({ Condition: "If-Match" });

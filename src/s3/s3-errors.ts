@@ -89,6 +89,7 @@ export const s3Errors = {
     404,
     "The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.",
   ),
+  noSuchTagSet: make("NoSuchTagSet", 404, "The TagSet does not exist"),
   noSuchVersion: make("NoSuchVersion", 404, "The specified version does not exist."),
   notImplemented: make("NotImplemented", 501, "A header you provided implies functionality that is not implemented"),
   preconditionFailed: make("PreconditionFailed", 412, "At least one of the pre-conditions you specified did not hold"),

@@ -22,14 +22,23 @@ export function escapeXml(value: string): string {
   });
 }
 
-/** A value tree: a string/number/boolean is a text element; an array repeats the element. */
-export type XmlValue = string | number | boolean | undefined | XmlNode | XmlValue[];
+/**
+ * A value tree: a string/number/boolean is a text element; an array repeats the element.
+ * The key ORDERED holds elements whose names interleave ([name, value] pairs in order), for
+ * ListObjectVersions where Version and DeleteMarker elements alternate.
+ */
+export type XmlValue = string | number | boolean | undefined | XmlNode | XmlValue[] | Array<[string, XmlValue]>;
 export interface XmlNode {
   [name: string]: XmlValue;
 }
+export const ORDERED = "#ordered";
 
 function renderValue(name: string, value: XmlValue, out: string[]): void {
   if (value === undefined) return;
+  if (name === ORDERED) {
+    for (const [childName, childValue] of value as Array<[string, XmlValue]>) renderValue(childName, childValue, out);
+    return;
+  }
   if (Array.isArray(value)) {
     for (const item of value) renderValue(name, item, out);
     return;

@@ -65,7 +65,16 @@ assert error_code(lambda: s3.head_object(Bucket="boto-core", Key="missing")) == 
 assert error_code(lambda: s3.get_object(Bucket="boto-core", Key="missing")) == ("NoSuchKey", 404)
 assert error_code(lambda: s3.delete_bucket(Bucket="boto-core")) == ("BucketNotEmpty", 409)
 
-url = s3.generate_presigned_url("get_object", Params={"Bucket": "boto-core", "Key": "list/4"}, ExpiresIn=60)
+# Debian's boto3 presigns with SigV2 unless told otherwise; Cairn speaks SigV4 only.
+v4 = boto3.client(
+    "s3",
+    endpoint_url=endpoint,
+    region_name="us-east-1",
+    aws_access_key_id=os.environ["AWS_ACCESS_KEY_ID"],
+    aws_secret_access_key=os.environ["AWS_SECRET_ACCESS_KEY"],
+    config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
+)
+url = v4.generate_presigned_url("get_object", Params={"Bucket": "boto-core", "Key": "list/4"}, ExpiresIn=60)
 import urllib.request
 with urllib.request.urlopen(url) as response:
     assert response.read() == b"xxxx"
