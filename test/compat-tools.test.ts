@@ -49,8 +49,10 @@ function toolMissing(tool: string, t: { skip(message: string): void }): boolean 
 }
 
 function env(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  // A CA bundle set for the machine's HTTPS proxying breaks rclone's plain-HTTP transport.
+  const { AWS_CA_BUNDLE: _caBundle, ...inherited } = process.env;
   return {
-    ...process.env,
+    ...inherited,
     AWS_ACCESS_KEY_ID: TEST_ACCESS_KEY_ID,
     AWS_SECRET_ACCESS_KEY: TEST_SECRET_ACCESS_KEY,
     AWS_DEFAULT_REGION: "us-east-1",
@@ -91,7 +93,9 @@ test("aws CLI v2: a 100 MiB cp goes multipart and round-trips; sync uploads only
   assert.equal((firstSync.match(/upload:/g) ?? []).length, 3);
   writeFileSync(path.join(tree, "a.txt"), "alpha, changed");
   const secondSync = await cli("s3", "sync", tree, "s3://aws-compat/tree");
-  assert.deepEqual(secondSync.match(/upload: \S+/g), [`upload: ${path.join(tree, "a.txt")}`]);
+  const uploads = secondSync.match(/upload: \S+/g) ?? [];
+  assert.equal(uploads.length, 1, secondSync);
+  assert.match(uploads[0]!, /tree\/a\.txt$/);
   const back = path.join(work, "tree-back");
   await cli("s3", "sync", "s3://aws-compat/tree", back);
   for (const name of ["a.txt", "dir/b.txt", "dir/sub/c.bin"]) assert.equal(md5File(path.join(back, name)), md5File(path.join(tree, name)), name);

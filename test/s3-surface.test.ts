@@ -54,12 +54,12 @@ after(async () => {
   removeDataDirectory(dataDirectory);
 });
 
-async function expectS3Error(promise: Promise<unknown>, code: string, statusCode: number): Promise<S3ServiceException> {
+async function expectS3Error(promise: Promise<unknown>, code: string | undefined, statusCode: number): Promise<S3ServiceException> {
   try {
     await promise;
   } catch (error) {
     assert.ok(error instanceof S3ServiceException, `expected an S3 error, got ${String(error)}`);
-    assert.equal(error.name, code);
+    if (code !== undefined) assert.equal(error.name, code);
     assert.equal(error.$metadata.httpStatusCode, statusCode);
     return error;
   }
@@ -291,8 +291,8 @@ describe("copy, multi-delete, conditions, tagging, ACLs", () => {
   test("conditional GET answers 304 and 412; conditional PUT answers 412", async () => {
     const put = await s3.send(new PutObjectCommand({ Bucket: "misc", Key: "cond", Body: "v1" }));
     await expectS3Error(s3.send(new GetObjectCommand({ Bucket: "misc", Key: "cond", IfMatch: '"wrong"' })), "PreconditionFailed", 412);
-    await expectS3Error(s3.send(new GetObjectCommand({ Bucket: "misc", Key: "cond", IfNoneMatch: put.ETag })), "304", 304);
-    await expectS3Error(s3.send(new GetObjectCommand({ Bucket: "misc", Key: "cond", IfModifiedSince: new Date(Date.now() + 3_600_000) })), "304", 304);
+    await expectS3Error(s3.send(new GetObjectCommand({ Bucket: "misc", Key: "cond", IfNoneMatch: put.ETag })), undefined, 304);
+    await expectS3Error(s3.send(new GetObjectCommand({ Bucket: "misc", Key: "cond", IfModifiedSince: new Date(Date.now() + 3_600_000) })), undefined, 304);
     await expectS3Error(s3.send(new GetObjectCommand({ Bucket: "misc", Key: "cond", IfUnmodifiedSince: new Date(Date.now() - 3_600_000) })), "PreconditionFailed", 412);
     assert.equal(await text(await s3.send(new GetObjectCommand({ Bucket: "misc", Key: "cond", IfMatch: put.ETag }))), "v1");
     await expectS3Error(s3.send(new PutObjectCommand({ Bucket: "misc", Key: "cond", Body: "v2", IfNoneMatch: "*" })), "PreconditionFailed", 412);

@@ -214,11 +214,11 @@ export async function completeMultipartUpload(ctx: RequestContext, services: Gat
   const requested = await readCompleteRequest(ctx);
   const condition = readWriteCondition(ctx);
   const stored = new Map((await services.meta.getParts(upload.uploadId)).map((part) => [part.partNumber, part]));
+  for (let index = 1; index < requested.length; index++) {
+    if (requested[index]!.partNumber <= requested[index - 1]!.partNumber) throw s3Errors.invalidPartOrder({ UploadId: upload.uploadId });
+  }
   const chosen: Part[] = [];
-  let previousNumber = 0;
   for (const [index, request] of requested.entries()) {
-    if (request.partNumber <= previousNumber) throw s3Errors.invalidPartOrder({ UploadId: upload.uploadId });
-    previousNumber = request.partNumber;
     const part = stored.get(request.partNumber);
     if (part === undefined || part.etag !== request.etag) {
       throw s3Errors.invalidPart({ UploadId: upload.uploadId, PartNumber: String(request.partNumber), ETag: request.etag });

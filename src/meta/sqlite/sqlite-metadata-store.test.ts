@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Worker } from "node:worker_threads";
 import Database from "better-sqlite3";
 import type { VolumeId, NeedleId } from "../../base/index.js";
 import { runMetadataStoreContract } from "../metadata-store.contract.js";
@@ -118,4 +119,65 @@ test("a delimiter listing of 20,000 keys under 200 prefixes reads about one row 
   assert.equal(inside.objects.length, 5);
   assert.equal(store.counters.listRowsRead - insideBefore, 6);
   await store.close();
+});
+
+/**
+ * Two threads with their own connections race If-None-Match: * writes on the same keys. Each
+ * write is a BEGIN IMMEDIATE transaction, so one waits (busy_timeout) while the other checks and
+ * writes; exactly one writer wins each key and no write fails with SQLITE_BUSY.
+ */
+test("two connections racing If-None-Match: * on the same keys: one winner per key", async (t) => {
+  const path = newDatabasePath();
+  const setup = SqliteMetadataStore.open(path);
+  await setup.createBucket({ name: "race", ownerId: "owner", createdAtMs: 1, region: "r", versioning: "Enabled", acl: "private", tags: {} });
+  await setup.close();
+  const keyCount = 300;
+  const storeUrl = new URL("./sqlite-metadata-store.js", import.meta.url).href;
+  const workerSource = `
+    const { workerData, parentPort } = require("node:worker_threads");
+    (async () => {
+      const { SqliteMetadataStore } = await import(workerData.storeUrl);
+      const store = SqliteMetadataStore.open(workerData.path);
+      // Start together: each thread announces itself, then waits until both have.
+      const barrier = new Int32Array(workerData.barrier);
+      Atomics.add(barrier, 0, 1);
+      Atomics.notify(barrier, 0);
+      while (Atomics.load(barrier, 0) < 2) Atomics.wait(barrier, 0, 1, 10);
+      const outcomes = { won: [], lost: 0, other: [] };
+      // One thread walks the keys up, the other down: they meet, and contend, in the middle.
+      for (let step = 0; step < workerData.keyCount; step += 1) {
+        const index = workerData.worker === "left" ? step : workerData.keyCount - 1 - step;
+        const version = { ...workerData.version, key: "key-" + index, versionId: workerData.worker + "-" + index };
+        try {
+          await store.putObjectVersion(version, { ifNoneMatchAny: true });
+          outcomes.won.push(index);
+        } catch (error) {
+          if (error.name === "PreconditionFailed") outcomes.lost += 1;
+          else outcomes.other.push(String(error));
+        }
+      }
+      await store.close();
+      parentPort.postMessage(outcomes);
+    })();
+  `;
+  const barrier = new SharedArrayBuffer(4);
+  const runWorker = (worker: string) =>
+    new Promise<{ won: number[]; lost: number; other: string[] }>((resolve, reject) => {
+      const thread = new Worker(workerSource, {
+        eval: true,
+        workerData: { storeUrl, path, keyCount, worker, barrier, version: makeVersion("race", "") },
+      });
+      thread.once("message", resolve);
+      thread.once("error", reject);
+    });
+  const [left, right] = await Promise.all([runWorker("left"), runWorker("right")]);
+  t.diagnostic(`wins: left ${left.won.length}, right ${right.won.length}`);
+  assert.deepEqual([left.other, right.other], [[], []]);
+  const winners = [...left.won, ...right.won].sort((a, b) => a - b);
+  assert.deepEqual(winners, Array.from({ length: keyCount }, (_, index) => index));
+  assert.equal(left.lost + right.lost, keyCount);
+  const check = SqliteMetadataStore.open(path);
+  const page = await check.listObjectVersions({ bucket: "race", prefix: "", delimiter: undefined, keyMarker: undefined, versionIdMarker: undefined, maxKeys: 1000 });
+  assert.equal(page.versions.length, keyCount);
+  await check.close();
 });

@@ -603,7 +603,7 @@ export class SqliteMetadataStore implements MetadataStore {
         }
         const commonPrefix = commonPrefixOf(row.key, input.prefix, input.delimiter);
         if (commonPrefix !== undefined) {
-          const successor = prefixSuccessor(commonPrefix);
+          const successor = this.seekPastCommonPrefix(commonPrefix, row.key);
           cursor = successor === undefined ? undefined : { key: successor, inclusive: true };
           if (input.startAfter !== undefined && compareKeys(commonPrefix, input.startAfter) <= 0) continue;
           if (entryCount === input.maxKeys) {
@@ -1010,6 +1010,16 @@ export class SqliteMetadataStore implements MetadataStore {
     return rows;
   }
 
+  /**
+   * Where to seek to skip every key under `commonPrefix`. Asserted to be past the key just read,
+   * or a listing would land on the same key again and never end.
+   */
+  private seekPastCommonPrefix(commonPrefix: string, keyRead: string): string | undefined {
+    const successor = prefixSuccessor(commonPrefix);
+    assert(successor === undefined || compareKeys(successor, keyRead) > 0, "a common prefix successor sorts after its keys");
+    return successor;
+  }
+
   /** The first cursor of a listing: the prefix itself, or just after startAfter when that is later. */
   private listStart(prefix: string, startAfter: string | undefined): Cursor {
     if (startAfter !== undefined && compareKeys(startAfter, prefix) >= 0) return { key: startAfter, inclusive: false };
@@ -1078,7 +1088,7 @@ export class SqliteMetadataStore implements MetadataStore {
       if (key === undefined || !key.startsWith(walk.prefix)) break;
       const commonPrefix = commonPrefixOf(key, walk.prefix, walk.delimiter);
       if (commonPrefix !== undefined) {
-        const successor = prefixSuccessor(commonPrefix);
+        const successor = this.seekPastCommonPrefix(commonPrefix, key);
         cursor = successor === undefined ? undefined : { key: successor, inclusive: true };
         if (marker !== undefined && compareKeys(commonPrefix, marker) <= 0) continue;
         if (entryCount === walk.entryCountMax) {
