@@ -103,6 +103,11 @@ describe("multipart upload", () => {
     assert.equal(got.ETag, `"${expectedEtag}"`);
     assert.equal(got.ContentType, "video/x-test");
     assert.deepEqual(got.Metadata, { origin: "mpu" });
+    const secondPart = await s3.send(new GetObjectCommand({ Bucket: "multipart", Key: "assembled", PartNumber: 2 }));
+    assert.equal(secondPart.PartsCount, 3);
+    assert.equal(secondPart.ContentRange, `bytes ${5 * MIB}-${10 * MIB + 6}/${10 * MIB + 7 + 123}`);
+    assert.equal(md5(Buffer.from(await secondPart.Body!.transformToByteArray())), md5(parts[1]!));
+    await expectS3Error(s3.send(new GetObjectCommand({ Bucket: "multipart", Key: "assembled", PartNumber: 4 })), "InvalidPartNumber", 416);
     const after = await s3.send(new ListMultipartUploadsCommand({ Bucket: "multipart" }));
     assert.ok(!after.Uploads?.some((upload) => upload.UploadId === uploadId));
   });

@@ -2,7 +2,7 @@
 import { pipeline } from "node:stream";
 import type { Readable } from "node:stream";
 import { createHash } from "node:crypto";
-import { newChecksummer, PUT_OBJECT_SIZE_BYTES_MAX, uuidV7Bytes, type Checksummer, type ChecksumAlgorithm } from "../base/index.js";
+import { newChecksummer, PUT_OBJECT_SIZE_BYTES_MAX, UPLOAD_PART_COUNT_MAX, uuidV7Bytes, type Checksummer, type ChecksumAlgorithm } from "../base/index.js";
 import { createPayloadDecoder } from "../auth/index.js";
 import { BodyTooLarge } from "../datapath/index.js";
 import { NULL_VERSION_ID, type Bucket, type ObjectChecksum, type ObjectVersion, type WriteCondition } from "../meta/index.js";
@@ -13,6 +13,7 @@ import { header, principalId, type GatewayServices, type RequestContext } from "
 import {
   evaluateConditions,
   parseRange,
+  type RangeRequest,
   readChecksumRequest,
   readContentMd5,
   readObjectHeaders,
@@ -256,10 +257,8 @@ export async function getOrHeadObject(ctx: RequestContext, services: GatewayServ
     ctx.res.end();
     return;
   }
-  if (ctx.query.has("partNumber")) {
-    throw s3ErrorWithMessage(s3Errors.notImplemented, "GET with partNumber is not implemented.");
-  }
-  const range = parseRange(header(ctx, "range"), version.sizeBytes);
+  const partNumberArgument = ctx.query.get("partNumber");
+  const range = partNumberArgument !== null ? partRange(partNumberArgument, version) : parseRange(header(ctx, "range"), version.sizeBytes);
   if (range.kind === "unsatisfiable") {
     throw new S3Error({
       ...s3ErrorFields(s3Errors.invalidRange({ RangeRequested: header(ctx, "range")!, ActualObjectSize: String(version.sizeBytes) })),
@@ -284,6 +283,23 @@ export async function getOrHeadObject(ctx: RequestContext, services: GatewayServ
     return;
   }
   await streamObject(ctx, services, version, { startByte, endByteExclusive, statusCode, headers });
+}
+
+/** GET ?partNumber=N: the bytes of part N of a multipart object (part 1 is all of any other). */
+function partRange(argument: string, version: ObjectVersion): RangeRequest {
+  const partNumber = /^\d+$/.test(argument) ? Number(argument) : 0;
+  if (partNumber < 1 || partNumber > UPLOAD_PART_COUNT_MAX) {
+    throw s3ErrorWithMessage(s3Errors.invalidArgument, `Part number must be an integer between 1 and ${UPLOAD_PART_COUNT_MAX}, inclusive`, {
+      ArgumentName: "partNumber",
+      ArgumentValue: argument,
+    });
+  }
+  const sizes = version.partSizesBytes ?? [version.sizeBytes];
+  if (partNumber > sizes.length) throw s3ErrorWithMessage(s3Errors.invalidPartNumber, "The requested partnumber is not satisfiable", { PartNumberRequested: argument, ActualPartCount: String(sizes.length) });
+  const startByte = sizes.slice(0, partNumber - 1).reduce((sum, size) => sum + size, 0);
+  const endByteExclusive = startByte + sizes[partNumber - 1]!;
+  if (startByte === endByteExclusive) return { kind: "none" };
+  return { kind: "range", startByte, endByteExclusive };
 }
 
 /**

@@ -69,6 +69,7 @@ export const s3Errors = {
     400,
     "One or more of the specified parts could not be found.  The part may not have been uploaded, or the specified entity tag may not match the part's entity tag.",
   ),
+  invalidPartNumber: make("InvalidPartNumber", 416, "The requested partnumber is not satisfiable"),
   invalidPartOrder: make("InvalidPartOrder", 400, "The list of parts was not in ascending order. Parts must be ordered by part number."),
   invalidRange: make("InvalidRange", 416, "The requested range is not satisfiable"),
   invalidRequest: make("InvalidRequest", 400, "Invalid Request"),
