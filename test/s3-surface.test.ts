@@ -28,6 +28,7 @@ import {
   PutBucketAclCommand,
   PutBucketTaggingCommand,
   PutBucketVersioningCommand,
+  PutObjectAclCommand,
   PutObjectCommand,
   PutObjectTaggingCommand,
   S3Client,
@@ -350,6 +351,10 @@ describe("copy, multi-delete, conditions, tagging, ACLs", () => {
     const single = await fetch(`${cairn.endpoint}/misc/one-public`);
     assert.equal(single.status, 200);
     assert.equal(await single.text(), "just this");
+    assert.equal((await fetch(`${cairn.endpoint}/misc/cond`)).status, 403);
+    await s3.send(new PutObjectAclCommand({ Bucket: "misc", Key: "cond", ACL: "public-read" }));
+    assert.equal((await fetch(`${cairn.endpoint}/misc/cond`)).status, 200);
+    await s3.send(new PutObjectAclCommand({ Bucket: "misc", Key: "cond", ACL: "private" }));
     assert.equal((await fetch(`${cairn.endpoint}/misc/cond`)).status, 403);
     assert.equal((await fetch(`${cairn.endpoint}/misc/does-not-exist`)).status, 403);
   });

@@ -561,6 +561,18 @@ export function runMetadataStoreContract(
       await assert.rejects(store.setObjectTags("missing", "key", undefined, {}), NoSuchBucket);
     });
 
+    test("setObjectSystemMetadata replaces one version's system metadata only", async () => {
+      await store.createBucket(makeBucket("bucket-a", "Enabled"));
+      const v1 = newVersionId();
+      const v2 = newVersionId();
+      await store.putObjectVersion(makeVersion("bucket-a", "key", v1));
+      await store.putObjectVersion(makeVersion("bucket-a", "key", v2));
+      await store.setObjectSystemMetadata("bucket-a", "key", v1, { "x-amz-acl": "public-read" });
+      assert.deepEqual((await store.getObjectVersion("bucket-a", "key", v1))?.systemMetadata, { "x-amz-acl": "public-read" });
+      assert.notDeepEqual((await store.getObjectVersion("bucket-a", "key", v2))?.systemMetadata, { "x-amz-acl": "public-read" });
+      await assert.rejects(store.setObjectSystemMetadata("bucket-a", "key", newVersionId(), {}), NoSuchVersion);
+    });
+
     // ---- listing objects ----
 
     test("listObjects pages by prefix, delimiter, startAfter and maxKeys", async () => {

@@ -217,6 +217,8 @@ export interface MetadataStore {
   }): Promise<DeleteObjectResult>;
   /** Rejects with NoSuchKey / NoSuchVersion. */
   setObjectTags(bucket: string, key: string, versionId: string | undefined, tags: Record<string, string>): Promise<string>;
+  /** Replace the system metadata of one version (its ACL lives there). Rejects with NoSuchVersion. */
+  setObjectSystemMetadata(bucket: string, key: string, versionId: string, systemMetadata: Record<string, string>): Promise<void>;
   /** An ordered index scan whose cost follows the page: it seeks past each common prefix. */
   listObjects(input: ListObjectsInput): Promise<ListObjectsResult>;
   listObjectVersions(input: ListObjectVersionsInput): Promise<ListObjectVersionsResult>;

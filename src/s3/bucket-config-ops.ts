@@ -168,6 +168,6 @@ export async function putObjectAcl(ctx: RequestContext, services: GatewayService
   if (acl === "public-read") systemMetadata[OBJECT_ACL_METADATA] = acl;
   else delete systemMetadata[OBJECT_ACL_METADATA];
   // Rewriting the version's row keeps its id and data; only its ACL changes.
-  await services.meta.replaceObjectVersionMetadata(bucket.name, version.key, version.versionId, { systemMetadata });
+  await services.meta.setObjectSystemMetadata(bucket.name, version.key, version.versionId, systemMetadata);
   sendEmpty(ctx, 200, versionHeader(bucket, version.versionId));
 }

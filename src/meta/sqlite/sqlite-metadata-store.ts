@@ -315,6 +315,7 @@ function prepareStatements(db: Database.Database) {
     ),
     versionDelete: db.prepare<[number]>("DELETE FROM object_versions WHERE version_seq = ?"),
     versionSetTags: db.prepare<[string, number]>("UPDATE object_versions SET tags_json = ? WHERE version_seq = ?"),
+    versionSetSystemMetadata: db.prepare<[string, number]>("UPDATE object_versions SET system_metadata_json = ? WHERE version_seq = ?"),
     /** Latest version of the first key >= ?, one index seek. */
     listLatestFromInclusive: db.prepare<[string, string], ObjectVersionRow>(
       `SELECT ${versionColumns} FROM object_versions WHERE bucket = ? AND key >= ?
@@ -572,6 +573,15 @@ export class SqliteMetadataStore implements MetadataStore {
       }
       this.statements.versionSetTags.run(JSON.stringify(tags), row.version_seq);
       return row.version_id;
+    });
+  }
+
+  async setObjectSystemMetadata(bucket: string, key: string, versionId: string, systemMetadata: Record<string, string>): Promise<void> {
+    this.write(() => {
+      this.requireBucket(bucket);
+      const row = this.statements.versionById.get(bucket, key, versionId);
+      if (row === undefined || row.is_delete_marker === 1) throw new NoSuchVersion(bucket, key, versionId);
+      this.statements.versionSetSystemMetadata.run(JSON.stringify(systemMetadata), row.version_seq);
     });
   }
 
