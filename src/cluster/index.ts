@@ -1,1 +1,2 @@
 export * from "./needle-store.js";
+export * from "./rpc.js";

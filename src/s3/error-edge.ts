@@ -43,7 +43,7 @@ export function toS3Error(error: unknown, requestId: string): S3Error {
   if (error instanceof AssertionError) throw error;
   if (error instanceof AuthError) {
     const status = AUTH_ERROR_STATUS[error.reason] ?? 400;
-    return new S3Error({ code: error.reason, statusCode: status, message: error.message });
+    return new S3Error({ code: error.reason, statusCode: status, message: error.message, details: error.details });
   }
   if (error instanceof NoSuchBucket) return s3Errors.noSuchBucket({ BucketName: error.bucket });
   if (error instanceof BucketNotEmpty) return s3Errors.bucketNotEmpty({ BucketName: error.bucket });

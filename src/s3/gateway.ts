@@ -66,7 +66,7 @@ async function handle(services: GatewayServices, req: IncomingMessage, res: Serv
     const route = routeRequest({ method, target, query, hasCopySource: req.headers["x-amz-copy-source"] !== undefined });
     operation = route.operation;
     const nowMs = services.clock.nowMs();
-    const auth = await verifyRequest({ method, rawUrl, headers: req.headers, nowMs }, (accessKeyId) =>
+    const auth = await verifyRequest({ method, rawUrl, headers: req.headers, rawHeaders: req.rawHeaders, nowMs }, (accessKeyId) =>
       services.lookupCredentials(accessKeyId),
     );
     const principal: Principal =
