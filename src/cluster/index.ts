@@ -1,2 +1,3 @@
 export * from "./needle-store.js";
 export * from "./rpc.js";
+export * from "./messages.js";

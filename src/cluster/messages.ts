@@ -1,0 +1,88 @@
+/**
+ * Messages between cluster processes: data nodes heartbeat to placement; gateways and data
+ * nodes read the cluster map from placement. Plain JSON-able types, validated where received.
+ *
+ * RPC methods (see rpc.ts for the transport):
+ *   placement:  heartbeat(HeartbeatRequest) -> HeartbeatResponse
+ *               clusterMap({}) -> ClusterMap
+ *               volumeFull({ volumeId }) -> null
+ *               growVolumes({}) -> ClusterMap        (ensure writable volumes exist now)
+ *               reportDamage(DamageReport) -> null
+ *   data node:  createVolume({ volumeId }) -> null
+ *               deleteNeedle({ volumeId, needleId }) -> null
+ *               volumeStatuses({}) -> VolumeStatus[]
+ *               blob writeNeedle?volumeId&needleId&crc32 (body: data) -> null
+ *               blob readNeedle?volumeId&needleId[&offsetBytes&lengthBytes] -> data
+ */
+import type { NodeId, VolumeId } from "../base/index.js";
+import type { VolumeStatus } from "./needle-store.js";
+
+/** A data node that misses heartbeats this long is down: reads and writes avoid it. */
+export const NODE_DOWN_AFTER_MS = 15_000;
+/** Data nodes heartbeat this often. */
+export const HEARTBEAT_INTERVAL_MS = 2_000;
+
+export interface DiskReport {
+  /** The disk's directory on its node. */
+  path: string;
+  capacityBytes: number;
+  freeBytes: number;
+  /** Bytes in this disk's volume files. */
+  usedBytes: number;
+}
+
+export interface HeartbeatRequest {
+  /** Absent on a node's first heartbeat: placement assigns the id and the node keeps it. */
+  nodeId: NodeId | undefined;
+  /** Base URL of the node's internal API, e.g. http://127.0.0.1:9101. */
+  address: string;
+  zone: string;
+  rack: string;
+  disks: DiskReport[];
+  volumes: VolumeStatus[];
+  /** Needle writes since the node started. */
+  writeCount: number;
+  /** Recent mean latency of a write (append + fsync), in ms: the WOS detector's signal. */
+  writeLatencyMs: number;
+}
+
+export interface HeartbeatResponse {
+  nodeId: NodeId;
+  mapVersion: number;
+}
+
+export type NodeState = "up" | "down";
+
+export interface NodeRecord {
+  nodeId: NodeId;
+  address: string;
+  zone: string;
+  rack: string;
+  state: NodeState;
+  lastHeartbeatAtMs: number;
+  disks: DiskReport[];
+  writeCount: number;
+  writeLatencyMs: number;
+}
+
+export interface VolumeRecord {
+  volumeId: VolumeId;
+  state: "writable" | "sealed";
+  /** Nodes holding a replica, in placement order. */
+  replicas: NodeId[];
+}
+
+export interface ClusterMap {
+  /** Increases with every change; readers keep the newest they have seen. */
+  version: number;
+  replicaCount: number;
+  nodes: NodeRecord[];
+  volumes: VolumeRecord[];
+}
+
+export interface DamageReport {
+  volumeId: VolumeId;
+  needleId: string;
+  nodeId: NodeId;
+  reason: "checksum-mismatch" | "needle-missing" | "unreachable";
+}
