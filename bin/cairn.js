@@ -1,10 +1,15 @@
 #!/usr/bin/env node
 // The `cairn` command: compiled TypeScript lives in dist/ (`npm run build`).
-import("../dist/src/cli/main.js").then((cli) => cli.main(process.argv.slice(2))).catch((error) => {
-  if (error && error.code === "ERR_MODULE_NOT_FOUND") {
-    console.error("cairn: dist/ is missing; run `npm run build` first");
-  } else {
-    console.error(error);
-  }
+import { existsSync } from "node:fs";
+
+const entry = new URL("../dist/src/cli/main.js", import.meta.url);
+if (!existsSync(entry)) {
+  console.error("cairn: dist/ is missing; run `npm run build` first");
   process.exit(1);
-});
+}
+import(entry.href)
+  .then((cli) => cli.main(process.argv.slice(2)))
+  .catch((error) => {
+    console.error(error);
+    process.exit(1);
+  });

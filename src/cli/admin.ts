@@ -8,10 +8,13 @@ import { newAccessKeyId, newSecretAccessKey, sealSecret } from "../auth/index.js
 import { systemClock } from "../base/index.js";
 import { NoSuchAccessKey, NoSuchUser, SqliteMetadataStore, UserAlreadyExists, type MetadataStore } from "../meta/index.js";
 import { Settings, UsageError, type SettingSpec } from "./config.js";
+import { masterKeyFromClusterSecret } from "./cluster-keys.js";
 import { loadOrCreateMasterKey, ROOT_USER_ID } from "./credentials.js";
 
 export const ADMIN_SETTINGS: readonly SettingSpec[] = [
   { flag: "data-dir", env: "CAIRN_DATA_DIR", defaultValue: "./data", help: "data directory of the server to administer" },
+  { flag: "placement", env: "CAIRN_PLACEMENT", defaultValue: undefined, help: "placement URL (admin status)" },
+  { flag: "cluster-secret", env: "CAIRN_CLUSTER_SECRET", defaultValue: undefined, help: "cluster secret (admin status)" },
 ];
 
 export const ADMIN_USAGE = `admin commands:
@@ -35,7 +38,10 @@ async function addKey(meta: MetadataStore, masterKey: Buffer, userId: string): P
 export async function runAdmin(argv: string[], settings: Settings): Promise<void> {
   const [noun, verb, argument] = argv;
   const dataDirectory = path.resolve(settings.require("data-dir"));
-  const masterKey = await loadOrCreateMasterKey(dataDirectory);
+  // A cluster's placement data directory seals secrets with the key derived from the cluster
+  // secret; a `cairn server` data directory with its own master.key file.
+  const clusterSecret = settings.get("cluster-secret");
+  const masterKey = clusterSecret !== undefined ? masterKeyFromClusterSecret(clusterSecret) : await loadOrCreateMasterKey(dataDirectory);
   const meta = SqliteMetadataStore.open(path.join(dataDirectory, "metadata.sqlite"));
   try {
     switch (`${noun ?? ""} ${verb ?? ""}`) {

@@ -1,19 +1,87 @@
 /** The `cairn` command: one role per subcommand. */
-import { log } from "../base/index.js";
-import { parseFlags, Settings, UsageError } from "./config.js";
+import * as path from "node:path";
+import { promises as fs } from "node:fs";
+import { log, systemClock } from "../base/index.js";
+import { createMetadataRpcRoutes, SqliteMetadataStore } from "../meta/index.js";
 import { ADMIN_SETTINGS, ADMIN_USAGE, runAdmin } from "./admin.js";
+import { printClusterStatus } from "./admin-status.js";
+import { masterKeyFromClusterSecret } from "./cluster-keys.js";
+import { parseFlags, Settings, UsageError } from "./config.js";
+import { ensureRootUser, loadOrCreateRootCredentials } from "./credentials.js";
+import { DATANODE_SETTINGS, runDatanode } from "./datanode.js";
+import { GATEWAY_SETTINGS, runGateway } from "./gateway.js";
+import { PLACEMENT_SETTINGS, runPlacement } from "./placement.js";
 import { runServer, SERVER_SETTINGS } from "./server.js";
 
 const USAGE = `usage: cairn <command> [flags]
 
 commands:
-  server     every role in one process: S3 gateway, SQLite metadata, placement, one data node
-  admin      operator commands (users and keys)
+  server      every role in one process: S3 gateway, SQLite metadata, placement, one data node
+  placement   the placement service of a cluster (cluster map, heartbeats, volume allocation);
+              also serves the cluster's metadata store (SQLite) to the gateways
+  datanode    a data node: stores needles in volumes on its disks
+  gateway     a stateless S3 gateway of a cluster
+  admin       operator commands
 
-${ADMIN_USAGE}
+${ADMIN_USAGE}  cairn admin status --placement URL --cluster-secret S   print the cluster map
+
 server flags (flag, environment variable, meaning):
 ${Settings.help(SERVER_SETTINGS)}
+
+placement flags:
+${Settings.help(PLACEMENT_SETTINGS)}
+
+datanode flags:
+${Settings.help(DATANODE_SETTINGS)}
+
+gateway flags:
+${Settings.help(GATEWAY_SETTINGS)}
 `;
+
+interface Closable {
+  close(): Promise<void>;
+}
+
+/** SIGTERM/SIGINT close the role cleanly; a second signal is ignored while closing. */
+function closeOnSignal(role: Closable): void {
+  let closing = false;
+  const shutdown = (signal: string) => {
+    if (closing) return;
+    closing = true;
+    log.info({ signal }, "shutting down");
+    role.close().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        log.error({ error }, "shutdown failed");
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGTERM", () => shutdown("SIGTERM"));
+  process.on("SIGINT", () => shutdown("SIGINT"));
+}
+
+/** Placement plus the cluster's metadata store, which it serves to gateways over RPC. */
+async function runPlacementWithMetadata(settings: Settings): Promise<Closable> {
+  const dataDirectory = path.resolve(settings.require("data-dir"));
+  await fs.mkdir(dataDirectory, { recursive: true, mode: 0o700 });
+  const meta = SqliteMetadataStore.open(path.join(dataDirectory, "metadata.sqlite"));
+  const root = await loadOrCreateRootCredentials(dataDirectory, process.env);
+  await ensureRootUser(meta, masterKeyFromClusterSecret(settings.require("cluster-secret")), root, systemClock.nowMs());
+  if (root.generated) {
+    process.stdout.write(
+      `Root credentials (saved in ${path.join(dataDirectory, "root-credentials.json")}):\n` +
+        `  AWS_ACCESS_KEY_ID=${root.accessKeyId}\n  AWS_SECRET_ACCESS_KEY=${root.secretAccessKey}\n`,
+    );
+  }
+  const placement = await runPlacement(settings, createMetadataRpcRoutes(meta));
+  return {
+    async close() {
+      await placement.close();
+      await meta.close();
+    },
+  };
+}
 
 export async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
@@ -21,27 +89,32 @@ export async function main(argv: string[]): Promise<void> {
     switch (command) {
       case "server": {
         const { flags } = parseFlags(rest);
-        const server = await runServer(new Settings(SERVER_SETTINGS, flags));
-        let closing = false;
-        const shutdown = (signal: string) => {
-          if (closing) return;
-          closing = true;
-          log.info({ signal }, "shutting down");
-          server.close().then(
-            () => process.exit(0),
-            (error: unknown) => {
-              log.error({ error }, "shutdown failed");
-              process.exit(1);
-            },
-          );
-        };
-        process.on("SIGTERM", () => shutdown("SIGTERM"));
-        process.on("SIGINT", () => shutdown("SIGINT"));
+        closeOnSignal(await runServer(new Settings(SERVER_SETTINGS, flags)));
+        return;
+      }
+      case "placement": {
+        const { flags } = parseFlags(rest);
+        closeOnSignal(await runPlacementWithMetadata(new Settings(PLACEMENT_SETTINGS, flags)));
+        return;
+      }
+      case "datanode": {
+        const { flags } = parseFlags(rest);
+        closeOnSignal(await runDatanode(new Settings(DATANODE_SETTINGS, flags)));
+        return;
+      }
+      case "gateway": {
+        const { flags } = parseFlags(rest);
+        closeOnSignal(await runGateway(new Settings(GATEWAY_SETTINGS, flags)));
         return;
       }
       case "admin": {
         const { flags, positionals } = parseFlags(rest);
-        await runAdmin(positionals, new Settings(ADMIN_SETTINGS, flags));
+        const settings = new Settings(ADMIN_SETTINGS, flags);
+        if (positionals[0] === "status") {
+          await printClusterStatus(settings.require("placement"), settings.require("cluster-secret"), process.stdout);
+          return;
+        }
+        await runAdmin(positionals, settings);
         return;
       }
       case undefined:

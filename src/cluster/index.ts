@@ -1,3 +1,4 @@
 export * from "./needle-store.js";
 export * from "./rpc.js";
 export * from "./messages.js";
+export * from "./remote-needle-store.js";

@@ -115,8 +115,31 @@ function errorFields(error: Error): Record<string, unknown> {
   return fields;
 }
 
+/**
+ * Our message types use `undefined`, never `null`; JSON knows only null. Fields that are
+ * undefined travel as null and are restored as undefined (present, not missing), so a value
+ * round-trips deep-equal.
+ */
+export function toWireJson(value: unknown): string {
+  return JSON.stringify(value ?? null, (_key, item: unknown) => (item === undefined ? null : item));
+}
+
+export function fromWireJson(text: string): unknown {
+  return restoreUndefined(JSON.parse(text));
+}
+
+function restoreUndefined(value: unknown): unknown {
+  if (value === null) return undefined;
+  if (Array.isArray(value)) return value.map(restoreUndefined);
+  if (typeof value === "object") {
+    const record = value as Record<string, unknown>;
+    for (const key of Object.keys(record)) record[key] = restoreUndefined(record[key]);
+  }
+  return value;
+}
+
 function sendJson(res: http.ServerResponse, statusCode: number, value: unknown): void {
-  const body = Buffer.from(JSON.stringify(value ?? null));
+  const body = Buffer.from(toWireJson(value));
   res.writeHead(statusCode, { "content-type": "application/json", "content-length": String(body.length) });
   res.end(body);
 }
@@ -137,7 +160,7 @@ export function createRpcHandler(options: {
         const [, kind, method] = url.pathname.split("/");
         if (kind === "rpc" && req.method === "POST" && method && options.routes.json?.[method]) {
           const body = await readBody(req, RPC_JSON_BODY_SIZE_BYTES_MAX);
-          const result = await options.routes.json[method]!(body.length === 0 ? undefined : JSON.parse(body.toString("utf8")));
+          const result = await options.routes.json[method]!(body.length === 0 ? undefined : fromWireJson(body.toString("utf8")));
           sendJson(res, 200, { result });
           return;
         }
@@ -182,7 +205,7 @@ export class RpcClient {
   }
 
   async call<T>(method: string, body: unknown, options: { timeoutMs?: number } = {}): Promise<T> {
-    const response = await this.request("POST", `/rpc/${method}`, Buffer.from(JSON.stringify(body ?? null)), options.timeoutMs);
+    const response = await this.request("POST", `/rpc/${method}`, Buffer.from(toWireJson(body)), options.timeoutMs);
     return this.parseJson<T>(response);
   }
 
@@ -199,7 +222,7 @@ export class RpcClient {
 
   private parseJson<T>(response: { statusCode: number; body: Buffer }): T {
     if (response.statusCode !== 200) this.throwRemote(response);
-    return (JSON.parse(response.body.toString("utf8")) as { result: T }).result;
+    return (fromWireJson(response.body.toString("utf8")) as { result: T }).result;
   }
 
   private throwRemote(response: { statusCode: number; body: Buffer }): never {

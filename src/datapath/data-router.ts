@@ -8,9 +8,9 @@
  * chunk read ahead.
  */
 import { assert, CHUNK_SIZE_BYTES, crc32, log, newNeedleId, type VolumeId } from "../base/index.js";
-import { VolumeFull, type NeedleStore } from "../cluster/index.js";
+import { VolumeFull, type NeedleStore, type WriteNeedleInput } from "../cluster/index.js";
 import type { ChunkRef } from "../meta/index.js";
-import type { Placement } from "../placement/index.js";
+import type { Placement, VolumeReplicaSet } from "../placement/index.js";
 
 /** Chunks of one PUT being written while the next fills; 2 overlaps network and disk. */
 export const CHUNK_WRITES_IN_FLIGHT_MAX = 2;
@@ -29,8 +29,25 @@ export interface WriteBodyResult {
   sizeBytes: number;
 }
 
+export type AckLevel = "all" | "majority" | "one";
+
+export function ackCountFor(ackLevel: AckLevel, replicaCount: number): number {
+  assert(replicaCount >= 1, "a volume has at least one replica");
+  switch (ackLevel) {
+    case "all":
+      return replicaCount;
+    case "majority":
+      return Math.floor(replicaCount / 2) + 1;
+    case "one":
+      return 1;
+  }
+}
+
 export class DataRouter {
-  constructor(private readonly placement: Placement) {}
+  constructor(
+    private readonly placement: Placement,
+    private readonly ackLevel: AckLevel = "all",
+  ) {}
 
   /**
    * Stream `body` into needles. On any failure the needles already written are deleted
@@ -86,19 +103,74 @@ export class DataRouter {
   private async writeChunk(data: Buffer): Promise<ChunkRef> {
     const checksum = crc32(data);
     const needleId = newNeedleId();
-    for (let attempt = 1; ; attempt++) {
-      const target = await this.placement.writableVolume();
+    const failedVolumes = new Set<VolumeId>();
+    let lastError: unknown;
+    for (let attempt = 1; attempt <= CHUNK_WRITE_ATTEMPTS_MAX; attempt++) {
+      const target = await this.placement.writableVolume({ exclude: failedVolumes });
       try {
-        // Fan-out: every replica at once; the chunk is durable when all have fsynced it.
-        await Promise.all(
-          target.replicas.map((store) => store.writeNeedle({ volumeId: target.volumeId, needleId, data, crc32: checksum })),
-        );
+        await this.fanOut(target, { volumeId: target.volumeId, needleId, data, crc32: checksum });
         return { volumeId: target.volumeId, needleId, sizeBytes: data.length, crc32: checksum };
       } catch (error) {
-        if (!(error instanceof VolumeFull) || attempt >= CHUNK_WRITE_ATTEMPTS_MAX) throw error;
-        await this.placement.volumeFull(target.volumeId);
+        lastError = error;
+        failedVolumes.add(target.volumeId);
+        if (error instanceof VolumeFull) await this.placement.volumeFull(target.volumeId);
+        else log.warn({ volumeId: target.volumeId, attempt, error }, "chunk write missed its ack level; trying another volume");
       }
     }
+    throw lastError;
+  }
+
+  /**
+   * Write one needle to every replica at once and resolve when the ack level is met: `all`
+   * waits for every replica, `majority` for more than half, `one` for the first. Writes past
+   * the ack level go on in the background. When the ack level cannot be met, the replicas that
+   * did take the needle are told to delete it (best effort; an orphan needle is harmless).
+   */
+  private fanOut(target: VolumeReplicaSet, input: WriteNeedleInput): Promise<void> {
+    const replicaCount = target.replicas.length;
+    const ackCount = ackCountFor(this.ackLevel, replicaCount);
+    return new Promise<void>((resolve, reject) => {
+      let acked = 0;
+      let failed = 0;
+      let firstError: unknown;
+      let outcome: "pending" | "acknowledged" | "abandoned" = "pending";
+      const written: NeedleStore[] = [];
+      const settle = () => {
+        if (outcome !== "pending") return;
+        if (acked >= ackCount) {
+          outcome = "acknowledged";
+          resolve();
+        } else if (replicaCount - failed < ackCount) {
+          outcome = "abandoned";
+          reject(firstError);
+          this.deleteFrom(written, input).catch(() => undefined);
+        }
+      };
+      for (const store of target.replicas) {
+        store.writeNeedle(input).then(
+          () => {
+            acked += 1;
+            written.push(store);
+            // A late success of an abandoned write leaves an orphan: remove it too.
+            if (outcome === "abandoned") this.deleteFrom([store], input).catch(() => undefined);
+            settle();
+          },
+          (error: unknown) => {
+            failed += 1;
+            firstError ??= error;
+            if (outcome === "acknowledged") {
+              // Acknowledged at a lower ack level; this replica lacks the needle until repair.
+              log.warn({ volumeId: input.volumeId, needleId: input.needleId, nodeId: store.nodeId, error }, "replica write failed after ack");
+            }
+            settle();
+          },
+        );
+      }
+    });
+  }
+
+  private async deleteFrom(stores: NeedleStore[], input: WriteNeedleInput): Promise<void> {
+    await Promise.allSettled(stores.map((store) => store.deleteNeedle({ volumeId: input.volumeId, needleId: input.needleId })));
   }
 
   /**

@@ -3,3 +3,4 @@ export * from "./errors.js";
 export * from "./key-order.js";
 export { SqliteMetadataStore } from "./sqlite/sqlite-metadata-store.js";
 export type { SqliteMetadataStoreOptions, SqliteMetadataStoreCounters } from "./sqlite/sqlite-metadata-store.js";
+export { createMetadataRpcRoutes, remoteMetadataStore } from "./remote-metadata-store.js";

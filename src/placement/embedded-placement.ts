@@ -65,13 +65,14 @@ export class EmbeddedPlacement implements Placement {
     log.info({ volumeId }, "volume created");
   }
 
-  async writableVolume(): Promise<VolumeReplicaSet> {
+  async writableVolume(options: { exclude?: ReadonlySet<VolumeId> } = {}): Promise<VolumeReplicaSet> {
     while (this.writable.length === 0) {
       this.growing ??= this.growVolume().finally(() => (this.growing = undefined));
       await this.growing;
     }
     this.nextWritableIndex = (this.nextWritableIndex + 1) % this.writable.length;
-    const volumeId = this.writable[this.nextWritableIndex];
+    const preferred = this.writable.filter((candidate) => !options.exclude?.has(candidate));
+    const volumeId = preferred.length > 0 ? preferred[this.nextWritableIndex % preferred.length] : this.writable[this.nextWritableIndex];
     assert(volumeId !== undefined, "writable index in range");
     return { volumeId, replicas: [this.node] };
   }

@@ -13,8 +13,11 @@ export interface VolumeReplicaSet {
 }
 
 export interface Placement {
-  /** A volume that takes writes now; grows a new one when none is writable. */
-  writableVolume(): Promise<VolumeReplicaSet>;
+  /**
+   * A volume that takes writes now, other than those in `exclude` (volumes that just failed
+   * this caller) when another exists; grows a new one when none is writable.
+   */
+  writableVolume(options?: { exclude?: ReadonlySet<VolumeId> }): Promise<VolumeReplicaSet>;
   /** A replica answered VolumeFull: stop handing this volume out for writes. */
   volumeFull(volumeId: VolumeId): Promise<void>;
   /** The replicas that hold a volume, best first. Rejects with UnknownVolume. */

@@ -1,0 +1,219 @@
+/**
+ * The cluster map of `cairn placement`, persisted in SQLite (WAL, synchronous=FULL: a change
+ * acknowledged to a node or gateway survives power loss). Holds nodes and volumes as placement
+ * last saw them, a map version bumped in the same transaction as every change, and the next
+ * volume id.
+ *
+ * Node state (up/down) is not stored: it follows from the last heartbeat and the clock, and
+ * the service derives it when it serves the map.
+ */
+import Database from "better-sqlite3";
+import type { NodeId, VolumeId } from "../base/index.js";
+import type { ClusterMap, DiskReport, NodeRecord, VolumeRecord } from "../cluster/index.js";
+
+/** A node as stored: everything in NodeRecord except the derived state. */
+export type StoredNode = Omit<NodeRecord, "state">;
+
+interface NodeRow {
+  node_id: string;
+  address: string;
+  zone: string;
+  rack: string;
+  last_heartbeat_at_ms: number;
+  disks_json: string;
+  write_count: number;
+  write_latency_ms: number;
+}
+
+interface VolumeRow {
+  volume_id: number;
+  state: "writable" | "sealed";
+  replicas_json: string;
+}
+
+export class ClusterMapStore {
+  private constructor(private readonly db: Database.Database) {}
+
+  /** Open (or create) the map; `":memory:"` gives a throwaway map for tests. */
+  static open(databasePath: string): ClusterMapStore {
+    const db = new Database(databasePath);
+    db.pragma("journal_mode = WAL");
+    db.pragma("synchronous = FULL");
+    db.exec(`
+      CREATE TABLE IF NOT EXISTS cluster_meta (
+        name TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+      );
+      INSERT OR IGNORE INTO cluster_meta (name, value) VALUES ('map_version', 0), ('next_volume_id', 1);
+      CREATE TABLE IF NOT EXISTS nodes (
+        node_id TEXT PRIMARY KEY,
+        address TEXT NOT NULL,
+        zone TEXT NOT NULL,
+        rack TEXT NOT NULL,
+        last_heartbeat_at_ms INTEGER NOT NULL,
+        disks_json TEXT NOT NULL,
+        write_count INTEGER NOT NULL,
+        write_latency_ms REAL NOT NULL
+      );
+      CREATE TABLE IF NOT EXISTS volumes (
+        volume_id INTEGER PRIMARY KEY,
+        state TEXT NOT NULL CHECK (state IN ('writable', 'sealed')),
+        replicas_json TEXT NOT NULL
+      );
+    `);
+    return new ClusterMapStore(db);
+  }
+
+  version(): number {
+    return this.metaValue("map_version");
+  }
+
+  /** Bump the version with no stored change (a node's derived state changed). */
+  bumpVersion(): number {
+    return this.db.transaction(() => this.bump())();
+  }
+
+  node(nodeId: NodeId): StoredNode | undefined {
+    const row = this.db.prepare("SELECT * FROM nodes WHERE node_id = ?").get(nodeId) as NodeRow | undefined;
+    return row === undefined ? undefined : nodeFromRow(row);
+  }
+
+  nodes(): StoredNode[] {
+    return (this.db.prepare("SELECT * FROM nodes ORDER BY node_id").all() as NodeRow[]).map(nodeFromRow);
+  }
+
+  /** Insert or replace a node's record (a heartbeat); returns the new map version. */
+  putNode(node: StoredNode): number {
+    return this.db.transaction(() => {
+      this.db
+        .prepare(
+          `INSERT INTO nodes (node_id, address, zone, rack, last_heartbeat_at_ms, disks_json, write_count, write_latency_ms)
+           VALUES (@nodeId, @address, @zone, @rack, @lastHeartbeatAtMs, @disksJson, @writeCount, @writeLatencyMs)
+           ON CONFLICT (node_id) DO UPDATE SET address = excluded.address, zone = excluded.zone, rack = excluded.rack,
+             last_heartbeat_at_ms = excluded.last_heartbeat_at_ms, disks_json = excluded.disks_json,
+             write_count = excluded.write_count, write_latency_ms = excluded.write_latency_ms`,
+        )
+        .run({
+          nodeId: node.nodeId,
+          address: node.address,
+          zone: node.zone,
+          rack: node.rack,
+          lastHeartbeatAtMs: node.lastHeartbeatAtMs,
+          disksJson: JSON.stringify(node.disks),
+          writeCount: node.writeCount,
+          writeLatencyMs: node.writeLatencyMs,
+        });
+      return this.bump();
+    })();
+  }
+
+  volume(volumeId: VolumeId): VolumeRecord | undefined {
+    const row = this.db.prepare("SELECT * FROM volumes WHERE volume_id = ?").get(volumeId) as VolumeRow | undefined;
+    return row === undefined ? undefined : volumeFromRow(row);
+  }
+
+  volumes(): VolumeRecord[] {
+    return (this.db.prepare("SELECT * FROM volumes ORDER BY volume_id").all() as VolumeRow[]).map(volumeFromRow);
+  }
+
+  /**
+   * Take the next volume id for good, before any node creates the volume. A crash after this
+   * leaves at most empty volume files on nodes under an id the map never hands out again, so
+   * an id never names two different replica sets.
+   */
+  reserveVolumeId(): VolumeId {
+    return this.db.transaction(() => {
+      const volumeId = this.metaValue("next_volume_id");
+      this.db.prepare("UPDATE cluster_meta SET value = ? WHERE name = 'next_volume_id'").run(volumeId + 1);
+      return volumeId as VolumeId;
+    })();
+  }
+
+  /** Record a volume whose replicas all exist; returns the new map version. */
+  insertVolume(volume: VolumeRecord): number {
+    return this.db.transaction(() => {
+      this.db
+        .prepare("INSERT INTO volumes (volume_id, state, replicas_json) VALUES (?, ?, ?)")
+        .run(volume.volumeId, volume.state, JSON.stringify(volume.replicas));
+      return this.bump();
+    })();
+  }
+
+  /** Seal a writable volume; false when it was unknown or already sealed (nothing changed). */
+  sealVolume(volumeId: VolumeId): boolean {
+    return this.db.transaction(() => {
+      const result = this.db.prepare("UPDATE volumes SET state = 'sealed' WHERE volume_id = ? AND state = 'writable'").run(volumeId);
+      if (result.changes === 0) return false;
+      this.bump();
+      return true;
+    })();
+  }
+
+  /** The stored map; every node is reported with the state the caller derives. */
+  snapshot(stateOf: (node: StoredNode) => NodeRecord["state"], replicaCount: number): ClusterMap {
+    return this.db.transaction(() => ({
+      version: this.version(),
+      replicaCount,
+      nodes: this.nodes().map((node) => ({ ...node, state: stateOf(node) })),
+      volumes: this.volumes(),
+    }))();
+  }
+
+  close(): void {
+    this.db.close();
+  }
+
+  private metaValue(name: string): number {
+    const row = this.db.prepare("SELECT value FROM cluster_meta WHERE name = ?").get(name) as { value: number } | undefined;
+    if (row === undefined) throw new Error(`cluster_meta.${name} missing`);
+    return row.value;
+  }
+
+  /** Call inside a transaction only, so the bump commits with the change it announces. */
+  private bump(): number {
+    this.db.prepare("UPDATE cluster_meta SET value = value + 1 WHERE name = 'map_version'").run();
+    return this.metaValue("map_version");
+  }
+}
+
+function nodeFromRow(row: NodeRow): StoredNode {
+  return {
+    nodeId: row.node_id as NodeId,
+    address: row.address,
+    zone: row.zone,
+    rack: row.rack,
+    lastHeartbeatAtMs: row.last_heartbeat_at_ms,
+    disks: JSON.parse(row.disks_json) as DiskReport[],
+    writeCount: row.write_count,
+    writeLatencyMs: row.write_latency_ms,
+  };
+}
+
+function volumeFromRow(row: VolumeRow): VolumeRecord {
+  return { volumeId: row.volume_id as VolumeId, state: row.state, replicas: JSON.parse(row.replicas_json) as NodeId[] };
+}
+
+/**
+ * Invariants of a published map, checked by placement before it serves one and by gateways
+ * when they load one: every replica names a known node, no node holds two replicas of one
+ * volume, volume ids are unique. Returns the problems found (empty when the map is sound).
+ */
+export function clusterMapProblems(map: ClusterMap): string[] {
+  const problems: string[] = [];
+  const nodeIds = new Set<string>();
+  for (const node of map.nodes) {
+    if (nodeIds.has(node.nodeId)) problems.push(`node ${node.nodeId} listed twice`);
+    nodeIds.add(node.nodeId);
+  }
+  const volumeIds = new Set<number>();
+  for (const volume of map.volumes) {
+    if (volumeIds.has(volume.volumeId)) problems.push(`volume ${volume.volumeId} listed twice`);
+    volumeIds.add(volume.volumeId);
+    if (volume.replicas.length === 0) problems.push(`volume ${volume.volumeId} has no replicas`);
+    if (new Set(volume.replicas).size !== volume.replicas.length) problems.push(`volume ${volume.volumeId} has two replicas on one node`);
+    for (const nodeId of volume.replicas) {
+      if (!nodeIds.has(nodeId)) problems.push(`volume ${volume.volumeId} names unknown node ${nodeId}`);
+    }
+  }
+  return problems;
+}

@@ -1,0 +1,239 @@
+/**
+ * Placement for a gateway in a cluster: a cached copy of the placement service's cluster map,
+ * refreshed in the background and on demand. The data path asks it for a writable volume and
+ * for a volume's replicas; both answer from the cache, so while placement is unreachable reads
+ * and writes to existing writable volumes carry on (only growing new volumes waits for it).
+ */
+import { assert, log, SECOND_MS, type NodeId, type VolumeId } from "../base/index.js";
+import { RpcClient, type ClusterMap, type NeedleStore, type NodeRecord, type VolumeRecord } from "../cluster/index.js";
+import { clusterMapProblems } from "./cluster-map-store.js";
+import { UnknownVolume, type Placement, type VolumeReplicaSet } from "./placement.js";
+
+/** The cached map is refreshed this often; a node down or a volume sealed reaches gateways within it. */
+export const CLUSTER_MAP_REFRESH_INTERVAL_MS = 1 * SECOND_MS;
+/** Rounds of "ask placement to grow, refresh, look again" before writableVolume gives up. */
+export const WRITABLE_VOLUME_ATTEMPTS_MAX = 3;
+/** Pause between those rounds: growth needs createVolume on every replica, a few ms to a second. */
+export const WRITABLE_VOLUME_RETRY_DELAY_MS = 200;
+/** Placement RPCs from a gateway; short, because a slow placement must not stall the data path. */
+export const PLACEMENT_RPC_TIMEOUT_MS = 3 * SECOND_MS;
+
+/** No volume with all replicas up takes writes, and placement could not grow one. */
+export class NoWritableVolume extends Error {
+  override name = "NoWritableVolume";
+  constructor(readonly reason: string) {
+    super(`no writable volume: ${reason}`);
+  }
+}
+
+/** No placement instance answered and no cluster map is cached yet. */
+export class PlacementUnavailable extends Error {
+  override name = "PlacementUnavailable";
+  constructor(readonly reason: string) {
+    super(`placement unavailable: ${reason}`);
+  }
+}
+
+export interface ClusterPlacementOptions {
+  placementUrls: string[];
+  secret: string;
+  storeFor: (node: NodeRecord) => NeedleStore;
+  /** The gateway's zone: replicas in it are read first. */
+  zone?: string;
+  refreshIntervalMs?: number;
+}
+
+export class ClusterPlacement implements Placement {
+  private readonly clients: RpcClient[];
+  private readonly storeFor: (node: NodeRecord) => NeedleStore;
+  private readonly zone: string | undefined;
+  private readonly timer: NodeJS.Timeout;
+  private readonly needleStores = new Map<NodeId, { address: string; store: NeedleStore }>();
+  /** Volumes a replica called full that the cached map may still list as writable. */
+  private readonly fullVolumes = new Set<VolumeId>();
+  private map: ClusterMap | undefined;
+  private preferredClientIndex = 0;
+  private refreshing: Promise<ClusterMap> | undefined;
+  private nextWritableIndex = 0;
+  private placementReachable = true;
+  private closed = false;
+
+  constructor(options: ClusterPlacementOptions) {
+    assert(options.placementUrls.length > 0, "at least one placement URL");
+    this.clients = options.placementUrls.map((url) => new RpcClient(url, options.secret));
+    this.storeFor = options.storeFor;
+    this.zone = options.zone;
+    this.timer = setInterval(() => {
+      this.refresh().catch(() => undefined); // refresh() logs reachability changes itself
+    }, options.refreshIntervalMs ?? CLUSTER_MAP_REFRESH_INTERVAL_MS);
+    this.timer.unref();
+    this.refresh().catch(() => undefined);
+  }
+
+  /** The newest map seen, or undefined before the first successful refresh. */
+  currentMap(): ClusterMap | undefined {
+    return this.map;
+  }
+
+  /** Fetch the map now (concurrent callers share one fetch); rejects only when no placement answers. */
+  refresh(): Promise<ClusterMap> {
+    this.refreshing ??= this.callPlacement<ClusterMap>("clusterMap", {}).then(
+      (map) => this.adopt(map),
+    ).finally(() => (this.refreshing = undefined));
+    return this.refreshing;
+  }
+
+  async writableVolume(): Promise<VolumeReplicaSet> {
+    const map = await this.mapOrFetch();
+    let choice = this.pickWritable(map);
+    for (let attempt = 0; choice === undefined && attempt < WRITABLE_VOLUME_ATTEMPTS_MAX; attempt++) {
+      if (attempt > 0) await delay(WRITABLE_VOLUME_RETRY_DELAY_MS);
+      try {
+        this.adopt(await this.callPlacement<ClusterMap>("growVolumes", {}));
+      } catch (error) {
+        // Placement unreachable: nothing can grow; the cache is all there is.
+        throw new NoWritableVolume(`placement unreachable (${(error as Error).message})`);
+      }
+      choice = this.pickWritable(this.map!);
+    }
+    if (choice === undefined) throw new NoWritableVolume("placement could not grow a volume with all replicas up");
+    return choice;
+  }
+
+  /** Round-robin over writable volumes whose replicas are all up, so PUTs spread over them. */
+  private pickWritable(map: ClusterMap): VolumeReplicaSet | undefined {
+    const nodes = nodesById(map);
+    const writable = map.volumes.filter(
+      (volume) =>
+        volume.state === "writable" &&
+        !this.fullVolumes.has(volume.volumeId) &&
+        volume.replicas.every((nodeId) => nodes.get(nodeId)?.state === "up"),
+    );
+    if (writable.length === 0) return undefined;
+    this.nextWritableIndex = (this.nextWritableIndex + 1) % writable.length;
+    const volume = writable[this.nextWritableIndex]!;
+    return { volumeId: volume.volumeId, replicas: this.orderedStores(volume, nodes) };
+  }
+
+  async volumeFull(volumeId: VolumeId): Promise<void> {
+    this.fullVolumes.add(volumeId);
+    try {
+      await this.callPlacement("volumeFull", { volumeId });
+      await this.refresh();
+    } catch (error) {
+      // Placement will learn it from the node's heartbeat; this gateway stops using the volume now.
+      log.warn({ volumeId, error }, "could not tell placement a volume is full");
+    }
+  }
+
+  async replicasOf(volumeId: VolumeId): Promise<VolumeReplicaSet> {
+    let map = await this.mapOrFetch();
+    let volume = map.volumes.find((candidate) => candidate.volumeId === volumeId);
+    if (volume === undefined) {
+      // A volume created since our last refresh; ask once, and keep serving if placement is away.
+      map = await this.refresh().catch(() => map);
+      volume = map.volumes.find((candidate) => candidate.volumeId === volumeId);
+    }
+    if (volume === undefined) throw new UnknownVolume(volumeId);
+    return { volumeId, replicas: this.orderedStores(volume, nodesById(map)) };
+  }
+
+  /**
+   * Stores best-first for reads: up before down, the gateway's zone first, then lower write
+   * latency (the detector's signal of a busy or failing disk), then placement order. Down
+   * replicas stay, last: the map may be stale and they may be the only copy that answers.
+   */
+  private orderedStores(volume: VolumeRecord, nodes: Map<NodeId, NodeRecord>): NeedleStore[] {
+    const records = volume.replicas.map((nodeId, index) => {
+      const node = nodes.get(nodeId);
+      assert(node !== undefined, "adopted maps name only known nodes");
+      return { node, index };
+    });
+    records.sort(
+      (left, right) =>
+        rank(left.node.state === "up") - rank(right.node.state === "up") ||
+        rank(left.node.zone === this.zone) - rank(right.node.zone === this.zone) ||
+        left.node.writeLatencyMs - right.node.writeLatencyMs ||
+        left.index - right.index,
+    );
+    return records.map((entry) => this.needleStoreOf(entry.node));
+  }
+
+  private needleStoreOf(node: NodeRecord): NeedleStore {
+    const cached = this.needleStores.get(node.nodeId);
+    if (cached !== undefined && cached.address === node.address) return cached.store;
+    if (cached !== undefined) {
+      // The node moved; requests in flight on the old client fail and are retried elsewhere.
+      void cached.store.close().catch((error: unknown) => log.debug({ error }, "closing a moved node's store failed"));
+    }
+    const store = this.storeFor(node);
+    this.needleStores.set(node.nodeId, { address: node.address, store });
+    return store;
+  }
+
+  private async mapOrFetch(): Promise<ClusterMap> {
+    if (this.map !== undefined) return this.map;
+    try {
+      return await this.refresh();
+    } catch (error) {
+      throw new PlacementUnavailable((error as Error).message);
+    }
+  }
+
+  /** Keep the newest map: a slow answer must not roll the cache back past a newer one. */
+  private adopt(map: ClusterMap): ClusterMap {
+    if (this.map !== undefined && map.version < this.map.version) return this.map;
+    const problems = clusterMapProblems(map);
+    if (problems.length > 0) {
+      // Input from the network: refuse it and keep the last sound map rather than crash the gateway.
+      log.error({ version: map.version, problems }, "cluster map refused");
+      if (this.map !== undefined) return this.map;
+      throw new PlacementUnavailable(`cluster map version ${map.version} is inconsistent`);
+    }
+    this.map = map;
+    for (const volume of map.volumes) if (volume.state === "sealed") this.fullVolumes.delete(volume.volumeId);
+    return map;
+  }
+
+  /** Call placement, trying each instance from the last one that answered. */
+  private async callPlacement<T>(method: string, body: unknown): Promise<T> {
+    let lastError: unknown;
+    for (let offset = 0; offset < this.clients.length; offset++) {
+      const index = (this.preferredClientIndex + offset) % this.clients.length;
+      try {
+        const result = await this.clients[index]!.call<T>(method, body, { timeoutMs: PLACEMENT_RPC_TIMEOUT_MS });
+        this.preferredClientIndex = index;
+        if (!this.placementReachable) log.info({ url: this.clients[index]!.baseUrl }, "placement reachable again");
+        this.placementReachable = true;
+        return result;
+      } catch (error) {
+        lastError = error;
+      }
+    }
+    if (this.placementReachable && !this.closed) log.warn({ error: lastError }, "placement unreachable; serving from the cached cluster map");
+    this.placementReachable = false;
+    throw lastError;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    clearInterval(this.timer);
+    await this.refreshing?.catch(() => undefined);
+    for (const client of this.clients) client.close();
+    const stores = [...this.needleStores.values()];
+    this.needleStores.clear();
+    await Promise.allSettled(stores.map((entry) => entry.store.close()));
+  }
+}
+
+function rank(preferred: boolean): number {
+  return preferred ? 0 : 1;
+}
+
+function nodesById(map: ClusterMap): Map<NodeId, NodeRecord> {
+  return new Map(map.nodes.map((node) => [node.nodeId, node]));
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
