@@ -8,14 +8,22 @@
  * chunk read ahead.
  */
 import { assert, CHUNK_SIZE_BYTES, crc32, log, newNeedleId, type VolumeId } from "../base/index.js";
-import { VolumeFull, type NeedleStore, type WriteNeedleInput } from "../cluster/index.js";
+import { PeerUnavailable, VolumeFull, type NeedleStore, type WriteNeedleInput } from "../cluster/index.js";
 import type { ChunkRef } from "../meta/index.js";
 import type { Placement, VolumeReplicaSet } from "../placement/index.js";
 
 /** Chunks of one PUT being written while the next fills; 2 overlaps network and disk. */
 export const CHUNK_WRITES_IN_FLIGHT_MAX = 2;
-/** A chunk write that hits full volumes moves on to another volume this many times at most. */
-export const CHUNK_WRITE_ATTEMPTS_MAX = 8;
+/** A chunk write that fails on a volume moves on to another volume this many times at most... */
+export const CHUNK_WRITE_ATTEMPTS_MAX = 12;
+/**
+ * ...and for this long at most. It outlasts NODE_DOWN_AFTER_MS, so a write survives a node
+ * that died before placement noticed, even when every writable volume had a replica on it.
+ */
+export const CHUNK_WRITE_DEADLINE_MS = 20_000;
+/** Pause before retrying a failed chunk write, doubling per attempt up to the maximum. */
+export const CHUNK_WRITE_RETRY_DELAY_MS_MIN = 50;
+export const CHUNK_WRITE_RETRY_DELAY_MS_MAX = 2_000;
 
 export class BodyTooLarge extends Error {
   override name = "BodyTooLarge";
@@ -104,8 +112,13 @@ export class DataRouter {
     const checksum = crc32(data);
     const needleId = newNeedleId();
     const failedVolumes = new Set<VolumeId>();
+    const deadlineMs = Date.now() + CHUNK_WRITE_DEADLINE_MS;
     let lastError: unknown;
-    for (let attempt = 1; attempt <= CHUNK_WRITE_ATTEMPTS_MAX; attempt++) {
+    for (let attempt = 1; attempt <= CHUNK_WRITE_ATTEMPTS_MAX && Date.now() < deadlineMs; attempt++) {
+      if (attempt > 1 && !(lastError instanceof VolumeFull)) {
+        const delayMs = Math.min(CHUNK_WRITE_RETRY_DELAY_MS_MAX, CHUNK_WRITE_RETRY_DELAY_MS_MIN * 2 ** (attempt - 2));
+        await new Promise((resolve) => setTimeout(resolve, Math.min(delayMs, Math.max(0, deadlineMs - Date.now()))));
+      }
       const target = await this.placement.writableVolume({ exclude: failedVolumes });
       try {
         await this.fanOut(target, { volumeId: target.volumeId, needleId, data, crc32: checksum });
@@ -158,6 +171,7 @@ export class DataRouter {
           (error: unknown) => {
             failed += 1;
             firstError ??= error;
+            if (error instanceof PeerUnavailable) this.placement.reportUnreachable(store.nodeId);
             if (outcome === "acknowledged") {
               // Acknowledged at a lower ack level; this replica lacks the needle until repair.
               log.warn({ volumeId: input.volumeId, needleId: input.needleId, nodeId: store.nodeId, error }, "replica write failed after ack");
@@ -217,6 +231,7 @@ export class DataRouter {
       } catch (error) {
         // Try the next replica; the damage report to placement comes with repair (issue 6).
         lastError = error;
+        if (error instanceof PeerUnavailable) this.placement.reportUnreachable(store.nodeId);
         log.warn({ volumeId: piece.chunk.volumeId, needleId: piece.chunk.needleId, nodeId: store.nodeId, error }, "replica read failed");
       }
     }

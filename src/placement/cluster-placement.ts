@@ -43,7 +43,11 @@ export interface ClusterPlacementOptions {
   refreshIntervalMs?: number;
 }
 
+/** How long a node this gateway could not reach is avoided (see reportUnreachable). */
+export const SUSPECT_NODE_MS = 5_000;
+
 export class ClusterPlacement implements Placement {
+  private readonly suspects = new Map<NodeId, number>();
   private readonly clients: RpcClient[];
   private readonly storeFor: (node: NodeRecord) => NeedleStore;
   private readonly zone: string | undefined;
@@ -75,17 +79,31 @@ export class ClusterPlacement implements Placement {
     return this.map;
   }
 
-  /** Fetch the map now (concurrent callers share one fetch); rejects only when no placement answers. */
+  /**
+   * Fetch the map now; rejects only when no placement answers. Concurrent callers share one
+   * fetch, so use this where any recent map will do (the background refresh, a first map).
+   */
   refresh(): Promise<ClusterMap> {
-    this.refreshing ??= this.callPlacement<ClusterMap>("clusterMap", {}).then(
-      (map) => this.adopt(map),
-    ).finally(() => (this.refreshing = undefined));
+    this.refreshing ??= this.fetchMap().finally(() => (this.refreshing = undefined));
     return this.refreshing;
   }
 
-  async writableVolume(): Promise<VolumeReplicaSet> {
+  /**
+   * A fetch of its own, for callers that need a map newer than something they just learned
+   * (a volume named by metadata, a seal just reported): a shared fetch may have left before it.
+   */
+  private async fetchMap(): Promise<ClusterMap> {
+    return this.adopt(await this.callPlacement<ClusterMap>("clusterMap", {}));
+  }
+
+  /**
+   * A writable volume with every replica up, round-robin; one outside `exclude` (volumes that
+   * just failed the caller) when such exists. When none is writable, asks placement to grow.
+   */
+  async writableVolume(options: { exclude?: ReadonlySet<VolumeId> } = {}): Promise<VolumeReplicaSet> {
+    const exclude = options.exclude ?? new Set<VolumeId>();
     const map = await this.mapOrFetch();
-    let choice = this.pickWritable(map);
+    let choice = this.pickWritable(map, exclude);
     for (let attempt = 0; choice === undefined && attempt < WRITABLE_VOLUME_ATTEMPTS_MAX; attempt++) {
       if (attempt > 0) await delay(WRITABLE_VOLUME_RETRY_DELAY_MS);
       try {
@@ -94,32 +112,53 @@ export class ClusterPlacement implements Placement {
         // Placement unreachable: nothing can grow; the cache is all there is.
         throw new NoWritableVolume(`placement unreachable (${(error as Error).message})`);
       }
-      choice = this.pickWritable(this.map!);
+      choice = this.pickWritable(this.map!, exclude);
     }
     if (choice === undefined) throw new NoWritableVolume("placement could not grow a volume with all replicas up");
     return choice;
   }
 
   /** Round-robin over writable volumes whose replicas are all up, so PUTs spread over them. */
-  private pickWritable(map: ClusterMap): VolumeReplicaSet | undefined {
+  private pickWritable(map: ClusterMap, exclude: ReadonlySet<VolumeId>): VolumeReplicaSet | undefined {
     const nodes = nodesById(map);
     const writable = map.volumes.filter(
       (volume) =>
         volume.state === "writable" &&
         !this.fullVolumes.has(volume.volumeId) &&
-        volume.replicas.every((nodeId) => nodes.get(nodeId)?.state === "up"),
+        volume.replicas.every((nodeId) => this.isUsable(nodes.get(nodeId))),
     );
     if (writable.length === 0) return undefined;
-    this.nextWritableIndex = (this.nextWritableIndex + 1) % writable.length;
-    const volume = writable[this.nextWritableIndex]!;
+    const preferred = writable.filter((volume) => !exclude.has(volume.volumeId));
+    // Only excluded volumes left: one of them is still better than failing the write here.
+    const pool = preferred.length > 0 ? preferred : writable;
+    this.nextWritableIndex = (this.nextWritableIndex + 1) % pool.length;
+    const volume = pool[this.nextWritableIndex]!;
     return { volumeId: volume.volumeId, replicas: this.orderedStores(volume, nodes) };
+  }
+
+  /**
+   * A node this gateway just failed to reach is avoided for writes and tried last for reads
+   * until SUSPECT_NODE_MS passes: placement needs NODE_DOWN_AFTER_MS to notice a dead node,
+   * and writes should not keep picking volumes on it meanwhile.
+   */
+  reportUnreachable(nodeId: NodeId): void {
+    this.suspects.set(nodeId, Date.now() + SUSPECT_NODE_MS);
+  }
+
+  private isUsable(node: NodeRecord | undefined): boolean {
+    if (node === undefined || node.state !== "up") return false;
+    const suspectUntilMs = this.suspects.get(node.nodeId);
+    if (suspectUntilMs === undefined) return true;
+    if (suspectUntilMs > Date.now()) return false;
+    this.suspects.delete(node.nodeId);
+    return true;
   }
 
   async volumeFull(volumeId: VolumeId): Promise<void> {
     this.fullVolumes.add(volumeId);
     try {
       await this.callPlacement("volumeFull", { volumeId });
-      await this.refresh();
+      await this.fetchMap();
     } catch (error) {
       // Placement will learn it from the node's heartbeat; this gateway stops using the volume now.
       log.warn({ volumeId, error }, "could not tell placement a volume is full");
@@ -131,7 +170,7 @@ export class ClusterPlacement implements Placement {
     let volume = map.volumes.find((candidate) => candidate.volumeId === volumeId);
     if (volume === undefined) {
       // A volume created since our last refresh; ask once, and keep serving if placement is away.
-      map = await this.refresh().catch(() => map);
+      map = await this.fetchMap().catch(() => map);
       volume = map.volumes.find((candidate) => candidate.volumeId === volumeId);
     }
     if (volume === undefined) throw new UnknownVolume(volumeId);
@@ -151,7 +190,7 @@ export class ClusterPlacement implements Placement {
     });
     records.sort(
       (left, right) =>
-        rank(left.node.state === "up") - rank(right.node.state === "up") ||
+        rank(this.isUsable(left.node)) - rank(this.isUsable(right.node)) ||
         rank(left.node.zone === this.zone) - rank(right.node.zone === this.zone) ||
         left.node.writeLatencyMs - right.node.writeLatencyMs ||
         left.index - right.index,

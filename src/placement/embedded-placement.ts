@@ -88,6 +88,10 @@ export class EmbeddedPlacement implements Placement {
     }
   }
 
+  reportUnreachable(): void {
+    // One in-process data node: there is nothing else to prefer.
+  }
+
   async replicasOf(volumeId: VolumeId): Promise<VolumeReplicaSet> {
     const row = this.db.prepare("SELECT node_id FROM volumes WHERE volume_id = ?").get(volumeId) as
       | { node_id: NodeId }

@@ -1,2 +1,37 @@
 export * from "./placement.js";
 export { EmbeddedPlacement, EMBEDDED_WRITABLE_VOLUME_COUNT } from "./embedded-placement.js";
+export { ClusterMapStore, clusterMapProblems, type StoredNode } from "./cluster-map-store.js";
+export {
+  allocateReplicas,
+  candidateFromNode,
+  InsufficientNodes,
+  nodeWeight,
+  seededRandom,
+  FREE_BYTES_WEIGHT_FLOOR,
+  WRITE_LATENCY_MS_REFERENCE,
+  type AllocationCandidate,
+} from "./volume-allocator.js";
+export {
+  createPlacementRpcRoutes,
+  InvalidPlacementRequest,
+  parseDamageReport,
+  parseHeartbeatRequest,
+  PlacementService,
+  VolumeAllocationFailed,
+  DAMAGE_REPORTS_KEPT_MAX,
+  PLACEMENT_TICK_INTERVAL_MS,
+  REPLICA_COUNT_DEFAULT,
+  VOLUME_ALLOCATION_ATTEMPTS_MAX,
+  WRITABLE_VOLUME_TARGET_DEFAULT,
+  type PlacementServiceOptions,
+} from "./placement-service.js";
+export {
+  ClusterPlacement,
+  NoWritableVolume,
+  PlacementUnavailable,
+  CLUSTER_MAP_REFRESH_INTERVAL_MS,
+  PLACEMENT_RPC_TIMEOUT_MS,
+  WRITABLE_VOLUME_ATTEMPTS_MAX,
+  WRITABLE_VOLUME_RETRY_DELAY_MS,
+  type ClusterPlacementOptions,
+} from "./cluster-placement.js";

@@ -10,7 +10,7 @@
  * until the first heartbeats arrive.
  */
 import { randomBytes } from "node:crypto";
-import { assert, log, SECOND_MS, type Clock, type NodeId, type VolumeId } from "../base/index.js";
+import { assert, AssertionError, log, SECOND_MS, type Clock, type NodeId, type VolumeId } from "../base/index.js";
 import {
   NODE_DOWN_AFTER_MS,
   type ClusterMap,
@@ -103,7 +103,14 @@ export class PlacementService {
   /** Start the background tick (down-node detection and growth). */
   start(intervalMs: number = PLACEMENT_TICK_INTERVAL_MS): void {
     assert(this.timer === undefined, "placement tick started once");
-    this.timer = setInterval(() => void this.tick(), intervalMs);
+    this.timer = setInterval(() => {
+      this.tick().catch((error: unknown) => {
+        // An invariant broke: the map's state is unknown, so stop (section 8 of STYLE.md).
+        if (error instanceof AssertionError) throw error;
+        // Anything else (a SQLite error, say) is logged; the next tick tries again.
+        log.error({ error }, "placement tick failed");
+      });
+    }, intervalMs);
     this.timer.unref();
   }
 

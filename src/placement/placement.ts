@@ -20,6 +20,8 @@ export interface Placement {
   writableVolume(options?: { exclude?: ReadonlySet<VolumeId> }): Promise<VolumeReplicaSet>;
   /** A replica answered VolumeFull: stop handing this volume out for writes. */
   volumeFull(volumeId: VolumeId): Promise<void>;
+  /** This caller could not reach a node: avoid it for a while (it may be dead or hung). */
+  reportUnreachable(nodeId: NodeId): void;
   /** The replicas that hold a volume, best first. Rejects with UnknownVolume. */
   replicasOf(volumeId: VolumeId): Promise<VolumeReplicaSet>;
   close(): Promise<void>;
