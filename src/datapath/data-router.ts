@@ -119,7 +119,14 @@ export class DataRouter {
         const delayMs = Math.min(CHUNK_WRITE_RETRY_DELAY_MS_MAX, CHUNK_WRITE_RETRY_DELAY_MS_MIN * 2 ** (attempt - 2));
         await new Promise((resolve) => setTimeout(resolve, Math.min(delayMs, Math.max(0, deadlineMs - Date.now()))));
       }
-      const target = await this.placement.writableVolume({ exclude: failedVolumes });
+      let target: VolumeReplicaSet;
+      try {
+        target = await this.placement.writableVolume({ exclude: failedVolumes });
+      } catch (error) {
+        // No writable volume right now (placement growing or unreachable): wait and retry.
+        lastError = error;
+        continue;
+      }
       try {
         await this.fanOut(target, { volumeId: target.volumeId, needleId, data, crc32: checksum });
         return { volumeId: target.volumeId, needleId, sizeBytes: data.length, crc32: checksum };
@@ -215,24 +222,31 @@ export class DataRouter {
     }
   }
 
+  /**
+   * Read one piece from the best replica, falling over to the next on any error. When every
+   * replica fails, ask for a fresh cluster map once and try again: a restarted node may have
+   * come back at a new address that this gateway's cached map does not know yet.
+   */
   private async readPiece(piece: { chunk: ChunkRef; offsetBytes: number; lengthBytes: number }): Promise<Buffer> {
-    const { replicas } = await this.placement.replicasOf(piece.chunk.volumeId);
     let lastError: unknown;
-    for (const store of replicas) {
-      try {
-        const data = await store.readNeedle({
-          volumeId: piece.chunk.volumeId,
-          needleId: piece.chunk.needleId,
-          offsetBytes: piece.offsetBytes,
-          lengthBytes: piece.lengthBytes,
-        });
-        assert(data.length === piece.lengthBytes, "a needle read returns the requested length");
-        return data;
-      } catch (error) {
-        // Try the next replica; the damage report to placement comes with repair (issue 6).
-        lastError = error;
-        if (error instanceof PeerUnavailable) this.placement.reportUnreachable(store.nodeId);
-        log.warn({ volumeId: piece.chunk.volumeId, needleId: piece.chunk.needleId, nodeId: store.nodeId, error }, "replica read failed");
+    for (const fresh of [false, true]) {
+      const { replicas } = await this.placement.replicasOf(piece.chunk.volumeId, { fresh });
+      for (const store of replicas) {
+        try {
+          const data = await store.readNeedle({
+            volumeId: piece.chunk.volumeId,
+            needleId: piece.chunk.needleId,
+            offsetBytes: piece.offsetBytes,
+            lengthBytes: piece.lengthBytes,
+          });
+          assert(data.length === piece.lengthBytes, "a needle read returns the requested length");
+          return data;
+        } catch (error) {
+          // Try the next replica; the damage report to placement comes with repair (issue 6).
+          lastError = error;
+          if (error instanceof PeerUnavailable) this.placement.reportUnreachable(store.nodeId);
+          log.warn({ volumeId: piece.chunk.volumeId, needleId: piece.chunk.needleId, nodeId: store.nodeId, error }, "replica read failed");
+        }
       }
     }
     throw lastError;

@@ -165,8 +165,8 @@ export class ClusterPlacement implements Placement {
     }
   }
 
-  async replicasOf(volumeId: VolumeId): Promise<VolumeReplicaSet> {
-    let map = await this.mapOrFetch();
+  async replicasOf(volumeId: VolumeId, options: { fresh?: boolean } = {}): Promise<VolumeReplicaSet> {
+    let map = options.fresh ? await this.fetchMap().catch(() => this.mapOrFetch()) : await this.mapOrFetch();
     let volume = map.volumes.find((candidate) => candidate.volumeId === volumeId);
     if (volume === undefined) {
       // A volume created since our last refresh; ask once, and keep serving if placement is away.

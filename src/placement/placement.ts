@@ -22,8 +22,11 @@ export interface Placement {
   volumeFull(volumeId: VolumeId): Promise<void>;
   /** This caller could not reach a node: avoid it for a while (it may be dead or hung). */
   reportUnreachable(nodeId: NodeId): void;
-  /** The replicas that hold a volume, best first. Rejects with UnknownVolume. */
-  replicasOf(volumeId: VolumeId): Promise<VolumeReplicaSet>;
+  /**
+   * The replicas that hold a volume, best first. `fresh` asks for the newest cluster map
+   * first (every replica just failed: a node may have moved). Rejects with UnknownVolume.
+   */
+  replicasOf(volumeId: VolumeId, options?: { fresh?: boolean }): Promise<VolumeReplicaSet>;
   close(): Promise<void>;
 }
 
