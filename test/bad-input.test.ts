@@ -188,3 +188,67 @@ test("anonymous requests are AccessDenied", async () => {
   assert.equal(response.statusCode, 403);
   assert.equal(errorCode(response), "AccessDenied");
 });
+
+test("Expect: 100-continue gets one interim response and the body is stored", async () => {
+  const { signer } = await import("./helpers/raw-s3.js");
+  const net = await import("node:net");
+  const body = "continued body";
+  const signed = await signer.sign({
+    method: "PUT",
+    protocol: "http:",
+    hostname: "127.0.0.1",
+    port: cairn.port,
+    path: "/inputs/continued",
+    headers: { host: `127.0.0.1:${cairn.port}`, "x-amz-content-sha256": "UNSIGNED-PAYLOAD", "content-length": String(body.length), expect: "100-continue" },
+  });
+  const head =
+    "PUT /inputs/continued HTTP/1.1\r\n" +
+    Object.entries(signed.headers as Record<string, string>).map(([name, value]) => `${name}: ${value}\r\n`).join("") +
+    "Connection: close\r\n\r\n";
+  const response = await new Promise<string>((resolve, reject) => {
+    const socket = net.connect(cairn.port, "127.0.0.1", () => socket.write(head));
+    let received = "";
+    let sentBody = false;
+    socket.on("data", (piece: Buffer) => {
+      received += piece.toString();
+      if (!sentBody && received.startsWith("HTTP/1.1 100 Continue\r\n\r\n")) {
+        sentBody = true;
+        socket.write(body);
+      }
+    });
+    socket.on("end", () => resolve(received));
+    socket.on("error", reject);
+  });
+  assert.equal(response.match(/HTTP\/1\.1 100 Continue/g)?.length, 1);
+  assert.match(response, /HTTP\/1\.1 200 OK/);
+  const got = await rawRequest({ port: cairn.port, method: "GET", path: "/inputs/continued" });
+  assert.equal(got.body, body);
+});
+
+test("a body sent with Transfer-Encoding: chunked is stored without the framing", async () => {
+  const { signer } = await import("./helpers/raw-s3.js");
+  const http = await import("node:http");
+  const signed = await signer.sign({
+    method: "PUT",
+    protocol: "http:",
+    hostname: "127.0.0.1",
+    port: cairn.port,
+    path: "/inputs/chunked",
+    headers: { host: `127.0.0.1:${cairn.port}`, "x-amz-content-sha256": "UNSIGNED-PAYLOAD", "transfer-encoding": "chunked" },
+  });
+  const status = await new Promise<number>((resolve, reject) => {
+    const request = http.request(
+      { host: "127.0.0.1", port: cairn.port, method: "PUT", path: "/inputs/chunked", headers: signed.headers as Record<string, string>, agent: false },
+      (res) => {
+        res.resume();
+        res.on("end", () => resolve(res.statusCode ?? 0));
+      },
+    );
+    request.on("error", reject);
+    request.write("first piece, ");
+    setTimeout(() => request.end("second piece"), 20);
+  });
+  assert.equal(status, 200);
+  const got = await rawRequest({ port: cairn.port, method: "GET", path: "/inputs/chunked" });
+  assert.equal(got.body, "first piece, second piece");
+});

@@ -72,7 +72,7 @@ async function handle(services: GatewayServices, req: IncomingMessage, res: Serv
     const principal: Principal =
       auth.kind === "anonymous" ? { kind: "anonymous" } : { kind: "user", userId: auth.userId, isRoot: auth.userId === services.rootUserId };
     const ctx: RequestContext = { req, res, requestId, method, target, query, headers: req.headers, auth, principal, nowMs };
-    if (req.headers.expect?.toLowerCase() === "100-continue") res.writeContinue();
+    // Expect: 100-continue is answered by node's http server itself, before this handler runs.
     await dispatch(ctx, services, route.operation);
   } catch (error) {
     sendError(req, res, method, toS3Error(error, requestId), requestId, resource);
