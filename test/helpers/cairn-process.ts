@@ -23,6 +23,7 @@ export interface CairnProcess {
   endpoint: string;
   dataDirectory: string;
   child: ChildProcess;
+  stdout(): string;
   stderr(): string;
   /** SIGTERM and wait for exit. */
   stop(): Promise<void>;
@@ -66,8 +67,8 @@ export async function startCairn(options: {
     if (stderr.length > 1_000_000) stderr = stderr.slice(-500_000);
   });
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  let stdout = "";
   const port = await new Promise<number>((resolve, reject) => {
-    let stdout = "";
     const timer = setTimeout(() => reject(new Error(`cairn did not start in time: ${stderr}`)), START_TIMEOUT_MS);
     child.stdout!.on("data", (data: Buffer) => {
       stdout += data.toString();
@@ -94,6 +95,7 @@ export async function startCairn(options: {
     endpoint: `http://127.0.0.1:${port}`,
     dataDirectory: options.dataDirectory,
     child,
+    stdout: () => stdout,
     stderr: () => stderr,
     async stop() {
       if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
