@@ -10,12 +10,11 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { promisify } from "node:util";
 import {
+  clientEnvironment,
   makeDataDirectory,
   REPO_ROOT,
   removeDataDirectory,
   startCairn,
-  TEST_ACCESS_KEY_ID,
-  TEST_SECRET_ACCESS_KEY,
   type CairnProcess,
 } from "./helpers/cairn-process.js";
 
@@ -38,17 +37,7 @@ after(async () => {
 });
 
 function clientEnv(): NodeJS.ProcessEnv {
-  return {
-    ...process.env,
-    AWS_ACCESS_KEY_ID: TEST_ACCESS_KEY_ID,
-    AWS_SECRET_ACCESS_KEY: TEST_SECRET_ACCESS_KEY,
-    AWS_DEFAULT_REGION: "us-east-1",
-    AWS_CONFIG_FILE: "/dev/null",
-    AWS_SHARED_CREDENTIALS_FILE: "/dev/null",
-    AWS_EC2_METADATA_DISABLED: "true",
-    AWS_PAGER: "",
-    CAIRN_ENDPOINT: cairn.endpoint,
-  };
+  return clientEnvironment({ CAIRN_ENDPOINT: cairn.endpoint });
 }
 
 function skipUnlessPresent(tool: string, t: { skip(message: string): void }): boolean {

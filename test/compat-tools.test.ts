@@ -12,6 +12,7 @@ import { promisify } from "node:util";
 import { CreateBucketCommand, GetObjectCommand, PutObjectCommand, S3ServiceException } from "@aws-sdk/client-s3";
 import {
   CAIRN_BIN,
+  clientEnvironment,
   makeDataDirectory,
   removeDataDirectory,
   s3Client,
@@ -48,21 +49,7 @@ function toolMissing(tool: string, t: { skip(message: string): void }): boolean 
   return true;
 }
 
-function env(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  // A CA bundle set for the machine's HTTPS proxying breaks rclone's plain-HTTP transport.
-  const { AWS_CA_BUNDLE: _caBundle, ...inherited } = process.env;
-  return {
-    ...inherited,
-    AWS_ACCESS_KEY_ID: TEST_ACCESS_KEY_ID,
-    AWS_SECRET_ACCESS_KEY: TEST_SECRET_ACCESS_KEY,
-    AWS_DEFAULT_REGION: "us-east-1",
-    AWS_CONFIG_FILE: "/dev/null",
-    AWS_SHARED_CREDENTIALS_FILE: "/dev/null",
-    AWS_EC2_METADATA_DISABLED: "true",
-    AWS_PAGER: "",
-    ...extra,
-  };
-}
+const env = clientEnvironment;
 
 const md5File = (file: string) => createHash("md5").update(readFileSync(file)).digest("hex");
 

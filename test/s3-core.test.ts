@@ -18,10 +18,10 @@ import {
   ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
-  S3ServiceException,
   type ListObjectsV2CommandOutput,
 } from "@aws-sdk/client-s3";
 import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
+import { expectS3Error } from "./helpers/assertions.js";
 import { makeDataDirectory, removeDataDirectory, s3Client, startCairn, type CairnProcess } from "./helpers/cairn-process.js";
 
 let cairn: CairnProcess;
@@ -40,17 +40,6 @@ after(async () => {
   removeDataDirectory(dataDirectory);
 });
 
-async function expectS3Error(promise: Promise<unknown>, code: string, statusCode: number): Promise<S3ServiceException> {
-  try {
-    await promise;
-  } catch (error) {
-    assert.ok(error instanceof S3ServiceException, `expected an S3 error, got ${String(error)}`);
-    assert.equal(error.name, code);
-    assert.equal(error.$metadata.httpStatusCode, statusCode);
-    return error;
-  }
-  assert.fail(`expected ${code}, but the call succeeded`);
-}
 
 function md5(data: Buffer): string {
   return createHash("md5").update(data).digest("hex");

@@ -36,6 +36,7 @@ import {
   UploadPartCommand,
   UploadPartCopyCommand,
 } from "@aws-sdk/client-s3";
+import { expectS3Error } from "./helpers/assertions.js";
 import { makeDataDirectory, removeDataDirectory, s3Client, startCairn, type CairnProcess } from "./helpers/cairn-process.js";
 
 const MIB = 1024 * 1024;
@@ -55,17 +56,6 @@ after(async () => {
   removeDataDirectory(dataDirectory);
 });
 
-async function expectS3Error(promise: Promise<unknown>, code: string | undefined, statusCode: number): Promise<S3ServiceException> {
-  try {
-    await promise;
-  } catch (error) {
-    assert.ok(error instanceof S3ServiceException, `expected an S3 error, got ${String(error)}`);
-    if (code !== undefined) assert.equal(error.name, code);
-    assert.equal(error.$metadata.httpStatusCode, statusCode);
-    return error;
-  }
-  assert.fail(`expected ${code}, but the call succeeded`);
-}
 
 const md5 = (data: Buffer) => createHash("md5").update(data).digest("hex");
 const text = async (output: { Body?: { transformToString(): Promise<string> } }) => output.Body!.transformToString();

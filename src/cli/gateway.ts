@@ -3,15 +3,14 @@
  * comes from the metadata store (served by placement, or PostgreSQL later), the cluster map
  * from placement, object bytes from the data nodes. Any number run side by side.
  */
-import * as http from "node:http";
-import { HTTP_BODY_IDLE_TIMEOUT_MS, HTTP_KEEP_ALIVE_TIMEOUT_MS, log, systemClock } from "../base/index.js";
+import { log, systemClock } from "../base/index.js";
 import { RemoteNeedleStore, RpcClient } from "../cluster/index.js";
 import { DataRouter, GarbageCollector, type AckLevel } from "../datapath/index.js";
 import { remoteMetadataStore } from "../meta/index.js";
 import { ClusterPlacement } from "../placement/index.js";
-import { createS3Handler, handleClientError } from "../s3/index.js";
+import { listenS3 } from "./s3-listener.js";
 import { masterKeyFromClusterSecret } from "./cluster-keys.js";
-import { parseListenAddress, Settings, UsageError, type SettingSpec } from "./config.js";
+import { Settings, UsageError, type SettingSpec } from "./config.js";
 import { credentialLookup, ROOT_USER_ID } from "./credentials.js";
 
 export const GATEWAY_SETTINGS: readonly SettingSpec[] = [
@@ -46,7 +45,8 @@ export async function runGateway(settings: Settings): Promise<{ port: number; cl
   const dataRouter = new DataRouter(placement, ackLevel);
   const garbageCollector = new GarbageCollector(meta, dataRouter);
   garbageCollector.start();
-  const handler = createS3Handler({
+  const listener = await listenS3(
+    {
     meta,
     dataRouter,
     garbageCollector,
@@ -55,26 +55,16 @@ export async function runGateway(settings: Settings): Promise<{ port: number; cl
     domains: settings.list("domain"),
     lookupCredentials: credentialLookup(meta, masterKey, () => systemClock.nowMs()),
     rootUserId: ROOT_USER_ID,
-  });
-  const server = http.createServer({ noDelay: true, keepAliveTimeout: HTTP_KEEP_ALIVE_TIMEOUT_MS, requestTimeout: 0 }, handler);
-  server.timeout = HTTP_BODY_IDLE_TIMEOUT_MS;
-  server.on("clientError", handleClientError);
-  const { host, port } = parseListenAddress(settings.require("listen"));
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(port, host, () => resolve());
-  });
-  const address = server.address();
-  const boundPort = typeof address === "object" && address !== null ? address.port : port;
+    },
+    settings.require("listen"),
+  );
+  const { host, port: boundPort } = listener;
   process.stdout.write(JSON.stringify({ event: "listening", role: "gateway", host, port: boundPort }) + "\n");
   log.info({ host, port: boundPort, placementUrls, ackLevel }, "cairn gateway listening");
   return {
     port: boundPort,
     async close() {
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeIdleConnections();
-      });
+      await listener.close();
       await garbageCollector.stop();
       await placement.close();
       await meta.close();

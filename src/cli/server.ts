@@ -2,12 +2,9 @@
  * `cairn server`: every role in one process — the S3 gateway, the metadata store on SQLite,
  * embedded placement, and one data node over the local disks. Needs no other service.
  */
-import * as http from "node:http";
 import { promises as fs } from "node:fs";
 import * as path from "node:path";
 import {
-  HTTP_BODY_IDLE_TIMEOUT_MS,
-  HTTP_KEEP_ALIVE_TIMEOUT_MS,
   log,
   MINUTE_MS,
   MULTIPART_UPLOAD_AGE_MS_MAX,
@@ -21,8 +18,8 @@ import { DataNode } from "../datanode/index.js";
 import { DataRouter, GarbageCollector, UploadSweeper } from "../datapath/index.js";
 import { SqliteMetadataStore } from "../meta/index.js";
 import { EmbeddedPlacement } from "../placement/index.js";
-import { createS3Handler, handleClientError } from "../s3/index.js";
-import { parseListenAddress, Settings, type SettingSpec } from "./config.js";
+import { listenS3 } from "./s3-listener.js";
+import { Settings, type SettingSpec } from "./config.js";
 import { credentialLookup, ensureRootUser, loadOrCreateMasterKey, loadOrCreateRootCredentials, ROOT_USER_ID } from "./credentials.js";
 
 export const SERVER_SETTINGS: readonly SettingSpec[] = [
@@ -71,7 +68,8 @@ export async function runServer(settings: Settings): Promise<RunningServer> {
   const uploadSweeper = new UploadSweeper(meta, systemClock, uploadAgeMsMax);
   uploadSweeper.start(Math.max(1_000, Math.min(UPLOAD_SWEEP_INTERVAL_MS_MAX, uploadAgeMsMax / 2)));
 
-  const handler = createS3Handler({
+  const listener = await listenS3(
+    {
     meta,
     dataRouter,
     garbageCollector,
@@ -80,25 +78,10 @@ export async function runServer(settings: Settings): Promise<RunningServer> {
     domains: settings.list("domain"),
     lookupCredentials: credentialLookup(meta, masterKey, () => systemClock.nowMs()),
     rootUserId: ROOT_USER_ID,
-  });
-  const server = http.createServer(
-    {
-      noDelay: true,
-      keepAliveTimeout: HTTP_KEEP_ALIVE_TIMEOUT_MS,
-      // Large uploads may take long; a stalled one is caught by the idle timeout below instead.
-      requestTimeout: 0,
     },
-    handler,
+    settings.require("listen"),
   );
-  server.timeout = HTTP_BODY_IDLE_TIMEOUT_MS;
-  server.on("clientError", handleClientError);
-  const { host, port } = parseListenAddress(settings.require("listen"));
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(port, host, () => resolve());
-  });
-  const address = server.address();
-  const boundPort = typeof address === "object" && address !== null ? address.port : port;
+  const { host, port: boundPort } = listener;
   if (root.generated) {
     // Printed once, on the start that created them; afterwards they live only in the data directory.
     process.stdout.write(
@@ -112,10 +95,7 @@ export async function runServer(settings: Settings): Promise<RunningServer> {
   return {
     port: boundPort,
     async close() {
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeIdleConnections();
-      });
+      await listener.close();
       await uploadSweeper.stop();
       await garbageCollector.stop();
       await placement.close();

@@ -169,7 +169,11 @@ test("growth refuses to create under-replicated volumes and resumes when nodes a
     assert.equal((await h.service.growVolumes()).volumes.length, 0);
     h.service.heartbeat(heartbeatOf({ zone: "c" }));
     await h.service.tick();
-    assert.equal(h.service.clusterMap().volumes.length, 4);
+    assert.equal(h.service.clusterMap().volumes.length, 0, "no background growth while nodes may still be registering");
+    h.advance(DOWN_AFTER_MS);
+    for (const zone of ["a", "b", "c"]) h.service.heartbeat(heartbeatOf({ zone }));
+    await h.service.tick();
+    assert.ok(h.service.clusterMap().volumes.length >= 4);
   } finally {
     await h.close();
   }

@@ -118,7 +118,12 @@ export class PlacementService {
   async tick(): Promise<void> {
     if (this.closed) return;
     // Serving the map also notices nodes that went down since the last look.
-    if (this.healthyWritableCount(this.clusterMap()) < this.writableVolumeTarget) await this.growVolumes();
+    const map = this.clusterMap();
+    // Right after start, data nodes are still registering: growing now would spread replicas
+    // over whichever zones happened to answer first. Background growth waits one down-timeout
+    // (every live node heartbeats within it); a gateway that needs a volume asks growVolumes.
+    if (this.clock.nowMs() - this.startedAtMs < this.nodeDownAfterMs) return;
+    if (this.healthyWritableCount(map) < this.writableVolumeTarget) await this.growVolumes();
   }
 
   heartbeat(request: HeartbeatRequest): HeartbeatResponse {

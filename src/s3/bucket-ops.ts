@@ -1,5 +1,7 @@
 /** CreateBucket, HeadBucket, DeleteBucket, ListBuckets, GetBucketLocation. */
+import { pipeline, type Readable } from "node:stream";
 import { XML_BODY_SIZE_BYTES_MAX } from "../base/index.js";
+import { createPayloadDecoder } from "../auth/index.js";
 import { BucketAlreadyExists, type CannedAcl } from "../meta/index.js";
 import { requireAuthenticated, requireBucket } from "./access.js";
 import { header, principalId, type GatewayServices, type RequestContext } from "./context.js";
@@ -8,17 +10,28 @@ import { s3Errors, s3ErrorWithMessage } from "./s3-errors.js";
 import { validateBucketName } from "./validation.js";
 import { isoTimestamp, parseXml, renderXml } from "./xml.js";
 
-/** Read a small XML request body whole (bounded), or MalformedXML. */
-export async function readXmlBody(ctx: RequestContext): Promise<Record<string, unknown> | undefined> {
+/**
+ * Read a small request body whole (bounded by XML_BODY_SIZE_BYTES_MAX, else MalformedXML),
+ * through the payload decoder: a signed body's SHA-256 is verified and aws-chunked framing
+ * removed, as for object bodies.
+ */
+export async function readSmallBody(ctx: RequestContext): Promise<Buffer> {
+  const body = pipeline(ctx.req, createPayloadDecoder(ctx.auth, ctx.headers), () => undefined) as Readable;
   const pieces: Buffer[] = [];
   let sizeBytes = 0;
-  for await (const piece of ctx.req as AsyncIterable<Buffer>) {
+  for await (const piece of body as AsyncIterable<Buffer>) {
     sizeBytes += piece.length;
     if (sizeBytes > XML_BODY_SIZE_BYTES_MAX) throw s3Errors.malformedXml();
     pieces.push(piece);
   }
-  if (sizeBytes === 0) return undefined;
-  const parsed = parseXml(Buffer.concat(pieces).toString("utf8"));
+  return Buffer.concat(pieces);
+}
+
+/** Read a small XML request body, or MalformedXML; undefined when the body is empty. */
+export async function readXmlBody(ctx: RequestContext): Promise<Record<string, unknown> | undefined> {
+  const body = await readSmallBody(ctx);
+  if (body.length === 0) return undefined;
+  const parsed = parseXml(body.toString("utf8"));
   if (parsed === undefined) throw s3Errors.malformedXml();
   return parsed;
 }

@@ -1,27 +1,15 @@
 /** DeleteObjects: up to 1000 keys in one request, each deleted as DeleteObject would. */
 import { createHash } from "node:crypto";
 import { LIST_KEYS_COUNT_MAX, newChecksummer, parseChecksumAlgorithm } from "../base/index.js";
-import { NULL_VERSION_ID } from "../meta/index.js";
 import { requireBucket } from "./access.js";
-import { header, principalId, type GatewayServices, type RequestContext } from "./context.js";
-import { newVersionId } from "./object-ops.js";
+import { readSmallBody } from "./bucket-ops.js";
+import { header, type GatewayServices, type RequestContext } from "./context.js";
+import { deleteOneObject } from "./object-ops.js";
 import { sendXml } from "./responses.js";
 import { s3Errors, s3ErrorWithMessage } from "./s3-errors.js";
 import { toS3Error } from "./error-edge.js";
 import { validateObjectKey } from "./validation.js";
 import { asArray, parseXml, renderXml, type XmlNode } from "./xml.js";
-import { XML_BODY_SIZE_BYTES_MAX } from "../base/index.js";
-
-async function readBody(ctx: RequestContext): Promise<Buffer> {
-  const pieces: Buffer[] = [];
-  let sizeBytes = 0;
-  for await (const piece of ctx.req as AsyncIterable<Buffer>) {
-    sizeBytes += piece.length;
-    if (sizeBytes > XML_BODY_SIZE_BYTES_MAX) throw s3Errors.malformedXml();
-    pieces.push(piece);
-  }
-  return Buffer.concat(pieces);
-}
 
 /** AWS requires an integrity check on this call: Content-MD5 or an x-amz-checksum-* header. */
 function verifyIntegrity(ctx: RequestContext, body: Buffer): void {
@@ -46,7 +34,7 @@ function verifyIntegrity(ctx: RequestContext, body: Buffer): void {
 
 export async function deleteObjects(ctx: RequestContext, services: GatewayServices): Promise<void> {
   const bucket = await requireBucket(ctx, services, "owner");
-  const body = await readBody(ctx);
+  const body = await readSmallBody(ctx);
   verifyIntegrity(ctx, body);
   const parsed = parseXml(body.toString("utf8"));
   const request = parsed?.Delete as Record<string, unknown> | undefined;
@@ -61,14 +49,7 @@ export async function deleteObjects(ctx: RequestContext, services: GatewayServic
     if (typeof key !== "string") throw s3Errors.malformedXml();
     try {
       validateObjectKey(key);
-      const result = await services.meta.deleteObject({
-        bucket: bucket.name,
-        key,
-        ...(versionId !== undefined ? { versionId } : {}),
-        newVersionId: bucket.versioning === "Enabled" ? newVersionId() : NULL_VERSION_ID,
-        nowMs: services.clock.nowMs(),
-        ownerId: principalId(ctx.principal),
-      });
+      const result = await deleteOneObject(ctx, services, { bucket, key, versionId });
       if (quiet) continue;
       const deleted: XmlNode = { Key: key };
       if (versionId !== undefined) deleted.VersionId = versionId;

@@ -5,7 +5,7 @@ import { createHash } from "node:crypto";
 import { newChecksummer, PUT_OBJECT_SIZE_BYTES_MAX, UPLOAD_PART_COUNT_MAX, uuidV7Bytes, type Checksummer, type ChecksumAlgorithm } from "../base/index.js";
 import { createPayloadDecoder } from "../auth/index.js";
 import { BodyTooLarge } from "../datapath/index.js";
-import { NULL_VERSION_ID, type Bucket, type ObjectChecksum, type ObjectVersion, type WriteCondition } from "../meta/index.js";
+import { NULL_VERSION_ID, type Bucket, type DeleteObjectResult, type ObjectChecksum, type ObjectVersion, type WriteCondition } from "../meta/index.js";
 import { mayAccess, requireBucket } from "./access.js";
 import { readCannedAcl } from "./bucket-ops.js";
 import { OBJECT_ACL_METADATA } from "./bucket-config-ops.js";
@@ -350,19 +350,28 @@ async function streamObject(
   }
 }
 
+/** DeleteObject's semantics for one key, shared with DeleteObjects. */
+export function deleteOneObject(
+  ctx: RequestContext,
+  services: GatewayServices,
+  input: { bucket: Bucket; key: string; versionId: string | undefined },
+): Promise<DeleteObjectResult> {
+  return services.meta.deleteObject({
+    bucket: input.bucket.name,
+    key: input.key,
+    ...(input.versionId !== undefined ? { versionId: input.versionId } : {}),
+    newVersionId: input.bucket.versioning === "Enabled" ? newVersionId() : NULL_VERSION_ID,
+    nowMs: services.clock.nowMs(),
+    ownerId: principalId(ctx.principal),
+  });
+}
+
 export async function deleteObject(ctx: RequestContext, services: GatewayServices): Promise<void> {
   const bucket = await requireBucket(ctx, services, "owner");
   const key = ctx.target.key!;
   validateObjectKey(key);
   const versionId = ctx.query.get("versionId") ?? undefined;
-  const result = await services.meta.deleteObject({
-    bucket: bucket.name,
-    key,
-    ...(versionId !== undefined ? { versionId } : {}),
-    newVersionId: bucket.versioning === "Enabled" ? newVersionId() : NULL_VERSION_ID,
-    nowMs: services.clock.nowMs(),
-    ownerId: principalId(ctx.principal),
-  });
+  const result = await deleteOneObject(ctx, services, { bucket, key, versionId });
   services.garbageCollector?.runOnce().catch(() => undefined);
   const headers: Record<string, string> = {};
   if (result.deleteMarker !== undefined) {

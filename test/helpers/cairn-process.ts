@@ -125,3 +125,23 @@ export function s3Client(endpoint: string, overrides: Partial<S3ClientConfig> = 
     ...overrides,
   });
 }
+
+/**
+ * Environment for the command-line S3 clients (aws CLI, boto3, s3cmd, rclone): root keys,
+ * no config files, no instance metadata. The machine's AWS_CA_BUNDLE (set for HTTPS proxying)
+ * is dropped: it breaks rclone's plain-HTTP transport.
+ */
+export function clientEnvironment(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const { AWS_CA_BUNDLE: _caBundle, ...inherited } = process.env;
+  return {
+    ...inherited,
+    AWS_ACCESS_KEY_ID: TEST_ACCESS_KEY_ID,
+    AWS_SECRET_ACCESS_KEY: TEST_SECRET_ACCESS_KEY,
+    AWS_DEFAULT_REGION: "us-east-1",
+    AWS_CONFIG_FILE: "/dev/null",
+    AWS_SHARED_CREDENTIALS_FILE: "/dev/null",
+    AWS_EC2_METADATA_DISABLED: "true",
+    AWS_PAGER: "",
+    ...extra,
+  };
+}

@@ -80,7 +80,7 @@ export class TestCluster {
     ack?: "all" | "majority" | "one";
     volumeSizeBytes?: number;
   }): Promise<TestCluster> {
-    const cluster = new TestCluster(makeDataDirectory("cluster"), { nodeDownAfterMs: options.nodeDownAfterMs ?? 3_000, ack: options.ack ?? "all" });
+    const cluster = new TestCluster(makeDataDirectory("cluster"), { nodeDownAfterMs: options.nodeDownAfterMs ?? 5_000, ack: options.ack ?? "all" });
     try {
       await cluster.startPlacement();
       await Promise.all(options.dataNodes.map((spec) => cluster.startDataNode(spec, options.volumeSizeBytes)));
