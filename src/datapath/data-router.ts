@@ -8,7 +8,15 @@
  * chunk read ahead.
  */
 import { assert, CHUNK_SIZE_BYTES, crc32, log, newNeedleId, type VolumeId } from "../base/index.js";
-import { PeerUnavailable, VolumeFull, type NeedleStore, type WriteNeedleInput } from "../cluster/index.js";
+import {
+  ChecksumMismatch,
+  NeedleNotFound,
+  PeerUnavailable,
+  VolumeFull,
+  type DamageReport,
+  type NeedleStore,
+  type WriteNeedleInput,
+} from "../cluster/index.js";
 import type { ChunkRef } from "../meta/index.js";
 import type { Placement, VolumeReplicaSet } from "../placement/index.js";
 
@@ -49,6 +57,13 @@ export function ackCountFor(ackLevel: AckLevel, replicaCount: number): number {
     case "one":
       return 1;
   }
+}
+
+function damageReason(error: unknown): DamageReport["reason"] | undefined {
+  if (error instanceof ChecksumMismatch) return "checksum-mismatch";
+  if (error instanceof NeedleNotFound) return "needle-missing";
+  if (error instanceof PeerUnavailable) return "unreachable";
+  return undefined;
 }
 
 export class DataRouter {
@@ -245,6 +260,10 @@ export class DataRouter {
           // Try the next replica; the damage report to placement comes with repair (issue 6).
           lastError = error;
           if (error instanceof PeerUnavailable) this.placement.reportUnreachable(store.nodeId);
+          const reason = damageReason(error);
+          if (reason !== undefined) {
+            this.placement.reportDamage({ volumeId: piece.chunk.volumeId, needleId: piece.chunk.needleId, nodeId: store.nodeId, reason });
+          }
           log.warn({ volumeId: piece.chunk.volumeId, needleId: piece.chunk.needleId, nodeId: store.nodeId, error }, "replica read failed");
         }
       }

@@ -5,7 +5,7 @@
  * and writes to existing writable volumes carry on (only growing new volumes waits for it).
  */
 import { assert, log, SECOND_MS, type NodeId, type VolumeId } from "../base/index.js";
-import { RpcClient, type ClusterMap, type NeedleStore, type NodeRecord, type VolumeRecord } from "../cluster/index.js";
+import { RpcClient, type ClusterMap, type DamageReport, type NeedleStore, type NodeRecord, type VolumeRecord } from "../cluster/index.js";
 import { clusterMapProblems } from "./cluster-map-store.js";
 import { UnknownVolume, type Placement, type VolumeReplicaSet } from "./placement.js";
 
@@ -141,6 +141,10 @@ export class ClusterPlacement implements Placement {
    * until SUSPECT_NODE_MS passes: placement needs NODE_DOWN_AFTER_MS to notice a dead node,
    * and writes should not keep picking volumes on it meanwhile.
    */
+  reportDamage(report: DamageReport): void {
+    this.callPlacement("reportDamage", report).catch((error: unknown) => log.warn({ error, ...report }, "could not report damage to placement"));
+  }
+
   reportUnreachable(nodeId: NodeId): void {
     this.suspects.set(nodeId, Date.now() + SUSPECT_NODE_MS);
   }

@@ -5,7 +5,7 @@
  */
 import Database from "better-sqlite3";
 import { assert, log, type NodeId, type VolumeId } from "../base/index.js";
-import type { NeedleStore } from "../cluster/index.js";
+import type { DamageReport, NeedleStore } from "../cluster/index.js";
 import { UnknownVolume, type Placement, type VolumeReplicaSet } from "./placement.js";
 
 /** Writable volumes kept open at once; more spreads writes over disks, fewer keeps files full. */
@@ -86,6 +86,11 @@ export class EmbeddedPlacement implements Placement {
       this.growing ??= this.growVolume().finally(() => (this.growing = undefined));
       await this.growing;
     }
+  }
+
+  reportDamage(report: DamageReport): void {
+    // No other replica to repair from in one process; the scrubber and repair come with issue 6.
+    log.error({ ...report }, "needle damage reported");
   }
 
   reportUnreachable(): void {

@@ -4,7 +4,7 @@
  * the cluster engine (placement service + cached cluster map) serves gateways in a cluster.
  */
 import type { NodeId, VolumeId } from "../base/index.js";
-import type { NeedleStore } from "../cluster/index.js";
+import type { DamageReport, NeedleStore } from "../cluster/index.js";
 
 export interface VolumeReplicaSet {
   volumeId: VolumeId;
@@ -20,6 +20,8 @@ export interface Placement {
   writableVolume(options?: { exclude?: ReadonlySet<VolumeId> }): Promise<VolumeReplicaSet>;
   /** A replica answered VolumeFull: stop handing this volume out for writes. */
   volumeFull(volumeId: VolumeId): Promise<void>;
+  /** A replica failed a read (rot, missing needle, unreachable): tell placement, for repair. */
+  reportDamage(report: DamageReport): void;
   /** This caller could not reach a node: avoid it for a while (it may be dead or hung). */
   reportUnreachable(nodeId: NodeId): void;
   /**
