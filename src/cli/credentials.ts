@@ -7,7 +7,7 @@ import { randomBytes } from "node:crypto";
 import { promises as fs } from "node:fs";
 import * as path from "node:path";
 import { newAccessKeyId, newSecretAccessKey, sealSecret, unsealSecret } from "../auth/index.js";
-import type { MetadataStore } from "../meta/index.js";
+import { AccessKeyAlreadyExists, UserAlreadyExists, type MetadataStore } from "../meta/index.js";
 
 export const ROOT_USER_ID = "root";
 /** Looked-up secrets are cached this long; a removed key stops working within this time. */
@@ -59,21 +59,33 @@ export async function loadOrCreateRootCredentials(dataDirectory: string, env: No
 }
 
 /** Make sure the root user and its key exist in the metadata store. */
+/**
+ * Make sure the root user and its key exist in the metadata store. Several gateways sharing
+ * one PostgreSQL may run this at once; losing the race to create the same user or key is fine.
+ */
 export async function ensureRootUser(meta: MetadataStore, masterKey: Buffer, root: RootCredentials, nowMs: number): Promise<void> {
   if ((await meta.getUser(ROOT_USER_ID)) === undefined) {
-    await meta.createUser({ userId: ROOT_USER_ID, displayName: "root", createdAtMs: nowMs, isRoot: true });
+    try {
+      await meta.createUser({ userId: ROOT_USER_ID, displayName: "root", createdAtMs: nowMs, isRoot: true });
+    } catch (error) {
+      if (!(error instanceof UserAlreadyExists)) throw error;
+    }
   }
   const existing = await meta.getAccessKey(root.accessKeyId);
   if (existing !== undefined) {
     if (existing.userId === ROOT_USER_ID && unsealSecret(masterKey, existing.secretSealed) === root.secretAccessKey) return;
     await meta.removeAccessKey(root.accessKeyId);
   }
-  await meta.addAccessKey({
-    accessKeyId: root.accessKeyId,
-    userId: ROOT_USER_ID,
-    secretSealed: sealSecret(masterKey, root.secretAccessKey),
-    createdAtMs: nowMs,
-  });
+  try {
+    await meta.addAccessKey({
+      accessKeyId: root.accessKeyId,
+      userId: ROOT_USER_ID,
+      secretSealed: sealSecret(masterKey, root.secretAccessKey),
+      createdAtMs: nowMs,
+    });
+  } catch (error) {
+    if (!(error instanceof AccessKeyAlreadyExists)) throw error;
+  }
 }
 
 export function credentialLookup(meta: MetadataStore, masterKey: Buffer, nowMs: () => number) {

@@ -6,12 +6,12 @@
 import { log, systemClock } from "../base/index.js";
 import { RemoteNeedleStore, RpcClient } from "../cluster/index.js";
 import { DataRouter, GarbageCollector, type AckLevel } from "../datapath/index.js";
-import { remoteMetadataStore } from "../meta/index.js";
+import { PostgresMetadataStore, remoteMetadataStore, type MetadataStore } from "../meta/index.js";
 import { ClusterPlacement } from "../placement/index.js";
 import { listenS3 } from "./s3-listener.js";
 import { masterKeyFromClusterSecret } from "./cluster-keys.js";
 import { Settings, UsageError, type SettingSpec } from "./config.js";
-import { credentialLookup, ROOT_USER_ID } from "./credentials.js";
+import { credentialLookup, ensureRootUser, ROOT_USER_ID } from "./credentials.js";
 
 export const GATEWAY_SETTINGS: readonly SettingSpec[] = [
   { flag: "listen", env: "CAIRN_LISTEN", defaultValue: "127.0.0.1:9000", help: "S3 API address" },
@@ -21,6 +21,13 @@ export const GATEWAY_SETTINGS: readonly SettingSpec[] = [
   { flag: "domain", env: "CAIRN_DOMAINS", defaultValue: "localhost", help: "domain for virtual-host-style requests; repeatable", repeatable: true },
   { flag: "zone", env: "CAIRN_ZONE", defaultValue: undefined, help: "this gateway's zone (reads prefer replicas in it)" },
   { flag: "ack", env: "CAIRN_ACK", defaultValue: "all", help: "replica acks before a write succeeds: all, majority or one" },
+  {
+    flag: "meta",
+    env: "CAIRN_META",
+    defaultValue: "placement",
+    help: "metadata store: placement (served by the placement service) or postgres://user:pass@host/db",
+  },
+  { flag: "meta-schema", env: "CAIRN_META_SCHEMA", defaultValue: "cairn", help: "PostgreSQL schema holding Cairn's tables" },
 ];
 
 function parseAckLevel(value: string): AckLevel {
@@ -28,13 +35,30 @@ function parseAckLevel(value: string): AckLevel {
   throw new UsageError(`--ack must be all, majority or one, got ${value}`);
 }
 
+/**
+ * The gateway's metadata store: the one placement serves over RPC, or PostgreSQL shared by all
+ * gateways. With PostgreSQL the gateway registers the root key from CAIRN_ROOT_ACCESS_KEY /
+ * CAIRN_ROOT_SECRET_KEY when they are set (placement does it for its own store).
+ */
+async function openMetadataStore(settings: Settings, placementUrl: string, secret: string): Promise<MetadataStore> {
+  const meta = settings.require("meta");
+  if (meta === "placement") return remoteMetadataStore(new RpcClient(placementUrl, secret));
+  if (!/^postgres(ql)?:\/\//.test(meta)) throw new UsageError(`--meta must be placement or a postgres:// URL`);
+  const store = await PostgresMetadataStore.open(meta, { schema: settings.require("meta-schema") });
+  const accessKeyId = process.env.CAIRN_ROOT_ACCESS_KEY;
+  const secretAccessKey = process.env.CAIRN_ROOT_SECRET_KEY;
+  if (accessKeyId && secretAccessKey) {
+    await ensureRootUser(store, masterKeyFromClusterSecret(secret), { accessKeyId, secretAccessKey, generated: false }, systemClock.nowMs());
+  }
+  return store;
+}
+
 export async function runGateway(settings: Settings): Promise<{ port: number; close(): Promise<void> }> {
   const secret = settings.require("cluster-secret");
   const placementUrls = settings.require("placement").split(",").map((url) => url.trim()).filter((url) => url !== "");
   const ackLevel = parseAckLevel(settings.require("ack"));
   const masterKey = masterKeyFromClusterSecret(secret);
-  const metaClient = new RpcClient(placementUrls[0]!, secret);
-  const meta = remoteMetadataStore(metaClient);
+  const meta = await openMetadataStore(settings, placementUrls[0]!, secret);
   const zone = settings.get("zone");
   const placement = new ClusterPlacement({
     placementUrls,

@@ -70,7 +70,7 @@ export class TestCluster {
 
   private constructor(
     readonly root: string,
-    private readonly options: { nodeDownAfterMs: number; ack: string },
+    private readonly options: { nodeDownAfterMs: number; ack: string; gatewayArgs: string[]; gatewayEnv: Record<string, string> },
   ) {}
 
   static async start(options: {
@@ -79,8 +79,16 @@ export class TestCluster {
     nodeDownAfterMs?: number;
     ack?: "all" | "majority" | "one";
     volumeSizeBytes?: number;
+    /** Extra gateway flags, e.g. --meta postgres://... */
+    gatewayArgs?: string[];
+    gatewayEnv?: Record<string, string>;
   }): Promise<TestCluster> {
-    const cluster = new TestCluster(makeDataDirectory("cluster"), { nodeDownAfterMs: options.nodeDownAfterMs ?? 5_000, ack: options.ack ?? "all" });
+    const cluster = new TestCluster(makeDataDirectory("cluster"), {
+      nodeDownAfterMs: options.nodeDownAfterMs ?? 5_000,
+      ack: options.ack ?? "all",
+      gatewayArgs: options.gatewayArgs ?? [],
+      gatewayEnv: options.gatewayEnv ?? {},
+    });
     try {
       await cluster.startPlacement();
       await Promise.all(options.dataNodes.map((spec) => cluster.startDataNode(spec, options.volumeSizeBytes)));
@@ -135,8 +143,8 @@ export class TestCluster {
   }
 
   async startGateway(name: string): Promise<RoleProcess> {
-    const args = ["--listen", "127.0.0.1:0", "--placement", this.placementUrl, "--cluster-secret", CLUSTER_SECRET, "--ack", this.options.ack];
-    const gateway = await spawnRole("gateway", name, args, {});
+    const args = ["--listen", "127.0.0.1:0", "--placement", this.placementUrl, "--cluster-secret", CLUSTER_SECRET, "--ack", this.options.ack, ...this.options.gatewayArgs];
+    const gateway = await spawnRole("gateway", name, args, this.options.gatewayEnv);
     this.processes.set(name, gateway);
     return gateway;
   }
