@@ -15,6 +15,8 @@ export function validateBucketName(name: string): void {
 }
 
 export function validateObjectKey(key: string): void {
+  // NUL cannot be listed in XML 1.0 nor stored in PostgreSQL text; no client can use such a key.
+  if (key.includes("\u0000")) throw s3ErrorWithMessage(s3Errors.invalidArgument, "Object key contains a character that is not allowed (U+0000)");
   if (Buffer.byteLength(key, "utf8") > OBJECT_KEY_SIZE_BYTES_MAX) {
     throw s3ErrorWithMessage(s3Errors.keyTooLong, "Your key is too long", {
       Size: String(Buffer.byteLength(key, "utf8")),

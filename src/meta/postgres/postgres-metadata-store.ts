@@ -35,7 +35,7 @@
  *
  * Listing: listObjects runs ONE recursive query per page: a loose index scan over
  * `(bucket, key, version_seq DESC)` whose every step is one index seek to the latest version of
- * the next key, jumping past a whole common prefix in one seek (see LIST_LATEST_WALK). Its cost
+ * the next key, jumping past a whole common prefix in one seek (see listLatestWalk). Its cost
  * follows the page (rows it visits: the page, one per common prefix, plus keys whose latest
  * version is a delete marker), not the bucket, and it costs one round trip instead of one per
  * key. The versions and uploads listings use one seek per key or common prefix inside one
@@ -809,7 +809,7 @@ export class PostgresMetadataStore implements MetadataStore {
   }
 
   /**
-   * One page in one statement (LIST_LATEST_WALK, see the file comment), then the same roll-up
+   * One page in one statement (listLatestWalk, see the file comment), then the same roll-up
    * as the SQLite engine: a live key is emitted; a key under a common prefix emits the prefix
    * once (the walk has already jumped past the prefix); a prefix at or before startAfter was on
    * an earlier page and is skipped. The walk returns live rows under the prefix only.
@@ -1322,7 +1322,7 @@ export class PostgresMetadataStore implements MetadataStore {
   // ---- listing ----
 
   /**
-   * The parameters of LIST_LATEST_WALK for this page, or undefined when the walk cannot express
+   * The parameters of listLatestWalk for this page, or undefined when the walk cannot express
    * it: a delimiter made only of U+10FFFF has no successor to append, so its common prefixes are
    * skipped by the seek-per-step listing instead (same result, one round trip per step).
    */
