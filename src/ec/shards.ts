@@ -1,47 +1,70 @@
 /**
- * Cutting a chunk into k equal data shards (zero-padded) and joining them back, and parsing
- * erasure-coding storage classes such as "EC:4+2".
+ * Shard layout arithmetic: cutting a chunk into k equal data shards (the last zero-padded) and
+ * joining them back, and the "EC:<k>+<m>" storage classes.
+ *
+ *   data shard i holds chunk bytes [i * shardSizeBytes, (i + 1) * shardSizeBytes), zero-padded
+ *   past the chunk's end; shardSizeBytes = ceil(chunkSizeBytes / k), 0 for an empty chunk.
  */
 import { assert } from "../base/index.js";
 import { EC_SHARD_COUNT_MAX } from "./reed-solomon.js";
 
-/** Splits chunk into k equal shards of ceil(size / k) bytes, zero-padding the last; copies, never aliases chunk. */
+/** An erasure-coding scheme: k data shards and m parity shards per stripe. */
+export interface EcScheme {
+  k: number;
+  m: number;
+}
+
+/** The storage classes the issue names; both store 1.5x the data and survive m lost shards. */
+export const EC_PRESETS = {
+  "EC:4+2": { k: 4, m: 2 },
+  "EC:8+4": { k: 8, m: 4 },
+} as const satisfies Record<string, EcScheme>;
+
+/** Bytes in each shard of an object (or chunk) of objectSizeBytes cut into dataShardCount shards. */
+export function shardSizeBytesFor(objectSizeBytes: number, dataShardCount: number): number {
+  assert(Number.isSafeInteger(objectSizeBytes) && objectSizeBytes >= 0, `size ${objectSizeBytes} is a non-negative integer`);
+  assert(Number.isInteger(dataShardCount) && dataShardCount >= 1, `data shard count ${dataShardCount} is a positive integer`);
+  return Math.ceil(objectSizeBytes / dataShardCount);
+}
+
+/**
+ * k equal data shards of shardSizeBytesFor(chunk.length, k) bytes, the last zero-padded. The shards
+ * are views of one new buffer: they never alias the chunk, so the caller may reuse it.
+ */
 export function splitIntoDataShards(chunk: Uint8Array, k: number): Uint8Array[] {
-  assert(Number.isInteger(k) && k >= 1, `data shard count ${k} is a positive integer`);
-  const shardSize = Math.ceil(chunk.length / k);
-  const backing = new Uint8Array(shardSize * k);
+  const shardSizeBytes = shardSizeBytesFor(chunk.length, k);
+  const backing = new Uint8Array(shardSizeBytes * k);
   backing.set(chunk);
-  const shards: Uint8Array[] = [];
-  for (let i = 0; i < k; i++) shards.push(backing.subarray(i * shardSize, (i + 1) * shardSize));
-  return shards;
+  return Array.from({ length: k }, (_, shardIndex) => backing.subarray(shardIndex * shardSizeBytes, (shardIndex + 1) * shardSizeBytes));
 }
 
-/** Concatenates data shards and drops the padding: the first sizeBytes bytes. */
-export function joinDataShards(shards: Uint8Array[], sizeBytes: number): Buffer {
-  assert(shards.length >= 1, "at least one data shard");
-  const shardSize = shards[0]!.length;
-  for (const shard of shards) assert(shard.length === shardSize, "data shards have equal lengths");
-  assert(Number.isInteger(sizeBytes) && sizeBytes >= 0, `size ${sizeBytes} is a non-negative integer`);
-  assert(sizeBytes <= shardSize * shards.length, `size ${sizeBytes} fits in the shards`);
-  const out = Buffer.allocUnsafe(sizeBytes);
-  let offset = 0;
-  for (const shard of shards) {
-    if (offset >= sizeBytes) break;
-    const take = Math.min(shard.length, sizeBytes - offset);
-    out.set(take === shard.length ? shard : shard.subarray(0, take), offset);
-    offset += take;
+/** The first sizeBytes bytes of the k data shards laid end to end (the padding dropped), as a new Buffer. */
+export function joinDataShards(shards: readonly Uint8Array[], k: number, sizeBytes: number): Buffer {
+  assert(shards.length >= k, `at least ${k} shards given, got ${shards.length}`);
+  const shardSizeBytes = shardSizeBytesFor(sizeBytes, k);
+  for (let shardIndex = 0; shardIndex < k; shardIndex++) {
+    assert(shards[shardIndex]!.length === shardSizeBytes, `data shard ${shardIndex} is ${shardSizeBytes} bytes for a ${sizeBytes}-byte chunk`);
   }
-  return out;
+  const joined = Buffer.allocUnsafe(sizeBytes);
+  for (let shardIndex = 0, offset = 0; shardIndex < k && offset < sizeBytes; shardIndex++, offset += shardSizeBytes) {
+    const take = Math.min(shardSizeBytes, sizeBytes - offset);
+    joined.set(shards[shardIndex]!.subarray(0, take), offset);
+  }
+  return joined;
 }
 
-const ERASURE_CODING_CLASS = /^EC:([1-9][0-9]?)\+([1-9][0-9]?)$/;
+/** "EC:" then k "+" m in decimal without leading zeros. */
+const STORAGE_CLASS_EC = /^EC:([1-9][0-9]?)\+([1-9][0-9]?)$/;
 
-/** Parses "EC:<k>+<m>" (k, m >= 1, k + m <= EC_SHARD_COUNT_MAX); undefined for anything else. */
-export function parseErasureCodingClass(text: string): { dataShardCount: number; parityShardCount: number } | undefined {
-  const match = ERASURE_CODING_CLASS.exec(text);
+/**
+ * {k, m} for a storage class "EC:<k>+<m>" with k, m >= 1 and k + m <= EC_SHARD_COUNT_MAX;
+ * undefined for anything else (STANDARD, malformed, too wide), so the caller answers the user.
+ */
+export function parseStorageClassEc(storageClass: string): EcScheme | undefined {
+  const match = STORAGE_CLASS_EC.exec(storageClass);
   if (match === null) return undefined;
-  const dataShardCount = Number(match[1]);
-  const parityShardCount = Number(match[2]);
-  if (dataShardCount + parityShardCount > EC_SHARD_COUNT_MAX) return undefined;
-  return { dataShardCount, parityShardCount };
+  const k = Number(match[1]);
+  const m = Number(match[2]);
+  if (k + m > EC_SHARD_COUNT_MAX) return undefined;
+  return { k, m };
 }

@@ -1,0 +1,67 @@
+// Proves EcWorkerPool keeps the codec's contract across threads: its parity and reconstructions
+// equal the synchronous codec's byte for byte (4+2 and 8+4, concurrent requests over two
+// workers); it rejects with TooFewShards and fails the same assertions before sending anything;
+// callers' shards (including Buffers from Node's shared pool) are neither detached nor modified.
+// A smoke test checks that timers fire while a worker codes (timing-based, so it asserts little).
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { AssertionError } from "../base/index.js";
+import { SeededBytes, sameBytes } from "./ec-test-data.js";
+import { EcWorkerPool, ReedSolomon, TooFewShards } from "./index.js";
+
+const random = new SeededBytes("ec-worker-pool.test");
+
+test("the pool encodes and reconstructs exactly as the synchronous codec does", async () => {
+  const pool = new EcWorkerPool({ workerCount: 2 });
+  try {
+    await Promise.all(
+      ([[4, 2], [8, 4], [4, 2], [8, 4]] as const).map(async ([k, m], round) => {
+        const codec = new ReedSolomon(k, m);
+        const data = random.shards(k, 64 * 1024 + round);
+        const parity = await pool.encode({ k, m }, data);
+        const expected = codec.encode(data);
+        assert.equal(parity.length, m);
+        parity.forEach((shard, i) => assert.ok(sameBytes(shard, expected[i]!), `${k}+${m} parity ${i}`));
+        const stripe: Array<Uint8Array | undefined> = [...data, ...parity];
+        for (let i = 0; i < m; i++) stripe[i + round] = undefined;
+        const rebuilt = await pool.reconstruct({ k, m }, stripe);
+        rebuilt.forEach((shard, i) => assert.ok(sameBytes(shard, i < k ? data[i]! : parity[i - k]!), `${k}+${m} shard ${i}`));
+        assert.equal(rebuilt[k + m - 1], stripe[k + m - 1], "present shards are returned as given");
+      }),
+    );
+  } finally {
+    await pool.close();
+  }
+});
+
+test("the pool rejects what the codec rejects, and leaves inputs usable and unchanged", async () => {
+  const pool = new EcWorkerPool({ workerCount: 1 });
+  try {
+    const data = [Buffer.from("abcd"), Buffer.from("efgh"), Buffer.from("ijkl"), Buffer.from("mnop")]; // pooled Buffers
+    const before = data.map((shard) => Buffer.from(shard));
+    const parity = await pool.encode({ k: 4, m: 2 }, data);
+    data.forEach((shard, i) => assert.ok(shard.equals(before[i]!), `shard ${i} intact and attached`));
+    await assert.rejects(pool.reconstruct({ k: 4, m: 2 }, [undefined, undefined, undefined, data[3], parity[0], parity[1]]), TooFewShards);
+    await assert.rejects(pool.encode({ k: 4, m: 2 }, [data[0]!, data[1]!, data[2]!, Buffer.from("x")]), AssertionError);
+    await assert.rejects(pool.encode({ k: 19, m: 2 }, []), AssertionError);
+    const whole = await pool.reconstruct({ k: 4, m: 2 }, [...data, ...parity]);
+    whole.forEach((shard, i) => assert.equal(shard, [...data, ...parity][i]));
+  } finally {
+    await pool.close();
+  }
+});
+
+test("timers fire while a worker encodes (smoke test)", async () => {
+  const pool = new EcWorkerPool({ workerCount: 1 });
+  try {
+    const data = random.shards(8, 2 * 1024 * 1024);
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 1);
+    const encodes = Promise.all([1, 2, 3, 4].map(() => pool.encode({ k: 8, m: 4 }, data)));
+    await encodes;
+    clearInterval(timer);
+    assert.ok(ticks > 0, "timers fired during the encodes");
+  } finally {
+    await pool.close();
+  }
+});

@@ -1,0 +1,144 @@
+/**
+ * The codec on worker threads, so a gateway encodes and decodes without blocking its event loop
+ * (a 4 MiB chunk costs about 1-2 ms on the SIMD kernel, 20-40 ms on the JS one).
+ *
+ * Same contract as ReedSolomon, asynchronous: inputs are never modified (they are copied into
+ * one packed ArrayBuffer which is transferred, so a caller's Buffer from Node's shared pool is
+ * never detached), results come back as views of one transferred ArrayBuffer (no copy). Requests
+ * are checked here, before crossing threads, so TooFewShards and assertion failures reach the
+ * caller as the same error types the synchronous codec throws.
+ *
+ * Each request goes to the worker with the fewest in flight. Workers are unref'd while idle, so
+ * a pool never keeps a process alive by itself; close() terminates them.
+ */
+import { Worker } from "node:worker_threads";
+import { assert } from "../base/index.js";
+import type { EcWorkerReply, EcWorkerRequest } from "./ec-worker.js";
+import { EC_SHARD_COUNT_MAX, TooFewShards } from "./reed-solomon.js";
+import type { EcScheme } from "./shards.js";
+
+interface Pending {
+  resolve: (produced: { packed: ArrayBuffer; producedIndexes: number[] }) => void;
+  reject: (error: Error) => void;
+}
+
+interface PoolWorker {
+  worker: Worker;
+  pending: Map<number, Pending>;
+}
+
+export interface EcWorkerPoolOptions {
+  /** Threads to start; a gateway typically uses its core count minus one. */
+  workerCount: number;
+}
+
+export class EcWorkerPool {
+  private readonly workers: PoolWorker[] = [];
+  private nextRequestId = 1;
+  private closed = false;
+
+  constructor(options: EcWorkerPoolOptions) {
+    assert(Number.isInteger(options.workerCount) && options.workerCount >= 1, `worker count ${options.workerCount} is a positive integer`);
+    for (let i = 0; i < options.workerCount; i++) this.workers.push(this.startWorker());
+  }
+
+  /** The m parity shards for k equal-length data shards; see ReedSolomon.encode. */
+  async encode(scheme: EcScheme, dataShards: readonly Uint8Array[]): Promise<Uint8Array[]> {
+    checkScheme(scheme);
+    assert(dataShards.length === scheme.k, `encode takes ${scheme.k} data shards, got ${dataShards.length}`);
+    const shardSizeBytes = dataShards[0]!.length;
+    for (const shard of dataShards) assert(shard.length === shardSizeBytes, "data shards have equal lengths");
+    const packed = packCopy(dataShards, shardSizeBytes);
+    const produced = await this.send({ id: 0, kind: "encode", k: scheme.k, m: scheme.m, shardSizeBytes, packed });
+    return unpack(produced.packed, shardSizeBytes, produced.producedIndexes.length);
+  }
+
+  /** All k + m shards from the present ones; see ReedSolomon.reconstruct. Rejects with TooFewShards. */
+  async reconstruct(scheme: EcScheme, shards: ReadonlyArray<Uint8Array | undefined>): Promise<Uint8Array[]> {
+    checkScheme(scheme);
+    assert(shards.length === scheme.k + scheme.m, `reconstruct takes ${scheme.k + scheme.m} shard slots, got ${shards.length}`);
+    const presentIndexes = shards.flatMap((shard, shardIndex) => (shard === undefined ? [] : [shardIndex]));
+    if (presentIndexes.length < scheme.k) throw new TooFewShards(presentIndexes.length, scheme.k);
+    if (presentIndexes.length === shards.length) return shards.map((shard) => shard!);
+    const shardSizeBytes = shards[presentIndexes[0]!]!.length;
+    for (const shardIndex of presentIndexes) assert(shards[shardIndex]!.length === shardSizeBytes, "present shards have equal lengths");
+    // Every present shard is sent (not just the k the decoder uses) so the worker rebuilds only
+    // the lost ones; the copy costs far less than re-encoding parity we already have.
+    const packed = packCopy(presentIndexes.map((i) => shards[i]!), shardSizeBytes);
+    const request: EcWorkerRequest = { id: 0, kind: "reconstruct", k: scheme.k, m: scheme.m, shardSizeBytes, packed, presentIndexes };
+    const produced = await this.send(request);
+    const rebuilt = unpack(produced.packed, shardSizeBytes, produced.producedIndexes.length);
+    const result = shards.slice();
+    produced.producedIndexes.forEach((shardIndex, i) => {
+      assert(result[shardIndex] === undefined, `the worker rebuilt only lost shards, not ${shardIndex}`);
+      result[shardIndex] = rebuilt[i];
+    });
+    return result.map((shard, shardIndex) => {
+      assert(shard !== undefined, `shard ${shardIndex} is present after reconstruction`);
+      return shard;
+    });
+  }
+
+  /** Terminates every worker; requests still in flight reject. */
+  async close(): Promise<void> {
+    this.closed = true;
+    const workers = this.workers.splice(0);
+    await Promise.all(workers.map(async (poolWorker) => poolWorker.worker.terminate()));
+    for (const poolWorker of workers) rejectAll(poolWorker, new Error("EcWorkerPool closed"));
+  }
+
+  private send(request: EcWorkerRequest): Promise<{ packed: ArrayBuffer; producedIndexes: number[] }> {
+    assert(!this.closed, "the pool is open");
+    let target = this.workers[0]!;
+    for (const poolWorker of this.workers) if (poolWorker.pending.size < target.pending.size) target = poolWorker;
+    const id = this.nextRequestId++;
+    return new Promise((resolve, reject) => {
+      target.pending.set(id, { resolve, reject });
+      if (target.pending.size === 1) target.worker.ref();
+      target.worker.postMessage({ ...request, id }, [request.packed]);
+    });
+  }
+
+  private startWorker(): PoolWorker {
+    const worker = new Worker(new URL("./ec-worker.js", import.meta.url));
+    const poolWorker: PoolWorker = { worker, pending: new Map() };
+    worker.unref();
+    worker.on("message", (reply: EcWorkerReply) => {
+      const pending = poolWorker.pending.get(reply.id);
+      assert(pending !== undefined, `a reply matches request ${reply.id}`);
+      poolWorker.pending.delete(reply.id);
+      if (poolWorker.pending.size === 0) worker.unref();
+      if (reply.ok) pending.resolve({ packed: reply.packed, producedIndexes: reply.producedIndexes });
+      else pending.reject(new Error(`erasure-coding worker failed: ${reply.message}`));
+    });
+    worker.on("error", (error) => {
+      // A worker that threw outside a request is gone; fail its requests and replace it so the
+      // pool keeps its size.
+      rejectAll(poolWorker, error);
+      const index = this.workers.indexOf(poolWorker);
+      if (index !== -1 && !this.closed) this.workers[index] = this.startWorker();
+    });
+    return poolWorker;
+  }
+}
+
+function checkScheme(scheme: EcScheme): void {
+  assert(Number.isInteger(scheme.k) && scheme.k >= 1, `k ${scheme.k} is a positive integer`);
+  assert(Number.isInteger(scheme.m) && scheme.m >= 1, `m ${scheme.m} is a positive integer`);
+  assert(scheme.k + scheme.m <= EC_SHARD_COUNT_MAX, `at most ${EC_SHARD_COUNT_MAX} shards in a stripe`);
+}
+
+function rejectAll(poolWorker: PoolWorker, error: Error): void {
+  for (const pending of poolWorker.pending.values()) pending.reject(error);
+  poolWorker.pending.clear();
+}
+
+function packCopy(shards: readonly Uint8Array[], shardSizeBytes: number): ArrayBuffer {
+  const packed = new Uint8Array(shards.length * shardSizeBytes);
+  shards.forEach((shard, i) => packed.set(shard, i * shardSizeBytes));
+  return packed.buffer;
+}
+
+function unpack(packed: ArrayBuffer, shardSizeBytes: number, count: number): Uint8Array[] {
+  return Array.from({ length: count }, (_, i) => new Uint8Array(packed, i * shardSizeBytes, shardSizeBytes));
+}
