@@ -181,3 +181,22 @@ test("two connections racing If-None-Match: * on the same keys: one winner per k
   assert.equal(page.versions.length, keyCount);
   await check.close();
 });
+
+test("concurrent writes share one durable commit, and a failing write fails alone", async () => {
+  const store = SqliteMetadataStore.open(newDatabasePath());
+  try {
+    await store.createBucket({ name: "group", ownerId: "owner", createdAtMs: 1, region: "us-east-1", versioning: "Unversioned", acl: "private", tags: {} });
+    await store.putObjectVersion(makeVersion("group", "taken"));
+    const commitsBefore = store.counters.writeCommits;
+    const writes = Array.from({ length: 100 }, (_, index) => store.putObjectVersion(makeVersion("group", `key-${index}`)));
+    const conflicting = store.putObjectVersion(makeVersion("group", "taken"), { ifNoneMatchAny: true });
+    await Promise.all(writes);
+    await assert.rejects(conflicting, (error: unknown) => (error as Error).name === "PreconditionFailed");
+    const commits = store.counters.writeCommits - commitsBefore;
+    assert.ok(commits >= 1 && commits <= 2, `101 writes took ${commits} commits`);
+    const listed = await store.listObjects({ bucket: "group", prefix: "key-", delimiter: undefined, startAfter: undefined, maxKeys: 1000 });
+    assert.equal(listed.objects.length, 100);
+  } finally {
+    await store.close();
+  }
+});
