@@ -47,6 +47,23 @@
  * practice; the S3 layer must reject it before it gets here).
  */
 import pg from "pg";
+import {
+  accessKeyFromRow,
+  bucketFromRow,
+  encodeChunks,
+  encodeOptional,
+  partFromRow,
+  uploadFromRow,
+  userFromRow,
+  versionFromRow,
+  type AccessKeyRow,
+  type BucketRow,
+  type GarbageRow,
+  type ObjectVersionRow,
+  type PartRow,
+  type UploadRow,
+  type UserRow,
+} from "../rows.js";
 import type { PoolClient, QueryResultRow } from "pg";
 import { assert, log, systemClock } from "../../base/index.js";
 import type { Clock, NeedleId, VolumeId } from "../../base/index.js";
@@ -79,12 +96,10 @@ import type {
   ListObjectVersionsResult,
   MetadataStore,
   MultipartUpload,
-  ObjectChecksum,
   ObjectVersion,
   Part,
   PutObjectResult,
   User,
-  VersioningState,
   WriteCondition,
 } from "../metadata-store.js";
 import { MIGRATIONS_TABLE, POSTGRES_MIGRATIONS, POSTGRES_SCHEMA_VERSION_LATEST } from "./schema.js";
@@ -144,181 +159,6 @@ export interface PostgresMetadataStoreCounters {
 }
 
 // ---- rows as stored ----
-interface BucketRow {
-  name: string;
-  owner_id: string;
-  created_at_ms: number;
-  region: string;
-  versioning: VersioningState;
-  acl: Bucket["acl"];
-  tags_json: string;
-}
-
-interface ObjectVersionRow {
-  version_seq: number;
-  bucket: string;
-  key: string;
-  version_id: string;
-  is_delete_marker: boolean;
-  size_bytes: number;
-  etag: string;
-  last_modified_ms: number;
-  owner_id: string;
-  storage_class: string;
-  content_type: string | null;
-  system_metadata_json: string;
-  user_metadata_json: string;
-  tags_json: string;
-  checksum_json: string | null;
-  part_sizes_json: string | null;
-  chunks_json: string;
-}
-
-interface UploadRow {
-  upload_id: string;
-  bucket: string;
-  key: string;
-  initiated_at_ms: number;
-  owner_id: string;
-  storage_class: string;
-  content_type: string | null;
-  system_metadata_json: string;
-  user_metadata_json: string;
-  tags_json: string;
-  checksum_algorithm: ObjectChecksum["algorithm"] | null;
-}
-
-interface PartRow {
-  upload_id: string;
-  part_number: number;
-  size_bytes: number;
-  etag: string;
-  last_modified_ms: number;
-  checksum_json: string | null;
-  chunks_json: string;
-}
-
-interface GarbageRow {
-  garbage_id: number;
-  volume_id: number;
-  needle_id: string;
-  size_bytes: number;
-  crc32: number;
-  queued_at_ms: number;
-}
-
-interface UserRow {
-  user_id: string;
-  display_name: string;
-  created_at_ms: number;
-  is_root: boolean;
-}
-
-interface AccessKeyRow {
-  access_key_id: string;
-  user_id: string;
-  secret_sealed: string;
-  created_at_ms: number;
-}
-
-/** A chunk as stored in chunks_json: [volumeId, needleId, sizeBytes, crc32]. */
-type ChunkTuple = [number, string, number, number];
-
-function encodeChunks(chunks: readonly ChunkRef[]): string {
-  return JSON.stringify(chunks.map((chunk): ChunkTuple => [chunk.volumeId, chunk.needleId, chunk.sizeBytes, chunk.crc32]));
-}
-
-function decodeChunks(json: string): ChunkRef[] {
-  const tuples = JSON.parse(json) as ChunkTuple[];
-  return tuples.map(([volumeId, needleId, sizeBytes, crc32]) => ({
-    volumeId: volumeId as VolumeId,
-    needleId: needleId as NeedleId,
-    sizeBytes,
-    crc32,
-  }));
-}
-
-function encodeOptional(value: unknown): string | null {
-  return value === undefined ? null : JSON.stringify(value);
-}
-
-function decodeOptional<T>(json: string | null): T | undefined {
-  return json === null ? undefined : (JSON.parse(json) as T);
-}
-
-function bucketFromRow(row: BucketRow): Bucket {
-  return {
-    name: row.name,
-    ownerId: row.owner_id,
-    createdAtMs: row.created_at_ms,
-    region: row.region,
-    versioning: row.versioning,
-    acl: row.acl,
-    tags: JSON.parse(row.tags_json) as Record<string, string>,
-  };
-}
-
-function versionFromRow(row: ObjectVersionRow): ObjectVersion {
-  return {
-    bucket: row.bucket,
-    key: row.key,
-    versionId: row.version_id,
-    isDeleteMarker: row.is_delete_marker,
-    sizeBytes: row.size_bytes,
-    etag: row.etag,
-    lastModifiedMs: row.last_modified_ms,
-    ownerId: row.owner_id,
-    storageClass: row.storage_class,
-    contentType: row.content_type ?? undefined,
-    systemMetadata: JSON.parse(row.system_metadata_json) as Record<string, string>,
-    userMetadata: JSON.parse(row.user_metadata_json) as Record<string, string>,
-    tags: JSON.parse(row.tags_json) as Record<string, string>,
-    checksum: decodeOptional<ObjectChecksum>(row.checksum_json),
-    partSizesBytes: decodeOptional<number[]>(row.part_sizes_json),
-    chunks: decodeChunks(row.chunks_json),
-  };
-}
-
-function uploadFromRow(row: UploadRow): MultipartUpload {
-  return {
-    bucket: row.bucket,
-    key: row.key,
-    uploadId: row.upload_id,
-    initiatedAtMs: row.initiated_at_ms,
-    ownerId: row.owner_id,
-    storageClass: row.storage_class,
-    contentType: row.content_type ?? undefined,
-    systemMetadata: JSON.parse(row.system_metadata_json) as Record<string, string>,
-    userMetadata: JSON.parse(row.user_metadata_json) as Record<string, string>,
-    tags: JSON.parse(row.tags_json) as Record<string, string>,
-    checksumAlgorithm: row.checksum_algorithm ?? undefined,
-  };
-}
-
-function partFromRow(row: PartRow): Part {
-  return {
-    uploadId: row.upload_id,
-    partNumber: row.part_number,
-    sizeBytes: row.size_bytes,
-    etag: row.etag,
-    lastModifiedMs: row.last_modified_ms,
-    checksum: decodeOptional<ObjectChecksum>(row.checksum_json),
-    chunks: decodeChunks(row.chunks_json),
-  };
-}
-
-function userFromRow(row: UserRow): User {
-  return { userId: row.user_id, displayName: row.display_name, createdAtMs: row.created_at_ms, isRoot: row.is_root };
-}
-
-function accessKeyFromRow(row: AccessKeyRow): AccessKey {
-  return {
-    accessKeyId: row.access_key_id,
-    userId: row.user_id,
-    secretSealed: row.secret_sealed,
-    createdAtMs: row.created_at_ms,
-  };
-}
 
 /** Where the next seek of a listing starts. */
 interface Cursor {
