@@ -17,7 +17,7 @@
  */
 import Database from "better-sqlite3";
 import { assert, type NeedleId, type VolumeId } from "../base/index.js";
-import { NEEDLE_FLAG_TOMBSTONE, needleIdFromBytes, needleIdToBytes } from "./needle-codec.js";
+import { NEEDLE_FLAG_TOMBSTONE, needleIdToBytes } from "./needle-codec.js";
 
 /** A tombstone kept only in the mapping (sealed volume) has no needle in the file. */
 export const OFFSET_NONE = -1;
