@@ -13,6 +13,7 @@ export const EMBEDDED_WRITABLE_VOLUME_COUNT = 2;
 
 export class EmbeddedPlacement implements Placement {
   private readonly writable: VolumeId[] = [];
+  private readonly knownVolumes = new Set<VolumeId>();
   private nextWritableIndex = 0;
   private growing: Promise<void> | undefined;
 
@@ -97,11 +98,13 @@ export class EmbeddedPlacement implements Placement {
     // One in-process data node: there is nothing else to prefer.
   }
 
+  /** Every read asks this; the map of one node is small enough to answer from memory. */
   async replicasOf(volumeId: VolumeId): Promise<VolumeReplicaSet> {
-    const row = this.db.prepare("SELECT node_id FROM volumes WHERE volume_id = ?").get(volumeId) as
-      | { node_id: NodeId }
-      | undefined;
-    if (row === undefined) throw new UnknownVolume(volumeId);
+    if (!this.knownVolumes.has(volumeId)) {
+      const row = this.db.prepare("SELECT node_id FROM volumes WHERE volume_id = ?").get(volumeId) as { node_id: NodeId } | undefined;
+      if (row === undefined) throw new UnknownVolume(volumeId);
+      this.knownVolumes.add(volumeId);
+    }
     return { volumeId, replicas: [this.node] };
   }
 
