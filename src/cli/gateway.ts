@@ -11,7 +11,7 @@ import { ClusterPlacement } from "../placement/index.js";
 import { listenS3 } from "./s3-listener.js";
 import { masterKeyFromClusterSecret } from "./cluster-keys.js";
 import { Settings, UsageError, type SettingSpec } from "./config.js";
-import { credentialLookup, ensureRootUser, ROOT_USER_ID } from "./credentials.js";
+import { ensureRootUser } from "./credentials.js";
 
 export const GATEWAY_SETTINGS: readonly SettingSpec[] = [
   { flag: "listen", env: "CAIRN_LISTEN", defaultValue: "127.0.0.1:9000", help: "S3 API address" },
@@ -69,19 +69,7 @@ export async function runGateway(settings: Settings): Promise<{ port: number; cl
   const dataRouter = new DataRouter(placement, ackLevel);
   const garbageCollector = new GarbageCollector(meta, dataRouter);
   garbageCollector.start();
-  const listener = await listenS3(
-    {
-    meta,
-    dataRouter,
-    garbageCollector,
-    clock: systemClock,
-    region: settings.require("region"),
-    domains: settings.list("domain"),
-    lookupCredentials: credentialLookup(meta, masterKey, () => systemClock.nowMs()),
-    rootUserId: ROOT_USER_ID,
-    },
-    settings.require("listen"),
-  );
+  const listener = await listenS3({ meta, dataRouter, garbageCollector, masterKey, settings });
   const { host, port: boundPort } = listener;
   process.stdout.write(JSON.stringify({ event: "listening", role: "gateway", host, port: boundPort }) + "\n");
   log.info({ host, port: boundPort, placementUrls, ackLevel }, "cairn gateway listening");

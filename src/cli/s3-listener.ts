@@ -1,8 +1,11 @@
 /** The HTTP server of an S3 gateway, shared by `cairn server` and `cairn gateway`. */
 import * as http from "node:http";
-import { HTTP_BODY_IDLE_TIMEOUT_MS, HTTP_KEEP_ALIVE_TIMEOUT_MS } from "../base/index.js";
-import { createS3Handler, handleClientError, type GatewayServices } from "../s3/index.js";
-import { parseListenAddress } from "./config.js";
+import { HTTP_BODY_IDLE_TIMEOUT_MS, HTTP_KEEP_ALIVE_TIMEOUT_MS, systemClock } from "../base/index.js";
+import type { DataRouter, GarbageCollector } from "../datapath/index.js";
+import type { MetadataStore } from "../meta/index.js";
+import { createS3Handler, handleClientError } from "../s3/index.js";
+import { parseListenAddress, type Settings } from "./config.js";
+import { credentialLookup, ROOT_USER_ID } from "./credentials.js";
 
 export interface S3Listener {
   host: string;
@@ -11,7 +14,30 @@ export interface S3Listener {
   close(): Promise<void>;
 }
 
-export async function listenS3(services: GatewayServices, listenAddress: string): Promise<S3Listener> {
+/** What differs between an embedded server's gateway and a cluster gateway. */
+export interface S3ListenerParts {
+  meta: MetadataStore;
+  dataRouter: DataRouter;
+  garbageCollector: GarbageCollector;
+  /** Unseals users' secrets for signature checks. */
+  masterKey: Buffer;
+  /** Supplies --listen, --region and --domain. */
+  settings: Settings;
+}
+
+export async function listenS3(parts: S3ListenerParts): Promise<S3Listener> {
+  const { meta, dataRouter, garbageCollector, masterKey, settings } = parts;
+  const services = {
+    meta,
+    dataRouter,
+    garbageCollector,
+    clock: systemClock,
+    region: settings.require("region"),
+    domains: settings.list("domain"),
+    lookupCredentials: credentialLookup(meta, masterKey, () => systemClock.nowMs()),
+    rootUserId: ROOT_USER_ID,
+  };
+  const listenAddress = settings.require("listen");
   const server = http.createServer(
     {
       noDelay: true,

@@ -20,7 +20,7 @@ import { SqliteMetadataStore } from "../meta/index.js";
 import { EmbeddedPlacement } from "../placement/index.js";
 import { listenS3 } from "./s3-listener.js";
 import { Settings, type SettingSpec } from "./config.js";
-import { credentialLookup, ensureRootUser, loadOrCreateMasterKey, loadOrCreateRootCredentials, ROOT_USER_ID } from "./credentials.js";
+import { ensureRootUser, loadOrCreateMasterKey, loadOrCreateRootCredentials } from "./credentials.js";
 
 export const SERVER_SETTINGS: readonly SettingSpec[] = [
   { flag: "data-dir", env: "CAIRN_DATA_DIR", defaultValue: "./data", help: "data directory (metadata, keys, cluster map)" },
@@ -68,19 +68,7 @@ export async function runServer(settings: Settings): Promise<RunningServer> {
   const uploadSweeper = new UploadSweeper(meta, systemClock, uploadAgeMsMax);
   uploadSweeper.start(Math.max(1_000, Math.min(UPLOAD_SWEEP_INTERVAL_MS_MAX, uploadAgeMsMax / 2)));
 
-  const listener = await listenS3(
-    {
-    meta,
-    dataRouter,
-    garbageCollector,
-    clock: systemClock,
-    region: settings.require("region"),
-    domains: settings.list("domain"),
-    lookupCredentials: credentialLookup(meta, masterKey, () => systemClock.nowMs()),
-    rootUserId: ROOT_USER_ID,
-    },
-    settings.require("listen"),
-  );
+  const listener = await listenS3({ meta, dataRouter, garbageCollector, masterKey, settings });
   const { host, port: boundPort } = listener;
   if (root.generated) {
     // Printed once, on the start that created them; afterwards they live only in the data directory.
