@@ -50,15 +50,16 @@ function newVersionId(): string {
   return uuidV7Bytes().toString("hex");
 }
 
-function makeChunk(volumeId = 1): ChunkRef {
+export function makeChunk(volumeId = 1): ChunkRef {
   return { volumeId: volumeId as VolumeId, needleId: newNeedleId(), sizeBytes: 1024, crc32: 0x1234abcd };
 }
 
-function makeBucket(name: string, versioning: VersioningState = "Unversioned"): Bucket {
+/** Test fixtures, shared with the engines' own tests. */
+export function makeBucket(name: string, versioning: VersioningState = "Unversioned"): Bucket {
   return { name, ownerId: OWNER_ID, createdAtMs: 1_700_000_000_000, region: "us-east-1", versioning, acl: "private", tags: {} };
 }
 
-function makeVersion(bucket: string, key: string, versionId: string, change: Partial<ObjectVersion> = {}): ObjectVersion {
+export function makeVersion(bucket: string, key: string, versionId: string, change: Partial<ObjectVersion> = {}): ObjectVersion {
   return {
     bucket,
     key,

@@ -11,11 +11,10 @@ import { test, after, describe } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import pg from "pg";
-import type { NeedleId, VolumeId } from "../../base/index.js";
 import { BucketNotEmpty, NoSuchBucket, PreconditionFailed } from "../errors.js";
-import { runMetadataStoreContract } from "../metadata-store.contract.js";
+import { makeBucket, makeChunk, makeVersion, runMetadataStoreContract } from "../metadata-store.contract.js";
 import { NULL_VERSION_ID } from "../metadata-store.js";
-import type { Bucket, ObjectVersion, VersioningState } from "../metadata-store.js";
+import type { ObjectVersion } from "../metadata-store.js";
 import { MIGRATIONS_TABLE, POSTGRES_SCHEMA_VERSION_LATEST } from "./schema.js";
 import { PostgresMetadataStore } from "./postgres-metadata-store.js";
 
@@ -24,32 +23,6 @@ const SKIP_REASON = "CAIRN_TEST_POSTGRES_URL is not set (bash scripts/start-post
 
 function newSchemaName(): string {
   return `t_${randomBytes(6).toString("hex")}`;
-}
-
-function makeBucket(name: string, versioning: VersioningState): Bucket {
-  return { name, ownerId: "owner", createdAtMs: 1, region: "us-east-1", versioning, acl: "private", tags: {} };
-}
-
-function makeVersion(bucket: string, key: string, change: Partial<ObjectVersion> = {}): ObjectVersion {
-  return {
-    bucket,
-    key,
-    versionId: NULL_VERSION_ID,
-    isDeleteMarker: false,
-    sizeBytes: 1,
-    etag: "0".repeat(32),
-    lastModifiedMs: 1,
-    ownerId: "owner",
-    storageClass: "STANDARD",
-    contentType: undefined,
-    systemMetadata: {},
-    userMetadata: {},
-    tags: {},
-    checksum: undefined,
-    partSizesBytes: undefined,
-    chunks: [{ volumeId: 1 as VolumeId, needleId: randomBytes(16).toString("hex") as NeedleId, sizeBytes: 1, crc32: 0xffffffff }],
-    ...change,
-  };
 }
 
 /** Finds the first plan node of `nodeType` in an EXPLAIN (FORMAT JSON) tree. */
@@ -110,7 +83,7 @@ if (connectionString === "") {
           for (const [storeIndex, store] of [storeA, storeB].entries()) {
             for (let writer = 0; writer < writersPerStore; writer += 1) {
               const etag = `${storeIndex}${writer}`.padEnd(32, "0");
-              const version = makeVersion("race", key, { versionId: randomBytes(16).toString("hex"), etag });
+              const version = makeVersion("race", key, NULL_VERSION_ID, { versionId: randomBytes(16).toString("hex"), etag });
               attempts.push(
                 store.putObjectVersion(version, { ifNoneMatchAny: true }).then(
                   () => ({ key, etag, won: true }),
@@ -164,7 +137,8 @@ if (connectionString === "") {
         for (let keyIndex = 0; keyIndex < keyCount; keyIndex += 1) {
           for (let writer = 0; writer < writesPerKey; writer += 1) {
             const store = writer % 2 === 0 ? storeA : storeB;
-            writes.push(store.putObjectVersion(makeVersion("race", `key-${keyIndex}`)));
+            // One chunk per version, so the garbage queue counts overwritten versions.
+            writes.push(store.putObjectVersion(makeVersion("race", `key-${keyIndex}`, NULL_VERSION_ID, { chunks: [makeChunk()] })));
           }
         }
         const results = await Promise.all(writes);
@@ -191,7 +165,7 @@ if (connectionString === "") {
           const bucket = `bucket-${round}`;
           await storeA.createBucket(makeBucket(bucket, "Unversioned"));
           const puts = Array.from({ length: 4 }, (_, index) =>
-            storeA.putObjectVersion(makeVersion(bucket, `key-${index}`)).then(
+            storeA.putObjectVersion(makeVersion(bucket, `key-${index}`, NULL_VERSION_ID)).then(
               () => "put",
               (error: unknown) => {
                 assert.ok(error instanceof NoSuchBucket, `a put into a deleted bucket fails with NoSuchBucket, got ${String(error)}`);
@@ -231,7 +205,7 @@ if (connectionString === "") {
       try {
         const first = await PostgresMetadataStore.open(connectionString, { schema });
         await first.createBucket(makeBucket("keep", "Unversioned"));
-        const version = makeVersion("keep", "k", { sizeBytes: 5 * 2 ** 40 });
+        const version = makeVersion("keep", "k", NULL_VERSION_ID, { sizeBytes: 5 * 2 ** 40 });
         await first.putObjectVersion(version);
         await first.close();
         const second = await PostgresMetadataStore.open(connectionString, { schema });

@@ -9,10 +9,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Worker } from "node:worker_threads";
 import Database from "better-sqlite3";
-import type { VolumeId, NeedleId } from "../../base/index.js";
-import { runMetadataStoreContract } from "../metadata-store.contract.js";
+import { makeBucket, makeVersion, runMetadataStoreContract } from "../metadata-store.contract.js";
 import { NULL_VERSION_ID } from "../metadata-store.js";
-import type { ObjectVersion } from "../metadata-store.js";
 import { SCHEMA_VERSION_LATEST } from "./schema.js";
 import { SqliteMetadataStore } from "./sqlite-metadata-store.js";
 
@@ -27,32 +25,11 @@ function newDatabasePath(): string {
 
 runMetadataStoreContract("sqlite (temp file)", async () => SqliteMetadataStore.open(newDatabasePath()));
 
-function makeVersion(bucket: string, key: string): ObjectVersion {
-  return {
-    bucket,
-    key,
-    versionId: NULL_VERSION_ID,
-    isDeleteMarker: false,
-    sizeBytes: 1,
-    etag: "0".repeat(32),
-    lastModifiedMs: 1,
-    ownerId: "owner",
-    storageClass: "STANDARD",
-    contentType: undefined,
-    systemMetadata: {},
-    userMetadata: {},
-    tags: {},
-    checksum: undefined,
-    partSizesBytes: undefined,
-    chunks: [{ volumeId: 1 as VolumeId, needleId: "ab".repeat(16) as NeedleId, sizeBytes: 1, crc32: 7 }],
-  };
-}
-
 test("committed metadata survives close and reopen, with WAL, synchronous=FULL and the schema version", async () => {
   const path = newDatabasePath();
   const first = SqliteMetadataStore.open(path);
   await first.createBucket({ name: "bucket-a", ownerId: "owner", createdAtMs: 1, region: "r", versioning: "Enabled", acl: "private", tags: {} });
-  const version = { ...makeVersion("bucket-a", "key"), versionId: "0190a1b2c3d4e5f60718293a4b5c6d7e" };
+  const version = { ...makeVersion("bucket-a", "key", NULL_VERSION_ID), versionId: "0190a1b2c3d4e5f60718293a4b5c6d7e" };
   await first.putObjectVersion(version);
   await first.close();
 
@@ -90,7 +67,7 @@ test("a delimiter listing of 20,000 keys under 200 prefixes reads about one row 
   for (let prefixIndex = 0; prefixIndex < prefixCount; prefixIndex += 1) {
     for (let keyIndex = 0; keyIndex < keysPerPrefix; keyIndex += 1) {
       const prefix = `tenant-${String(prefixIndex).padStart(3, "0")}/`;
-      await store.putObjectVersion(makeVersion("big", `${prefix}object-${String(keyIndex).padStart(5, "0")}`));
+      await store.putObjectVersion(makeVersion("big", `${prefix}object-${String(keyIndex).padStart(5, "0")}`, NULL_VERSION_ID));
     }
   }
   const rowsBefore = store.counters.listRowsRead;
@@ -165,7 +142,7 @@ test("two connections racing If-None-Match: * on the same keys: one winner per k
     new Promise<{ won: number[]; lost: number; other: string[] }>((resolve, reject) => {
       const thread = new Worker(workerSource, {
         eval: true,
-        workerData: { storeUrl, path, keyCount, worker, barrier, version: makeVersion("race", "") },
+        workerData: { storeUrl, path, keyCount, worker, barrier, version: makeVersion("race", "", NULL_VERSION_ID) },
       });
       thread.once("message", resolve);
       thread.once("error", reject);
@@ -185,11 +162,11 @@ test("two connections racing If-None-Match: * on the same keys: one winner per k
 test("concurrent writes share one durable commit, and a failing write fails alone", async () => {
   const store = SqliteMetadataStore.open(newDatabasePath());
   try {
-    await store.createBucket({ name: "group", ownerId: "owner", createdAtMs: 1, region: "us-east-1", versioning: "Unversioned", acl: "private", tags: {} });
-    await store.putObjectVersion(makeVersion("group", "taken"));
+    await store.createBucket(makeBucket("group"));
+    await store.putObjectVersion(makeVersion("group", "taken", NULL_VERSION_ID));
     const commitsBefore = store.counters.writeCommits;
-    const writes = Array.from({ length: 100 }, (_, index) => store.putObjectVersion(makeVersion("group", `key-${index}`)));
-    const conflicting = store.putObjectVersion(makeVersion("group", "taken"), { ifNoneMatchAny: true });
+    const writes = Array.from({ length: 100 }, (_, index) => store.putObjectVersion(makeVersion("group", `key-${index}`, NULL_VERSION_ID)));
+    const conflicting = store.putObjectVersion(makeVersion("group", "taken", NULL_VERSION_ID), { ifNoneMatchAny: true });
     await Promise.all(writes);
     await assert.rejects(conflicting, (error: unknown) => (error as Error).name === "PreconditionFailed");
     const commits = store.counters.writeCommits - commitsBefore;
