@@ -15,6 +15,7 @@
  *               blob readNeedle?volumeId&needleId[&offsetBytes&lengthBytes] -> data
  */
 import type { NodeId, VolumeId } from "../base/index.js";
+import type { EcScheme } from "../ec/index.js";
 import type { VolumeStatus } from "./needle-store.js";
 
 /** A data node that misses heartbeats this long is down: reads and writes avoid it. */
@@ -68,8 +69,13 @@ export interface NodeRecord {
 export interface VolumeRecord {
   volumeId: VolumeId;
   state: "writable" | "sealed";
-  /** Nodes holding a replica, in placement order. */
+  /**
+   * Nodes holding the volume, in placement order. For a replicated volume each holds a full
+   * copy; for an erasure-coded one node i holds shard i of every chunk (k data, then m parity).
+   */
   replicas: NodeId[];
+  /** null: replicated (every node a full copy); otherwise the Reed-Solomon scheme of its chunks. */
+  ec: EcScheme | null;
 }
 
 export interface ClusterMap {

@@ -10,6 +10,7 @@
 import Database from "better-sqlite3";
 import type { NodeId, VolumeId } from "../base/index.js";
 import type { ClusterMap, DiskReport, NodeRecord, VolumeRecord } from "../cluster/index.js";
+import type { EcScheme } from "../ec/index.js";
 
 /** A node as stored: everything in NodeRecord except the derived state. */
 export type StoredNode = Omit<NodeRecord, "state">;
@@ -29,6 +30,8 @@ interface VolumeRow {
   volume_id: number;
   state: "writable" | "sealed";
   replicas_json: string;
+  /** JSON of the EcScheme, or NULL for a replicated volume. */
+  ec_json: string | null;
 }
 
 export class ClusterMapStore {
@@ -61,6 +64,9 @@ export class ClusterMapStore {
         replicas_json TEXT NOT NULL
       );
     `);
+    // Maps written before erasure coding have no ec_json column: every volume there is replicated.
+    const volumeColumns = db.prepare("PRAGMA table_info(volumes)").all() as Array<{ name: string }>;
+    if (!volumeColumns.some((column) => column.name === "ec_json")) db.exec("ALTER TABLE volumes ADD COLUMN ec_json TEXT");
     return new ClusterMapStore(db);
   }
 
@@ -133,8 +139,8 @@ export class ClusterMapStore {
   insertVolume(volume: VolumeRecord): number {
     return this.db.transaction(() => {
       this.db
-        .prepare("INSERT INTO volumes (volume_id, state, replicas_json) VALUES (?, ?, ?)")
-        .run(volume.volumeId, volume.state, JSON.stringify(volume.replicas));
+        .prepare("INSERT INTO volumes (volume_id, state, replicas_json, ec_json) VALUES (?, ?, ?, ?)")
+        .run(volume.volumeId, volume.state, JSON.stringify(volume.replicas), volume.ec === null ? null : JSON.stringify(volume.ec));
       return this.bump();
     })();
   }
@@ -190,7 +196,12 @@ function nodeFromRow(row: NodeRow): StoredNode {
 }
 
 function volumeFromRow(row: VolumeRow): VolumeRecord {
-  return { volumeId: row.volume_id as VolumeId, state: row.state, replicas: JSON.parse(row.replicas_json) as NodeId[] };
+  return {
+    volumeId: row.volume_id as VolumeId,
+    state: row.state,
+    replicas: JSON.parse(row.replicas_json) as NodeId[],
+    ec: row.ec_json === null ? null : (JSON.parse(row.ec_json) as EcScheme),
+  };
 }
 
 /**

@@ -255,7 +255,7 @@ export class PlacementService {
       const failed = replicas.filter((_nodeId, index) => outcomes[index]!.status === "rejected");
       if (failed.length === 0) {
         if (this.closed) return;
-        this.store.insertVolume({ volumeId, state: "writable", replicas });
+        this.store.insertVolume({ volumeId, state: "writable", replicas, ec: null });
         log.info({ volumeId, replicas }, "volume created");
         return;
       }
