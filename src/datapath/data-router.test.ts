@@ -2,6 +2,8 @@
 // by the ack level (all, majority, one); a write that cannot reach it moves to another volume
 // and leaves no needle behind on the replicas that took it; reads fall over to the next
 // replica and report the damaged one; bodies are cut into chunks and read back by range.
+// Erasure-coded chunks: shard i lands on store i, every pattern of up to m lost shards still
+// reads back, a corrupt shard is reported and decoded around, small chunks stay replicated.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
@@ -16,7 +18,9 @@ import {
   type VolumeStatus,
   type WriteNeedleInput,
 } from "../cluster/index.js";
-import type { Placement, VolumeReplicaSet } from "../placement/index.js";
+import type { EcScheme } from "../ec/index.js";
+import { sameLayout, type Placement, type VolumeReplicaSet } from "../placement/index.js";
+import { EC_CHUNK_SIZE_MIN_BYTES } from "./coded-chunks.js";
 import { ackCountFor, DataRouter } from "./data-router.js";
 
 class MemoryStore implements NeedleStore {
@@ -48,11 +52,19 @@ class MemoryStore implements NeedleStore {
 class FixedPlacement implements Placement {
   readonly damage: DamageReport[] = [];
   readonly unreachable: NodeId[] = [];
-  constructor(readonly volumes: Map<VolumeId, MemoryStore[]>) {}
-  async writableVolume(options: { exclude?: ReadonlySet<VolumeId> } = {}): Promise<VolumeReplicaSet> {
-    const ids = [...this.volumes.keys()];
+  /** Volumes listed in `coded` are erasure-coded with that scheme (store i holds shard i). */
+  constructor(
+    readonly volumes: Map<VolumeId, MemoryStore[]>,
+    readonly coded = new Map<VolumeId, EcScheme>(),
+  ) {}
+  async writableVolume(options: { exclude?: ReadonlySet<VolumeId>; ec?: EcScheme | null } = {}): Promise<VolumeReplicaSet> {
+    const ids = [...this.volumes.keys()].filter((id) => sameLayout(this.coded.get(id) ?? null, options.ec ?? null));
     const volumeId = ids.find((id) => !options.exclude?.has(id)) ?? ids[0]!;
-    return { volumeId, replicas: this.volumes.get(volumeId)! };
+    return this.set(volumeId);
+  }
+  private set(volumeId: VolumeId): VolumeReplicaSet {
+    const replicas = this.volumes.get(volumeId)!;
+    return { volumeId, replicas, healthy: replicas.map((store) => !store.failWrites), ec: this.coded.get(volumeId) ?? null };
   }
   async volumeFull(): Promise<void> {}
   reportDamage(report: DamageReport): void {
@@ -62,7 +74,7 @@ class FixedPlacement implements Placement {
     this.unreachable.push(nodeId);
   }
   async replicasOf(volumeId: VolumeId): Promise<VolumeReplicaSet> {
-    return { volumeId, replicas: this.volumes.get(volumeId)! };
+    return this.set(volumeId);
   }
   async close(): Promise<void> {}
 }
@@ -132,4 +144,104 @@ test("a read falls over past a corrupt replica and reports it", async () => {
   replicas[0]!.corrupt = true;
   assert.ok((await collect(router.readRange(chunks, 0, data.length))).equals(data));
   assert.deepEqual(placement.damage.map((report) => [report.nodeId, report.reason]), [["a1", "checksum-mismatch"]]);
+});
+
+/** A router over one replicated volume (1) and one 4+2 volume (2) of six stores. */
+function codedSetup(): { router: DataRouter; placement: FixedPlacement; shards: MemoryStore[]; replicas: MemoryStore[] } {
+  const replicas = stores("r");
+  const shards = [1, 2, 3, 4, 5, 6].map((index) => new MemoryStore(`s${index}` as NodeId));
+  const placement = new FixedPlacement(
+    new Map([
+      [1 as VolumeId, replicas],
+      [2 as VolumeId, shards],
+    ]),
+    new Map([[2 as VolumeId, { k: 4, m: 2 }]]),
+  );
+  return { router: new DataRouter(placement), placement, shards, replicas };
+}
+
+test("EC 4+2: each chunk becomes six equal shards, one per store; every loss of up to 2 shards reads back", async (t) => {
+  const { router, shards } = codedSetup();
+  t.after(() => router.close());
+  const data = randomBytes(CHUNK_SIZE_BYTES + 700_001);
+  const { chunks } = await router.writeBody(once(data), { sizeBytesMax: 1 << 30, ec: { k: 4, m: 2 } });
+  assert.deepEqual(chunks.map((chunk) => chunk.volumeId), [2, 2]);
+  for (const store of shards) {
+    assert.equal(store.needles.size, 2);
+    assert.equal([...store.needles.values()][0]!.length, CHUNK_SIZE_BYTES / 4);
+  }
+  // The data shards hold the chunk itself, in order.
+  const first = chunks[0]!;
+  const key = `2/${first.needleId}`;
+  assert.ok(Buffer.concat(shards.slice(0, 4).map((store) => store.needles.get(key)!)).equals(data.subarray(0, CHUNK_SIZE_BYTES)));
+
+  const saved = shards.map((store) => new Map(store.needles));
+  const patterns: number[][] = [[]];
+  for (let a = 0; a < 6; a++) {
+    patterns.push([a]);
+    for (let b = a + 1; b < 6; b++) patterns.push([a, b]);
+  }
+  for (const lost of patterns) {
+    shards.forEach((store, index) => {
+      store.needles.clear();
+      if (!lost.includes(index)) for (const [name, value] of saved[index]!) store.needles.set(name, value);
+    });
+    assert.ok((await collect(router.readRange(chunks, 0, data.length))).equals(data), `lost ${lost.join(",")}`);
+    const start = 1_000_000;
+    const end = CHUNK_SIZE_BYTES + 300_000;
+    assert.ok((await collect(router.readRange(chunks, start, end))).equals(data.subarray(start, end)), `range, lost ${lost.join(",")}`);
+  }
+  // Three lost shards of six are beyond a 4+2 code.
+  for (const index of [0, 1, 5]) shards[index]!.needles.clear();
+  await assert.rejects(collect(router.readRange(chunks, 0, data.length)));
+});
+
+test("EC 4+2: a corrupt data shard is reported and the chunk decoded from the others", async (t) => {
+  const { router, placement, shards } = codedSetup();
+  t.after(() => router.close());
+  const data = randomBytes(EC_CHUNK_SIZE_MIN_BYTES * 3);
+  const { chunks } = await router.writeBody(once(data), { sizeBytesMax: 1 << 30, ec: { k: 4, m: 2 } });
+  shards[1]!.corrupt = true;
+  assert.ok((await collect(router.readRange(chunks, 0, data.length))).equals(data));
+  assert.deepEqual(placement.damage.map((report) => [report.nodeId, report.reason]), [["s2", "checksum-mismatch"]]);
+  // A range inside an intact data shard reads that shard alone.
+  assert.ok((await collect(router.readRange(chunks, 10, 20))).equals(data.subarray(10, 20)));
+  assert.equal(placement.damage.length, 1);
+});
+
+test("EC 4+2: a write acknowledges only with every shard durable, else moves on and leaves no shard behind", async (t) => {
+  const failing = [1, 2, 3, 4, 5, 6].map((index) => new MemoryStore(`f${index}` as NodeId));
+  const healthy = [1, 2, 3, 4, 5, 6].map((index) => new MemoryStore(`h${index}` as NodeId));
+  failing[4]!.failWrites = true;
+  const scheme = { k: 4, m: 2 };
+  const placement = new FixedPlacement(
+    new Map([
+      [2 as VolumeId, failing],
+      [3 as VolumeId, healthy],
+    ]),
+    new Map([
+      [2 as VolumeId, scheme],
+      [3 as VolumeId, scheme],
+    ]),
+  );
+  const router = new DataRouter(placement);
+  t.after(() => router.close());
+  const data = randomBytes(EC_CHUNK_SIZE_MIN_BYTES);
+  const { chunks } = await router.writeBody(once(data), { sizeBytesMax: 1 << 30, ec: scheme });
+  assert.deepEqual(chunks.map((chunk) => chunk.volumeId), [3]);
+  await new Promise((resolve) => setImmediate(resolve));
+  for (const store of failing) assert.equal(store.needles.size, 0, `${store.nodeId} holds no orphan shard`);
+  for (const store of healthy) assert.equal(store.needles.size, 1);
+  assert.deepEqual(placement.unreachable, ["f5"]);
+});
+
+test("EC: chunks under the threshold are stored replicated even in a coded body", async (t) => {
+  const { router, shards, replicas } = codedSetup();
+  t.after(() => router.close());
+  const small = randomBytes(EC_CHUNK_SIZE_MIN_BYTES - 1);
+  const { chunks } = await router.writeBody(once(small), { sizeBytesMax: 1 << 30, ec: { k: 4, m: 2 } });
+  assert.deepEqual(chunks.map((chunk) => chunk.volumeId), [1]);
+  for (const store of replicas) assert.equal(store.needles.size, 1);
+  for (const store of shards) assert.equal(store.needles.size, 0);
+  assert.ok((await collect(router.readRange(chunks, 0, small.length))).equals(small));
 });

@@ -7,6 +7,7 @@
  * CHUNK_WRITES_IN_FLIGHT_MAX chunks being written; a GET holds the chunk being sent plus one
  * chunk read ahead.
  */
+import { availableParallelism } from "node:os";
 import { assert, CHUNK_SIZE_BYTES, crc32, log, newNeedleId, type VolumeId } from "../base/index.js";
 import {
   ChecksumMismatch,
@@ -17,8 +18,10 @@ import {
   type NeedleStore,
   type WriteNeedleInput,
 } from "../cluster/index.js";
+import { EcWorkerPool, joinDataShards, shardSizeBytesFor, splitIntoDataShards, TooFewShards, type EcScheme } from "../ec/index.js";
 import type { ChunkRef } from "../meta/index.js";
-import type { Placement, VolumeReplicaSet } from "../placement/index.js";
+import { sameLayout, type Placement, type VolumeReplicaSet } from "../placement/index.js";
+import { codedAckCount, codesChunk, dataShardRanges, ShardLatency, type ShardRange } from "./coded-chunks.js";
 
 /** Chunks of one PUT being written while the next fills; 2 overlaps network and disk. */
 export const CHUNK_WRITES_IN_FLIGHT_MAX = 2;
@@ -66,17 +69,48 @@ function damageReason(error: unknown): DamageReport["reason"] | undefined {
   return undefined;
 }
 
+/** One needle write of a fan-out: the same input to every replica, or shard i to node i. */
+interface NeedleWrite {
+  store: NeedleStore;
+  input: WriteNeedleInput;
+}
+
+interface Piece {
+  chunk: ChunkRef;
+  offsetBytes: number;
+  lengthBytes: number;
+}
+
 export class DataRouter {
+  private coder: EcWorkerPool | undefined;
+  private readonly shardLatency = new ShardLatency();
+
   constructor(
     private readonly placement: Placement,
     private readonly ackLevel: AckLevel = "all",
   ) {}
 
   /**
-   * Stream `body` into needles. On any failure the needles already written are deleted
-   * (best effort; the GC collects what this misses) and the error is rethrown.
+   * Encoding and decoding run on worker threads so a gateway's event loop keeps serving other
+   * requests while it codes. Started on first use: a gateway with no coded bucket starts none.
    */
-  async writeBody(body: AsyncIterable<Buffer>, options: { sizeBytesMax: number }): Promise<WriteBodyResult> {
+  private ecCoder(): EcWorkerPool {
+    this.coder ??= new EcWorkerPool({ workerCount: Math.max(1, availableParallelism() - 1) });
+    return this.coder;
+  }
+
+  async close(): Promise<void> {
+    await this.coder?.close();
+    this.coder = undefined;
+  }
+
+  /**
+   * Stream `body` into needles: replicated, or erasure-coded by `ec` (chunks under
+   * EC_CHUNK_SIZE_MIN_BYTES are replicated even then). On any failure the needles already
+   * written are deleted (best effort; the GC collects what this misses) and the error is rethrown.
+   */
+  async writeBody(body: AsyncIterable<Buffer>, options: { sizeBytesMax: number; ec?: EcScheme | null }): Promise<WriteBodyResult> {
+    const ec = options.ec ?? null;
     const chunks: ChunkRef[] = [];
     const inFlight: Array<Promise<void>> = [];
     let sizeBytes = 0;
@@ -87,7 +121,7 @@ export class DataRouter {
       const data = buffer.subarray(0, filled);
       const index = chunks.length;
       chunks.push(undefined as unknown as ChunkRef); // reserve the slot to keep object order
-      const write = this.writeChunk(data).then((chunk) => {
+      const write = this.writeChunk(data, ec).then((chunk) => {
         chunks[index] = chunk;
       });
       // Handled here so a failure while the body is still streaming is not an unhandled
@@ -123,9 +157,12 @@ export class DataRouter {
     return { chunks, sizeBytes };
   }
 
-  private async writeChunk(data: Buffer): Promise<ChunkRef> {
+  private async writeChunk(data: Buffer, ec: EcScheme | null): Promise<ChunkRef> {
     const checksum = crc32(data);
     const needleId = newNeedleId();
+    const wanted = codesChunk(ec, data.length) ? ec : null;
+    // Shards depend only on the data and the scheme: encoded once, whichever volume takes them.
+    let shards: Promise<Buffer[]> | undefined;
     const failedVolumes = new Set<VolumeId>();
     const deadlineMs = Date.now() + CHUNK_WRITE_DEADLINE_MS;
     let lastError: unknown;
@@ -136,14 +173,33 @@ export class DataRouter {
       }
       let target: VolumeReplicaSet;
       try {
-        target = await this.placement.writableVolume({ exclude: failedVolumes });
+        target = await this.placement.writableVolume({ exclude: failedVolumes, ec: wanted });
       } catch (error) {
         // No writable volume right now (placement growing or unreachable): wait and retry.
         lastError = error;
         continue;
       }
       try {
-        await this.fanOut(target, { volumeId: target.volumeId, needleId, data, crc32: checksum });
+        if (target.ec === null) {
+          const input = { volumeId: target.volumeId, needleId, data, crc32: checksum };
+          await this.fanOut(
+            target.replicas.map((store) => ({ store, input })),
+            ackCountFor(this.ackLevel, target.replicas.length),
+          );
+        } else {
+          // A placement with one failure domain answers a coded request with a replicated volume.
+          assert(wanted !== null && sameLayout(target.ec, wanted), "placement hands out volumes of the asked layout");
+          assert(target.replicas.length === wanted.k + wanted.m, "a coded volume has one node per shard");
+          shards ??= this.encodeShards(data, wanted);
+          const encoded = await shards;
+          await this.fanOut(
+            target.replicas.map((store, shardIndex) => {
+              const shard = encoded[shardIndex]!;
+              return { store, input: { volumeId: target.volumeId, needleId, data: shard, crc32: crc32(shard) } };
+            }),
+            codedAckCount(this.ackLevel, wanted),
+          );
+        }
         return { volumeId: target.volumeId, needleId, sizeBytes: data.length, crc32: checksum };
       } catch (error) {
         lastError = error;
@@ -155,39 +211,47 @@ export class DataRouter {
     throw lastError;
   }
 
+  /** k data shards and m parity shards of a chunk; the parity is computed on a worker thread. */
+  private async encodeShards(data: Buffer, ec: EcScheme): Promise<Buffer[]> {
+    const dataShards = splitIntoDataShards(data, ec.k);
+    const parityShards = await this.ecCoder().encode(ec, dataShards);
+    return [...dataShards, ...parityShards].map((shard) => Buffer.from(shard.buffer, shard.byteOffset, shard.byteLength));
+  }
+
   /**
-   * Write one needle to every replica at once and resolve when the ack level is met: `all`
-   * waits for every replica, `majority` for more than half, `one` for the first. Writes past
-   * the ack level go on in the background. When the ack level cannot be met, the replicas that
-   * did take the needle are told to delete it (best effort; an orphan needle is harmless).
+   * Write needles to their stores at once and resolve when `ackCount` are durable (the ack
+   * level: every replica or shard, a majority, one; k + 1 shards for a coded chunk below `all`).
+   * Writes past the ack level go on in the background; one that fails there is reported to
+   * placement as a missing needle, for repair. When the ack count cannot be met, the stores
+   * that did take a needle are told to delete it (best effort; an orphan needle is harmless).
    */
-  private fanOut(target: VolumeReplicaSet, input: WriteNeedleInput): Promise<void> {
-    const replicaCount = target.replicas.length;
-    const ackCount = ackCountFor(this.ackLevel, replicaCount);
+  private fanOut(writes: readonly NeedleWrite[], ackCount: number): Promise<void> {
+    const writeCount = writes.length;
     return new Promise<void>((resolve, reject) => {
       let acked = 0;
       let failed = 0;
       let firstError: unknown;
       let outcome: "pending" | "acknowledged" | "abandoned" = "pending";
-      const written: NeedleStore[] = [];
+      const written: NeedleWrite[] = [];
       const settle = () => {
         if (outcome !== "pending") return;
         if (acked >= ackCount) {
           outcome = "acknowledged";
           resolve();
-        } else if (replicaCount - failed < ackCount) {
+        } else if (writeCount - failed < ackCount) {
           outcome = "abandoned";
           reject(firstError);
-          this.deleteFrom(written, input).catch(() => undefined);
+          this.deleteFrom(written).catch(() => undefined);
         }
       };
-      for (const store of target.replicas) {
+      for (const write of writes) {
+        const { store, input } = write;
         store.writeNeedle(input).then(
           () => {
             acked += 1;
-            written.push(store);
+            written.push(write);
             // A late success of an abandoned write leaves an orphan: remove it too.
-            if (outcome === "abandoned") this.deleteFrom([store], input).catch(() => undefined);
+            if (outcome === "abandoned") this.deleteFrom([write]).catch(() => undefined);
             settle();
           },
           (error: unknown) => {
@@ -195,8 +259,9 @@ export class DataRouter {
             firstError ??= error;
             if (error instanceof PeerUnavailable) this.placement.reportUnreachable(store.nodeId);
             if (outcome === "acknowledged") {
-              // Acknowledged at a lower ack level; this replica lacks the needle until repair.
-              log.warn({ volumeId: input.volumeId, needleId: input.needleId, nodeId: store.nodeId, error }, "replica write failed after ack");
+              // Acknowledged at a lower ack level; this store lacks the needle until repair does it.
+              log.warn({ volumeId: input.volumeId, needleId: input.needleId, nodeId: store.nodeId, error }, "needle write failed after ack");
+              this.placement.reportDamage({ volumeId: input.volumeId, needleId: input.needleId, nodeId: store.nodeId, reason: "needle-missing" });
             }
             settle();
           },
@@ -205,8 +270,8 @@ export class DataRouter {
     });
   }
 
-  private async deleteFrom(stores: NeedleStore[], input: WriteNeedleInput): Promise<void> {
-    await Promise.allSettled(stores.map((store) => store.deleteNeedle({ volumeId: input.volumeId, needleId: input.needleId })));
+  private async deleteFrom(writes: readonly NeedleWrite[]): Promise<void> {
+    await Promise.allSettled(writes.map(({ store, input }) => store.deleteNeedle({ volumeId: input.volumeId, needleId: input.needleId })));
   }
 
   /**
@@ -238,37 +303,181 @@ export class DataRouter {
   }
 
   /**
-   * Read one piece from the best replica, falling over to the next on any error. When every
-   * replica fails, ask for a fresh cluster map once and try again: a restarted node may have
-   * come back at a new address that this gateway's cached map does not know yet.
+   * Read one piece: from the best replica of a replicated volume, or from the shards of a coded
+   * one. When that fails, ask for a fresh cluster map once and try again: a restarted node may
+   * have come back at a new address that this gateway's cached map does not know yet.
    */
-  private async readPiece(piece: { chunk: ChunkRef; offsetBytes: number; lengthBytes: number }): Promise<Buffer> {
+  private async readPiece(piece: Piece): Promise<Buffer> {
     let lastError: unknown;
     for (const fresh of [false, true]) {
-      const { replicas } = await this.placement.replicasOf(piece.chunk.volumeId, { fresh });
-      for (const store of replicas) {
-        try {
-          const data = await store.readNeedle({
-            volumeId: piece.chunk.volumeId,
-            needleId: piece.chunk.needleId,
-            offsetBytes: piece.offsetBytes,
-            lengthBytes: piece.lengthBytes,
-          });
-          assert(data.length === piece.lengthBytes, "a needle read returns the requested length");
-          return data;
-        } catch (error) {
-          // Try the next replica; the damage report to placement comes with repair (issue 6).
-          lastError = error;
-          if (error instanceof PeerUnavailable) this.placement.reportUnreachable(store.nodeId);
-          const reason = damageReason(error);
-          if (reason !== undefined) {
-            this.placement.reportDamage({ volumeId: piece.chunk.volumeId, needleId: piece.chunk.needleId, nodeId: store.nodeId, reason });
-          }
-          log.warn({ volumeId: piece.chunk.volumeId, needleId: piece.chunk.needleId, nodeId: store.nodeId, error }, "replica read failed");
-        }
+      const set = await this.placement.replicasOf(piece.chunk.volumeId, { fresh });
+      try {
+        return set.ec === null ? await this.readReplicated(piece, set) : await this.readCoded(piece, set, set.ec);
+      } catch (error) {
+        lastError = error;
       }
     }
     throw lastError;
+  }
+
+  /** Read from each replica in turn, best first, until one answers with verified bytes. */
+  private async readReplicated(piece: Piece, set: VolumeReplicaSet): Promise<Buffer> {
+    let lastError: unknown;
+    for (const store of set.replicas) {
+      try {
+        const data = await store.readNeedle({
+          volumeId: piece.chunk.volumeId,
+          needleId: piece.chunk.needleId,
+          offsetBytes: piece.offsetBytes,
+          lengthBytes: piece.lengthBytes,
+        });
+        assert(data.length === piece.lengthBytes, "a needle read returns the requested length");
+        return data;
+      } catch (error) {
+        lastError = error;
+        this.noteReadFailure(piece.chunk, store, error);
+      }
+    }
+    throw lastError;
+  }
+
+  /** A failed needle read: avoid an unreachable node for a while, report damage for repair. */
+  private noteReadFailure(chunk: ChunkRef, store: NeedleStore, error: unknown): void {
+    if (error instanceof PeerUnavailable) this.placement.reportUnreachable(store.nodeId);
+    const reason = damageReason(error);
+    if (reason !== undefined) this.placement.reportDamage({ volumeId: chunk.volumeId, needleId: chunk.needleId, nodeId: store.nodeId, reason });
+    log.warn({ volumeId: chunk.volumeId, needleId: chunk.needleId, nodeId: store.nodeId, error }, "needle read failed");
+  }
+
+  /**
+   * A piece of a coded chunk. With the data shards it touches healthy, read just those byte
+   * ranges (a range GET reads only what it needs). When one fails, fails its checksum, or is
+   * slower than the backup delay, read whole shards instead, the data shards first and parity
+   * as backups, decode from the first k to arrive, and check the rebuilt chunk's CRC32.
+   */
+  private async readCoded(piece: Piece, set: VolumeReplicaSet, ec: EcScheme): Promise<Buffer> {
+    const shardSizeBytes = shardSizeBytesFor(piece.chunk.sizeBytes, ec.k);
+    const ranges = dataShardRanges(shardSizeBytes, piece.offsetBytes, piece.lengthBytes);
+    const failed = new Set<number>();
+    if (ranges.every((range) => set.healthy[range.shardIndex] === true)) {
+      const direct = await this.readShardRanges(piece.chunk, set, ranges, failed);
+      if (direct !== undefined) return direct;
+    }
+    const chunk = await this.decodeChunk(piece.chunk, set, ec, shardSizeBytes, failed);
+    return chunk.subarray(piece.offsetBytes, piece.offsetBytes + piece.lengthBytes);
+  }
+
+  /**
+   * The ranges joined, or undefined when a read failed (its shard added to `failed`) or the
+   * backup delay passed first.
+   */
+  private async readShardRanges(
+    chunk: ChunkRef,
+    set: VolumeReplicaSet,
+    ranges: readonly ShardRange[],
+    failed: Set<number>,
+  ): Promise<Buffer | undefined> {
+    let timer: NodeJS.Timeout | undefined;
+    const tooSlow = new Promise<undefined>((resolve) => {
+      timer = setTimeout(() => resolve(undefined), this.shardLatency.backupDelayMs());
+    });
+    const reads = Promise.all(
+      ranges.map((range) =>
+        this.readShard(chunk, set, range).catch((error: unknown) => {
+          failed.add(range.shardIndex);
+          throw error;
+        }),
+      ),
+    ).then(
+      (pieces) => Buffer.concat(pieces),
+      () => undefined, // the failure was noted; the caller decodes instead
+    );
+    try {
+      return await Promise.race([reads, tooSlow]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private async readShard(chunk: ChunkRef, set: VolumeReplicaSet, range: ShardRange): Promise<Buffer> {
+    const store = set.replicas[range.shardIndex]!;
+    const startedAtMs = performance.now();
+    try {
+      const data = await store.readNeedle({ volumeId: chunk.volumeId, needleId: chunk.needleId, offsetBytes: range.offsetBytes, lengthBytes: range.lengthBytes });
+      assert(data.length === range.lengthBytes, "a shard read returns the requested length");
+      this.shardLatency.record(performance.now() - startedAtMs);
+      return data;
+    } catch (error) {
+      this.noteReadFailure(chunk, store, error);
+      throw error;
+    }
+  }
+
+  /**
+   * The whole chunk from any k of its k + m shards. Reads k shards (healthy nodes first, then
+   * those that just failed this caller, data before parity); each failure starts the next shard,
+   * and when the backup delay passes with fewer than k in hand every remaining shard is read at
+   * once (hedged reads).
+   */
+  private async decodeChunk(
+    chunk: ChunkRef,
+    set: VolumeReplicaSet,
+    ec: EcScheme,
+    shardSizeBytes: number,
+    failed: ReadonlySet<number>,
+  ): Promise<Buffer> {
+    const shardCount = ec.k + ec.m;
+    const preference = (shardIndex: number) => (failed.has(shardIndex) ? 2 : set.healthy[shardIndex] === true ? 0 : 1);
+    const order = Array.from({ length: shardCount }, (_, shardIndex) => shardIndex).sort(
+      (left, right) => preference(left) - preference(right) || left - right,
+    );
+    const shards: Array<Buffer | undefined> = new Array<Buffer | undefined>(shardCount).fill(undefined);
+    await new Promise<void>((resolve, reject) => {
+      let next = 0;
+      let inFlight = 0;
+      let present = 0;
+      let lastError: unknown;
+      let done = false;
+      const finish = (error?: unknown) => {
+        if (done) return;
+        done = true;
+        clearTimeout(hedge);
+        if (error === undefined) resolve();
+        else reject(error);
+      };
+      const launch = (): void => {
+        if (done || next >= order.length) return;
+        const shardIndex = order[next++]!;
+        inFlight += 1;
+        this.readShard(chunk, set, { shardIndex, offsetBytes: 0, lengthBytes: shardSizeBytes }).then(
+          (data) => {
+            inFlight -= 1;
+            shards[shardIndex] = data;
+            present += 1;
+            if (present === ec.k) finish();
+          },
+          (error: unknown) => {
+            inFlight -= 1;
+            lastError = error;
+            launch();
+            if (inFlight === 0 && !done) finish(lastError ?? new TooFewShards(present, ec.k));
+          },
+        );
+      };
+      const hedge = setTimeout(() => {
+        while (!done && next < order.length) launch();
+      }, this.shardLatency.backupDelayMs());
+      for (let started = 0; started < ec.k; started++) launch();
+    });
+    // A copy: reads still in flight land in `shards` after this and are not used.
+    const present = shards.slice();
+    const complete = present.slice(0, ec.k).every((shard) => shard !== undefined)
+      ? (present as Uint8Array[])
+      : await this.ecCoder().reconstruct(ec, present);
+    const data = joinDataShards(complete.slice(0, ec.k), ec.k, chunk.sizeBytes);
+    // Decoding must not pass rot along: the chunk's own checksum checks what was rebuilt.
+    if (crc32(data) !== chunk.crc32) throw new ChecksumMismatch(chunk.volumeId, chunk.needleId);
+    return data;
   }
 
   /** Mark-delete the needles of chunks on every replica; failures are logged, not thrown. */

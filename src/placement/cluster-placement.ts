@@ -7,7 +7,8 @@
 import { assert, log, SECOND_MS, type NodeId, type VolumeId } from "../base/index.js";
 import { RpcClient, type ClusterMap, type DamageReport, type NeedleStore, type NodeRecord, type VolumeRecord } from "../cluster/index.js";
 import { clusterMapProblems } from "./cluster-map-store.js";
-import { UnknownVolume, type Placement, type VolumeReplicaSet } from "./placement.js";
+import type { EcScheme } from "../ec/index.js";
+import { sameLayout, UnknownVolume, type Placement, type VolumeReplicaSet } from "./placement.js";
 
 /** The cached map is refreshed this often; a node down or a volume sealed reaches gateways within it. */
 export const CLUSTER_MAP_REFRESH_INTERVAL_MS = 1 * SECOND_MS;
@@ -100,30 +101,32 @@ export class ClusterPlacement implements Placement {
    * A writable volume with every replica up, round-robin; one outside `exclude` (volumes that
    * just failed the caller) when such exists. When none is writable, asks placement to grow.
    */
-  async writableVolume(options: { exclude?: ReadonlySet<VolumeId> } = {}): Promise<VolumeReplicaSet> {
+  async writableVolume(options: { exclude?: ReadonlySet<VolumeId>; ec?: EcScheme | null } = {}): Promise<VolumeReplicaSet> {
     const exclude = options.exclude ?? new Set<VolumeId>();
+    const ec = options.ec ?? null;
     const map = await this.mapOrFetch();
-    let choice = this.pickWritable(map, exclude);
+    let choice = this.pickWritable(map, exclude, ec);
     for (let attempt = 0; choice === undefined && attempt < WRITABLE_VOLUME_ATTEMPTS_MAX; attempt++) {
       if (attempt > 0) await delay(WRITABLE_VOLUME_RETRY_DELAY_MS);
       try {
-        this.adopt(await this.callPlacement<ClusterMap>("growVolumes", {}));
+        this.adopt(await this.callPlacement<ClusterMap>("growVolumes", { ec }));
       } catch (error) {
         // Placement unreachable: nothing can grow; the cache is all there is.
         throw new NoWritableVolume(`placement unreachable (${(error as Error).message})`);
       }
-      choice = this.pickWritable(this.map!, exclude);
+      choice = this.pickWritable(this.map!, exclude, ec);
     }
     if (choice === undefined) throw new NoWritableVolume("placement could not grow a volume with all replicas up");
     return choice;
   }
 
-  /** Round-robin over writable volumes whose replicas are all up, so PUTs spread over them. */
-  private pickWritable(map: ClusterMap, exclude: ReadonlySet<VolumeId>): VolumeReplicaSet | undefined {
+  /** Round-robin over writable volumes of the layout whose replicas are all up, so PUTs spread over them. */
+  private pickWritable(map: ClusterMap, exclude: ReadonlySet<VolumeId>, ec: EcScheme | null): VolumeReplicaSet | undefined {
     const nodes = nodesById(map);
     const writable = map.volumes.filter(
       (volume) =>
         volume.state === "writable" &&
+        sameLayout(volume.ec, ec) &&
         !this.fullVolumes.has(volume.volumeId) &&
         volume.replicas.every((nodeId) => this.isUsable(nodes.get(nodeId))),
     );
@@ -132,8 +135,7 @@ export class ClusterPlacement implements Placement {
     // Only excluded volumes left: one of them is still better than failing the write here.
     const pool = preferred.length > 0 ? preferred : writable;
     this.nextWritableIndex = (this.nextWritableIndex + 1) % pool.length;
-    const volume = pool[this.nextWritableIndex]!;
-    return { volumeId: volume.volumeId, replicas: this.orderedStores(volume, nodes) };
+    return this.replicaSet(pool[this.nextWritableIndex]!, nodes);
   }
 
   /**
@@ -178,28 +180,36 @@ export class ClusterPlacement implements Placement {
       volume = map.volumes.find((candidate) => candidate.volumeId === volumeId);
     }
     if (volume === undefined) throw new UnknownVolume(volumeId);
-    return { volumeId, replicas: this.orderedStores(volume, nodesById(map)) };
+    return this.replicaSet(volume, nodesById(map));
   }
 
   /**
-   * Stores best-first for reads: up before down, the gateway's zone first, then lower write
-   * latency (the detector's signal of a busy or failing disk), then placement order. Down
-   * replicas stay, last: the map may be stale and they may be the only copy that answers.
+   * Replicated: stores best-first for reads, up before down, the gateway's zone first, then
+   * lower write latency (the detector's signal of a busy or failing disk), then placement
+   * order. Down replicas stay, last: the map may be stale and they may be the only copy that
+   * answers. Erasure-coded: placement order, since position i is shard i.
    */
-  private orderedStores(volume: VolumeRecord, nodes: Map<NodeId, NodeRecord>): NeedleStore[] {
+  private replicaSet(volume: VolumeRecord, nodes: Map<NodeId, NodeRecord>): VolumeReplicaSet {
     const records = volume.replicas.map((nodeId, index) => {
       const node = nodes.get(nodeId);
       assert(node !== undefined, "adopted maps name only known nodes");
-      return { node, index };
+      return { node, index, healthy: this.isUsable(node) };
     });
-    records.sort(
+    if (volume.ec === null) {
+      records.sort(
       (left, right) =>
-        rank(this.isUsable(left.node)) - rank(this.isUsable(right.node)) ||
-        rank(left.node.zone === this.zone) - rank(right.node.zone === this.zone) ||
-        left.node.writeLatencyMs - right.node.writeLatencyMs ||
-        left.index - right.index,
-    );
-    return records.map((entry) => this.needleStoreOf(entry.node));
+          rank(left.healthy) - rank(right.healthy) ||
+          rank(left.node.zone === this.zone) - rank(right.node.zone === this.zone) ||
+          left.node.writeLatencyMs - right.node.writeLatencyMs ||
+          left.index - right.index,
+      );
+    }
+    return {
+      volumeId: volume.volumeId,
+      replicas: records.map((entry) => this.needleStoreOf(entry.node)),
+      healthy: records.map((entry) => entry.healthy),
+      ec: volume.ec,
+    };
   }
 
   private needleStoreOf(node: NodeRecord): NeedleStore {

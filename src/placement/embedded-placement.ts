@@ -75,7 +75,7 @@ export class EmbeddedPlacement implements Placement {
     const preferred = this.writable.filter((candidate) => !options.exclude?.has(candidate));
     const volumeId = preferred.length > 0 ? preferred[this.nextWritableIndex % preferred.length] : this.writable[this.nextWritableIndex];
     assert(volumeId !== undefined, "writable index in range");
-    return { volumeId, replicas: [this.node] };
+    return { volumeId, replicas: [this.node], healthy: [true], ec: null };
   }
 
   async volumeFull(volumeId: VolumeId): Promise<void> {
@@ -105,7 +105,7 @@ export class EmbeddedPlacement implements Placement {
       if (row === undefined) throw new UnknownVolume(volumeId);
       this.knownVolumes.add(volumeId);
     }
-    return { volumeId, replicas: [this.node] };
+    return { volumeId, replicas: [this.node], healthy: [true], ec: null };
   }
 
   async close(): Promise<void> {

@@ -25,6 +25,8 @@ import {
   type VolumeStatus,
 } from "../cluster/index.js";
 import { clusterMapProblems, type ClusterMapStore, type StoredNode } from "./cluster-map-store.js";
+import { EC_SHARD_COUNT_MAX, type EcScheme } from "../ec/index.js";
+import { layoutName, sameLayout } from "./placement.js";
 import { allocateReplicas, candidateFromNode, InsufficientNodes } from "./volume-allocator.js";
 
 export const REPLICA_COUNT_DEFAULT = 3;
@@ -80,7 +82,10 @@ export class PlacementService {
   /** The state each node had in the last map served, to bump the version when one changes. */
   private readonly servedStates = new Map<NodeId, NodeState>();
   private readonly damage: DamageReport[] = [];
-  private growing: Promise<void> | undefined;
+  /** One growth at a time per layout ("replicated", "EC:4+2", ...). */
+  private readonly growing = new Map<string, Promise<void>>();
+  /** Erasure-coding schemes gateways have asked for: the tick keeps writable volumes of each. */
+  private readonly ecSchemesInUse = new Map<string, EcScheme>();
   private lastGrowthProblem: string | undefined;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
@@ -123,7 +128,12 @@ export class PlacementService {
     // over whichever zones happened to answer first. Background growth waits one down-timeout
     // (every live node heartbeats within it); a gateway that needs a volume asks growVolumes.
     if (this.clock.nowMs() - this.startedAtMs < this.nodeDownAfterMs) return;
-    if (this.healthyWritableCount(map) < this.writableVolumeTarget) await this.growVolumes();
+    // Every layout in use keeps its target: replicated always, an EC scheme once a volume of it
+    // exists (in the map, so the set survives a restart) or a gateway asked for one.
+    for (const volume of map.volumes) if (volume.ec !== null) this.ecSchemesInUse.set(layoutName(volume.ec), volume.ec);
+    for (const ec of [null, ...this.ecSchemesInUse.values()]) {
+      if (this.healthyWritableCount(map, ec) < this.writableVolumeTarget) await this.growVolumes(ec);
+    }
   }
 
   heartbeat(request: HeartbeatRequest): HeartbeatResponse {
@@ -192,25 +202,35 @@ export class PlacementService {
 
   /** A replica answered VolumeFull: seal the volume and grow a replacement before answering. */
   async volumeFull(volumeId: VolumeId): Promise<void> {
+    const volume = this.store.volume(volumeId);
     if (this.store.sealVolume(volumeId)) log.info({ volumeId }, "volume sealed (reported full)");
-    else if (this.store.volume(volumeId) === undefined) log.warn({ volumeId }, "volumeFull for a volume not in the map");
-    await this.growVolumes();
+    else if (volume === undefined) log.warn({ volumeId }, "volumeFull for a volume not in the map");
+    await this.growVolumes(volume?.ec ?? null);
   }
 
-  /** Make sure writableVolumeTarget writable volumes with all replicas up exist; returns the map. */
-  async growVolumes(): Promise<ClusterMap> {
-    // One growth at a time: concurrent callers would each allocate to the same shortfall.
-    this.growing ??= this.growUntilTarget().finally(() => (this.growing = undefined));
-    await this.growing;
+  /**
+   * Make sure writableVolumeTarget writable volumes of the layout (`ec`, null for replicated)
+   * with all replicas up exist; returns the map.
+   */
+  async growVolumes(ec: EcScheme | null = null): Promise<ClusterMap> {
+    const layout = layoutName(ec);
+    if (ec !== null) this.ecSchemesInUse.set(layout, ec);
+    // One growth per layout at a time: concurrent callers would each allocate to the same shortfall.
+    let growth = this.growing.get(layout);
+    if (growth === undefined) {
+      growth = this.growUntilTarget(ec).finally(() => this.growing.delete(layout));
+      this.growing.set(layout, growth);
+    }
+    await growth;
     return this.clusterMap();
   }
 
-  private async growUntilTarget(): Promise<void> {
+  private async growUntilTarget(ec: EcScheme | null): Promise<void> {
     while (!this.closed) {
       const map = this.clusterMap();
-      if (this.healthyWritableCount(map) >= this.writableVolumeTarget) break;
+      if (this.healthyWritableCount(map, ec) >= this.writableVolumeTarget) break;
       try {
-        await this.allocateVolume(map);
+        await this.allocateVolume(map, ec);
         this.noteGrowthProblem(undefined);
       } catch (error) {
         if (!(error instanceof InsufficientNodes || error instanceof VolumeAllocationFailed)) throw error;
@@ -228,9 +248,11 @@ export class PlacementService {
     this.lastGrowthProblem = problem;
   }
 
-  private healthyWritableCount(map: ClusterMap): number {
+  private healthyWritableCount(map: ClusterMap, ec: EcScheme | null): number {
     const up = new Set(map.nodes.filter((node) => node.state === "up").map((node) => node.nodeId));
-    return map.volumes.filter((volume) => volume.state === "writable" && volume.replicas.every((nodeId) => up.has(nodeId))).length;
+    return map.volumes.filter(
+      (volume) => volume.state === "writable" && sameLayout(volume.ec, ec) && volume.replicas.every((nodeId) => up.has(nodeId)),
+    ).length;
   }
 
   /**
@@ -240,23 +262,25 @@ export class PlacementService {
    *    id the map never hands out; reconcile ignores them, compaction of orphans comes later);
    * 3. record the volume writable (from here gateways may write to it).
    * A replica that fails step 2 is excluded and a new replica set is drawn for the same id.
+   * An erasure-coded volume is k + m nodes, shard i on the i-th node chosen.
    */
-  private async allocateVolume(map: ClusterMap): Promise<void> {
+  private async allocateVolume(map: ClusterMap, ec: EcScheme | null): Promise<void> {
+    const nodeCount = ec === null ? this.replicaCount : ec.k + ec.m;
     const upNodes = map.nodes.filter((node) => node.state === "up");
-    if (upNodes.length < this.replicaCount) throw new InsufficientNodes(this.replicaCount, upNodes.length);
+    if (upNodes.length < nodeCount) throw new InsufficientNodes(nodeCount, upNodes.length);
     const volumeId = this.store.reserveVolumeId();
     const excluded = new Set<NodeId>();
     for (let attempt = 0; attempt < VOLUME_ALLOCATION_ATTEMPTS_MAX; attempt++) {
       const candidates = upNodes.filter((node) => !excluded.has(node.nodeId)).map(candidateFromNode);
-      const replicas = allocateReplicas({ candidates, replicaCount: this.replicaCount, random: this.random });
+      const replicas = allocateReplicas({ candidates, replicaCount: nodeCount, random: this.random });
       const outcomes = await Promise.allSettled(
         replicas.map((nodeId) => this.needleStoreOf(upNodes.find((node) => node.nodeId === nodeId)!).createVolume(volumeId)),
       );
       const failed = replicas.filter((_nodeId, index) => outcomes[index]!.status === "rejected");
       if (failed.length === 0) {
         if (this.closed) return;
-        this.store.insertVolume({ volumeId, state: "writable", replicas, ec: null });
-        log.info({ volumeId, replicas }, "volume created");
+        this.store.insertVolume({ volumeId, state: "writable", replicas, ec });
+        log.info({ volumeId, replicas, layout: layoutName(ec) }, "volume created");
         return;
       }
       for (const [index, outcome] of outcomes.entries()) {
@@ -294,7 +318,7 @@ export class PlacementService {
     this.closed = true;
     if (this.timer !== undefined) clearInterval(this.timer);
     this.timer = undefined;
-    await this.growing?.catch(() => undefined);
+    await Promise.allSettled(this.growing.values());
     const stores = [...this.needleStores.values()];
     this.needleStores.clear();
     await Promise.allSettled(stores.map((entry) => entry.store.close()));
@@ -311,7 +335,7 @@ export function createPlacementRpcRoutes(service: PlacementService): RpcRoutes {
         await service.volumeFull(parseVolumeId(field(body, "volumeId")));
         return null;
       },
-      growVolumes: async () => service.growVolumes(),
+      growVolumes: async (body) => service.growVolumes(parseEcScheme(field(body, "ec"))),
       reportDamage: async (body) => {
         service.reportDamage(parseDamageReport(body));
         return null;
@@ -355,6 +379,18 @@ function parseNodeId(value: unknown): NodeId {
   const text = string(value, "nodeId");
   if (!/^[A-Za-z0-9._-]{1,128}$/.test(text)) throw new InvalidPlacementRequest("nodeId has invalid characters");
   return text as NodeId;
+}
+
+/** An EC scheme from an RPC body: null or absent for replicated, else {k, m} within the codec's bounds. */
+export function parseEcScheme(value: unknown): EcScheme | null {
+  if (value === undefined || value === null) return null;
+  const input = record(value, "ec");
+  const k = input.k;
+  const m = input.m;
+  if (!Number.isInteger(k) || !Number.isInteger(m) || (k as number) < 1 || (m as number) < 1 || (k as number) + (m as number) > EC_SHARD_COUNT_MAX) {
+    throw new InvalidPlacementRequest(`ec must be {k, m} with k, m >= 1 and k + m <= ${EC_SHARD_COUNT_MAX}`);
+  }
+  return { k: k as number, m: m as number };
 }
 
 export function parseHeartbeatRequest(body: unknown): HeartbeatRequest {

@@ -5,19 +5,40 @@
  */
 import type { NodeId, VolumeId } from "../base/index.js";
 import type { DamageReport, NeedleStore } from "../cluster/index.js";
+import type { EcScheme } from "../ec/index.js";
 
 export interface VolumeReplicaSet {
   volumeId: VolumeId;
-  /** One store per replica, best first (for reads: closest and fastest). */
+  /**
+   * Replicated volume (ec null): one store per replica, best first (for reads: closest and
+   * fastest). Erasure-coded volume: store i holds shard i, in placement order.
+   */
   replicas: NeedleStore[];
+  /** Same order as replicas: false where the node is down or this caller could not reach it lately. */
+  healthy: boolean[];
+  /** The volume's erasure-coding scheme, or null when every replica holds a full copy. */
+  ec: EcScheme | null;
+}
+
+/** The same layout: both replicated, or both coded with the same k and m. */
+export function sameLayout(left: EcScheme | null, right: EcScheme | null): boolean {
+  if (left === null || right === null) return left === right;
+  return left.k === right.k && left.m === right.m;
+}
+
+/** "replicated" or "EC:k+m": the name of a layout in logs and status. */
+export function layoutName(ec: EcScheme | null): string {
+  return ec === null ? "replicated" : `EC:${ec.k}+${ec.m}`;
 }
 
 export interface Placement {
   /**
-   * A volume that takes writes now, other than those in `exclude` (volumes that just failed
-   * this caller) when another exists; grows a new one when none is writable.
+   * A volume of the asked layout (`ec`, default replicated) that takes writes now, other than
+   * those in `exclude` (volumes that just failed this caller) when another exists; grows a new
+   * one when none is writable. A placement with a single failure domain (the embedded one)
+   * answers every layout with its replicated volumes: the caller writes what it is given.
    */
-  writableVolume(options?: { exclude?: ReadonlySet<VolumeId> }): Promise<VolumeReplicaSet>;
+  writableVolume(options?: { exclude?: ReadonlySet<VolumeId>; ec?: EcScheme | null }): Promise<VolumeReplicaSet>;
   /** A replica answered VolumeFull: stop handing this volume out for writes. */
   volumeFull(volumeId: VolumeId): Promise<void>;
   /** A replica failed a read (rot, missing needle, unreachable): tell placement, for repair. */

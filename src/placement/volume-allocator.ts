@@ -3,8 +3,10 @@
  * up nodes and a random source, so tests replay any choice from a seed.
  *
  * Two rules, in this order:
- * 1. Failure domains. Replicas go to distinct zones while unused zones remain, then to distinct
- *    racks, then to distinct nodes. Two replicas never share a node: a node is one fault.
+ * 1. Failure domains. Each replica goes to a zone holding the fewest replicas so far, and in it
+ *    to a rack holding the fewest: distinct zones while unused zones remain, then distinct racks,
+ *    and when there are more replicas (or EC shards) than zones, an even spread over zones. Two
+ *    replicas never share a node: a node is one fault.
  * 2. Load (the WOS scheduler's signal). Among the candidates of the best diversity tier, one is
  *    drawn at random with probability proportional to `nodeWeight` (see there): nodes with more
  *    free space and faster writes take more new volumes, without all new volumes piling onto
@@ -81,17 +83,20 @@ export function allocateReplicas(options: {
   if (byNode.size < replicaCount) throw new InsufficientNodes(replicaCount, byNode.size);
 
   const remaining = [...byNode.values()];
-  const usedZones = new Set<string>();
-  const usedRacks = new Set<string>();
+  const zoneUse = new Map<string, number>();
+  const rackUse = new Map<string, number>();
   const chosen: NodeId[] = [];
   while (chosen.length < replicaCount) {
-    const newZone = remaining.filter((candidate) => !usedZones.has(candidate.zone));
-    const newRack = remaining.filter((candidate) => !usedRacks.has(rackKey(candidate)));
-    const tier = newZone.length > 0 ? newZone : newRack.length > 0 ? newRack : remaining;
+    // The least-used zones first, then within them the least-used racks: with fewer zones than
+    // replicas (an EC volume of 6 shards over 3 zones) the shards spread evenly, 2 per zone.
+    const fewestInZone = Math.min(...remaining.map((candidate) => zoneUse.get(candidate.zone) ?? 0));
+    const zoneTier = remaining.filter((candidate) => (zoneUse.get(candidate.zone) ?? 0) === fewestInZone);
+    const fewestInRack = Math.min(...zoneTier.map((candidate) => rackUse.get(rackKey(candidate)) ?? 0));
+    const tier = zoneTier.filter((candidate) => (rackUse.get(rackKey(candidate)) ?? 0) === fewestInRack);
     const pick = weightedPick(tier, random);
     chosen.push(pick.nodeId);
-    usedZones.add(pick.zone);
-    usedRacks.add(rackKey(pick));
+    zoneUse.set(pick.zone, (zoneUse.get(pick.zone) ?? 0) + 1);
+    rackUse.set(rackKey(pick), (rackUse.get(rackKey(pick)) ?? 0) + 1);
     remaining.splice(remaining.indexOf(pick), 1);
   }
   return chosen;
