@@ -8,6 +8,7 @@ import { RemoteNeedleStore, RpcClient } from "../cluster/index.js";
 import { DataRouter, GarbageCollector, type AckLevel } from "../datapath/index.js";
 import { PostgresMetadataStore, remoteMetadataStore, type MetadataStore } from "../meta/index.js";
 import { ClusterPlacement } from "../placement/index.js";
+import { parseLayoutName, STORAGE_CLASS_REPLICATED } from "../s3/index.js";
 import { listenS3 } from "./s3-listener.js";
 import { masterKeyFromClusterSecret } from "./cluster-keys.js";
 import { Settings, UsageError, type SettingSpec } from "./config.js";
@@ -28,6 +29,12 @@ export const GATEWAY_SETTINGS: readonly SettingSpec[] = [
     help: "metadata store: placement (served by the placement service) or postgres://user:pass@host/db",
   },
   { flag: "meta-schema", env: "CAIRN_META_SCHEMA", defaultValue: "cairn", help: "PostgreSQL schema holding Cairn's tables" },
+  {
+    flag: "default-storage-class",
+    env: "CAIRN_DEFAULT_STORAGE_CLASS",
+    defaultValue: STORAGE_CLASS_REPLICATED,
+    help: "layout of objects that neither their PUT nor their bucket's cairn:storage-class tag chooses: STANDARD (replicated) or EC:<k>+<m>",
+  },
 ];
 
 function parseAckLevel(value: string): AckLevel {
@@ -57,6 +64,9 @@ export async function runGateway(settings: Settings): Promise<{ port: number; cl
   const secret = settings.require("cluster-secret");
   const placementUrls = settings.require("placement").split(",").map((url) => url.trim()).filter((url) => url !== "");
   const ackLevel = parseAckLevel(settings.require("ack"));
+  const defaultStorageClass = settings.require("default-storage-class");
+  const defaultEc = parseLayoutName(defaultStorageClass);
+  if (defaultEc === undefined) throw new UsageError(`--default-storage-class must be STANDARD or EC:<k>+<m> (k + m <= 20), got ${defaultStorageClass}`);
   const masterKey = masterKeyFromClusterSecret(secret);
   const meta = await openMetadataStore(settings, placementUrls[0]!, secret);
   const zone = settings.get("zone");
@@ -69,7 +79,7 @@ export async function runGateway(settings: Settings): Promise<{ port: number; cl
   const dataRouter = new DataRouter(placement, ackLevel);
   const garbageCollector = new GarbageCollector(meta, dataRouter);
   garbageCollector.start();
-  const listener = await listenS3({ meta, dataRouter, garbageCollector, masterKey, settings });
+  const listener = await listenS3({ meta, dataRouter, garbageCollector, masterKey, settings, defaultEc });
   const { host, port: boundPort } = listener;
   process.stdout.write(JSON.stringify({ event: "listening", role: "gateway", host, port: boundPort }) + "\n");
   log.info({ host, port: boundPort, placementUrls, ackLevel }, "cairn gateway listening");
@@ -78,6 +88,7 @@ export async function runGateway(settings: Settings): Promise<{ port: number; cl
     async close() {
       await listener.close();
       await garbageCollector.stop();
+      await dataRouter.close();
       await placement.close();
       await meta.close();
     },

@@ -2,6 +2,7 @@
 import * as http from "node:http";
 import { HTTP_BODY_IDLE_TIMEOUT_MS, HTTP_KEEP_ALIVE_TIMEOUT_MS, systemClock } from "../base/index.js";
 import type { DataRouter, GarbageCollector } from "../datapath/index.js";
+import type { EcScheme } from "../ec/index.js";
 import type { MetadataStore } from "../meta/index.js";
 import { createS3Handler, handleClientError } from "../s3/index.js";
 import { parseListenAddress, type Settings } from "./config.js";
@@ -23,6 +24,8 @@ export interface S3ListenerParts {
   masterKey: Buffer;
   /** Supplies --listen, --region and --domain. */
   settings: Settings;
+  /** The default layout of objects: replicated (null) or an EC scheme (--default-storage-class). */
+  defaultEc?: EcScheme | null;
 }
 
 export async function listenS3(parts: S3ListenerParts): Promise<S3Listener> {
@@ -31,6 +34,7 @@ export async function listenS3(parts: S3ListenerParts): Promise<S3Listener> {
     meta,
     dataRouter,
     garbageCollector,
+    defaultEc: parts.defaultEc ?? null,
     clock: systemClock,
     region: settings.require("region"),
     domains: settings.list("domain"),

@@ -86,6 +86,7 @@ export async function runServer(settings: Settings): Promise<RunningServer> {
       await listener.close();
       await uploadSweeper.stop();
       await garbageCollector.stop();
+      await dataRouter.close();
       await placement.close();
       await node.close();
       await meta.close();

@@ -234,8 +234,10 @@ export class ClusterPlacement implements Placement {
   }
 
   /** Keep the newest map: a slow answer must not roll the cache back past a newer one. */
-  private adopt(map: ClusterMap): ClusterMap {
-    if (this.map !== undefined && map.version < this.map.version) return this.map;
+  private adopt(received: ClusterMap): ClusterMap {
+    if (this.map !== undefined && received.version < this.map.version) return this.map;
+    // The RPC transport carries null as an absent field; a replicated volume's ec is null here.
+    const map: ClusterMap = { ...received, volumes: received.volumes.map((volume) => ({ ...volume, ec: volume.ec ?? null })) };
     const problems = clusterMapProblems(map);
     if (problems.length > 0) {
       // Input from the network: refuse it and keep the last sound map rather than crash the gateway.

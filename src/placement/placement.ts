@@ -20,9 +20,12 @@ export interface VolumeReplicaSet {
   ec: EcScheme | null;
 }
 
-/** The same layout: both replicated, or both coded with the same k and m. */
-export function sameLayout(left: EcScheme | null, right: EcScheme | null): boolean {
-  if (left === null || right === null) return left === right;
+/**
+ * The same layout: both replicated, or both coded with the same k and m. Undefined counts as
+ * replicated: the RPC transport carries null as an absent field.
+ */
+export function sameLayout(left: EcScheme | null | undefined, right: EcScheme | null | undefined): boolean {
+  if (left === undefined || left === null || right === undefined || right === null) return (left ?? null) === (right ?? null);
   return left.k === right.k && left.m === right.m;
 }
 

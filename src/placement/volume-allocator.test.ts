@@ -86,3 +86,15 @@ test("a slow node is chosen less often than a fast one with equal free space", (
 test("a node with no free space keeps a small, non-zero weight", () => {
   assert.ok(nodeWeight(candidate("full", "a", "r1", 0)) > 0);
 });
+
+test("an EC volume of 6 shards over 3 zones of 3 nodes puts exactly 2 shards in each zone", () => {
+  const candidates = ["a", "b", "c"].flatMap((zone) => [1, 2, 3].map((index) => candidate(`${zone}${index}`, zone, `r${index}`)));
+  const zoneOf = new Map(candidates.map((entry) => [entry.nodeId, entry.zone]));
+  for (const seed of SEEDS) {
+    const shards = allocateReplicas({ candidates, replicaCount: 6, random: seededRandom(seed) });
+    assert.equal(new Set(shards).size, 6, `seed ${seed}: distinct nodes`);
+    const perZone = new Map<string, number>();
+    for (const nodeId of shards) perZone.set(zoneOf.get(nodeId)!, (perZone.get(zoneOf.get(nodeId)!) ?? 0) + 1);
+    assert.deepEqual([...perZone.values()], [2, 2, 2], `seed ${seed}: ${shards.join(",")}`);
+  }
+});

@@ -3,6 +3,7 @@
  * ACLs: only the canned `private` and `public-read` exist here; `public-read` lets anyone GET
  * and HEAD objects (of the bucket, or of the one object). Grant-style ACL bodies are 501.
  */
+import { BUCKET_STORAGE_CLASS_TAG, parseLayoutName } from "./storage-class.js";
 import type { Bucket, ObjectVersion } from "../meta/index.js";
 import { requireBucket } from "./access.js";
 import { readCannedAcl, readXmlBody } from "./bucket-ops.js";
@@ -57,6 +58,10 @@ function renderTagging(tags: Record<string, string>): string {
 export async function putBucketTagging(ctx: RequestContext, services: GatewayServices): Promise<void> {
   const bucket = await requireBucket(ctx, services, "owner");
   const tags = await readTagSet(ctx);
+  const storageClass = tags[BUCKET_STORAGE_CLASS_TAG];
+  if (storageClass !== undefined && parseLayoutName(storageClass) === undefined) {
+    throw s3ErrorWithMessage(s3Errors.invalidTag, `The ${BUCKET_STORAGE_CLASS_TAG} tag must be STANDARD or EC:<k>+<m> with k + m <= 20`);
+  }
   await services.meta.updateBucket(bucket.name, { tags });
   sendEmpty(ctx, 204);
 }

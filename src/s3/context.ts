@@ -2,6 +2,7 @@
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from "node:http";
 import type { Clock } from "../base/index.js";
 import type { DataRouter, GarbageCollector } from "../datapath/index.js";
+import type { EcScheme } from "../ec/index.js";
 import type { MetadataStore } from "../meta/index.js";
 import type { AuthResult } from "../auth/index.js";
 import type { S3Target } from "./router.js";
@@ -12,6 +13,8 @@ export interface GatewayServices {
   meta: MetadataStore;
   dataRouter: DataRouter;
   garbageCollector: GarbageCollector | undefined;
+  /** The cluster's default layout for objects (null: replicated); see storage-class.ts. */
+  defaultEc: EcScheme | null;
   clock: Clock;
   /** The region buckets are created in and requests are signed for (any region is accepted). */
   region: string;

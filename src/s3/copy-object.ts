@@ -5,6 +5,8 @@
  */
 import { createHash } from "node:crypto";
 import { newChecksummer, parseChecksumAlgorithm, PUT_OBJECT_SIZE_BYTES_MAX, type ChecksumAlgorithm } from "../base/index.js";
+import type { EcScheme } from "../ec/index.js";
+import { ecSchemeFor } from "./storage-class.js";
 import { NULL_VERSION_ID, type Bucket, type ObjectVersion } from "../meta/index.js";
 import { mayAccess, requireBucket } from "./access.js";
 import { header, principalId, type GatewayServices, type RequestContext } from "./context.js";
@@ -95,6 +97,7 @@ export async function copyBytes(
   source: ObjectVersion,
   range: { startByte: number; endByteExclusive: number },
   checksumAlgorithm: ChecksumAlgorithm | undefined,
+  ec: EcScheme | null,
 ): Promise<{ chunks: ObjectVersion["chunks"]; sizeBytes: number; md5Hex: string; checksumBase64: string | undefined }> {
   const md5 = createHash("md5");
   const checksummer = checksumAlgorithm ? newChecksummer(checksumAlgorithm) : undefined;
@@ -106,7 +109,7 @@ export async function copyBytes(
       yield piece;
     }
   }
-  const written = await services.dataRouter.writeBody(hashed(), { sizeBytesMax: PUT_OBJECT_SIZE_BYTES_MAX });
+  const written = await services.dataRouter.writeBody(hashed(), { sizeBytesMax: PUT_OBJECT_SIZE_BYTES_MAX, ec });
   return {
     chunks: written.chunks,
     sizeBytes: written.sizeBytes,
@@ -145,7 +148,9 @@ export async function copyObject(ctx: RequestContext, services: GatewayServices)
   if (requestedAlgorithm !== undefined && checksumAlgorithm === undefined) {
     throw s3ErrorWithMessage(s3Errors.invalidRequest, "Checksum algorithm provided is unsupported.");
   }
-  const copied = await copyBytes(services, source.version, { startByte: 0, endByteExclusive: source.version.sizeBytes }, checksumAlgorithm);
+  const storageClass = header(ctx, "x-amz-storage-class") !== undefined ? replacing.storageClass : source.version.storageClass;
+  const ec = ecSchemeFor(storageClass, bucket, services.defaultEc);
+  const copied = await copyBytes(services, source.version, { startByte: 0, endByteExclusive: source.version.sizeBytes }, checksumAlgorithm, ec);
   const tags =
     taggingDirective === "REPLACE" ? parseTaggingHeader(header(ctx, "x-amz-tagging") ?? "") : { ...source.version.tags };
   const versionId = bucket.versioning === "Enabled" ? newVersionId() : NULL_VERSION_ID;
@@ -159,7 +164,7 @@ export async function copyObject(ctx: RequestContext, services: GatewayServices)
     etag: copied.md5Hex,
     lastModifiedMs: services.clock.nowMs(),
     ownerId: principalId(ctx.principal),
-    storageClass: header(ctx, "x-amz-storage-class") !== undefined ? replacing.storageClass : source.version.storageClass,
+    storageClass,
     contentType: useSource ? source.version.contentType : replacing.contentType,
     systemMetadata: useSource ? { ...source.version.systemMetadata } : replacing.systemMetadata,
     userMetadata: useSource ? { ...source.version.userMetadata } : replacing.userMetadata,

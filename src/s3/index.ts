@@ -1,3 +1,4 @@
 export { createS3Handler, handleClientError } from "./gateway.js";
 export type { GatewayServices } from "./context.js";
 export { S3Error } from "./s3-errors.js";
+export { BUCKET_STORAGE_CLASS_TAG, parseLayoutName, STORAGE_CLASS_REPLICATED } from "./storage-class.js";

@@ -8,6 +8,7 @@
  * checksums, "-N") for CRC32, CRC32C, SHA1 and SHA256; FULL_OBJECT multipart checksums are
  * answered NotImplemented (they need CRC combination, not built yet).
  */
+import { ecSchemeFor } from "./storage-class.js";
 import { createHash } from "node:crypto";
 import {
   LIST_KEYS_COUNT_MAX,
@@ -100,7 +101,8 @@ export async function uploadPart(ctx: RequestContext, services: GatewayServices)
   const bucket = await requireBucket(ctx, services, "owner");
   const partNumber = readPartNumber(ctx);
   const upload = await requireUpload(ctx, services, bucket.name);
-  const received = await receiveBody(ctx, services, PART_SIZE_BYTES_MAX, upload.checksumAlgorithm);
+  const ec = ecSchemeFor(upload.storageClass, bucket, services.defaultEc);
+  const received = await receiveBody(ctx, services, PART_SIZE_BYTES_MAX, ec, upload.checksumAlgorithm);
   if (upload.checksumAlgorithm !== undefined && received.checksum?.algorithm !== upload.checksumAlgorithm) {
     await services.dataRouter.deleteChunks(received.chunks);
     throw s3ErrorWithMessage(
@@ -153,7 +155,8 @@ export async function uploadPartCopy(ctx: RequestContext, services: GatewayServi
     }
   }
   if (endByteExclusive - startByte > PART_SIZE_BYTES_MAX) throw s3Errors.entityTooLarge();
-  const copied = await copyBytes(services, source.version, { startByte, endByteExclusive }, upload.checksumAlgorithm);
+  const ec = ecSchemeFor(upload.storageClass, bucket, services.defaultEc);
+  const copied = await copyBytes(services, source.version, { startByte, endByteExclusive }, upload.checksumAlgorithm, ec);
   const part: Part = {
     uploadId: upload.uploadId,
     partNumber,

@@ -2,6 +2,7 @@
  * Object headers in and out: user metadata, the system headers S3 keeps (Content-Type,
  * Content-Encoding, ...), checksum headers, Range, and conditional request headers.
  */
+import { parseStorageClassEc } from "../ec/index.js";
 import {
   checksumDigestSizeBytes,
   CHECKSUM_ALGORITHMS,
@@ -56,7 +57,9 @@ export function readObjectHeaders(ctx: RequestContext): ObjectHeaders {
     });
   }
   const storageClass = header(ctx, "x-amz-storage-class") ?? "STANDARD";
-  if (!(STORAGE_CLASSES as readonly string[]).includes(storageClass)) throw s3Errors.invalidStorageClass({ StorageClassRequested: storageClass });
+  if (!(STORAGE_CLASSES as readonly string[]).includes(storageClass) && parseStorageClassEc(storageClass) === undefined) {
+    throw s3Errors.invalidStorageClass({ StorageClassRequested: storageClass });
+  }
   return { contentType: header(ctx, "content-type"), systemMetadata, userMetadata, storageClass };
 }
 

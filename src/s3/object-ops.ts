@@ -3,6 +3,8 @@ import { pipeline } from "node:stream";
 import type { Readable } from "node:stream";
 import { createHash } from "node:crypto";
 import { newChecksummer, PUT_OBJECT_SIZE_BYTES_MAX, UPLOAD_PART_COUNT_MAX, uuidV7Bytes, type Checksummer, type ChecksumAlgorithm } from "../base/index.js";
+import type { EcScheme } from "../ec/index.js";
+import { ecSchemeFor } from "./storage-class.js";
 import { createPayloadDecoder } from "../auth/index.js";
 import { BodyTooLarge } from "../datapath/index.js";
 import { NULL_VERSION_ID, type Bucket, type DeleteObjectResult, type ObjectChecksum, type ObjectVersion, type WriteCondition } from "../meta/index.js";
@@ -57,6 +59,8 @@ export async function receiveBody(
   ctx: RequestContext,
   services: GatewayServices,
   sizeBytesMax: number,
+  /** Erasure-code the body with this scheme (null: replicated); see storage-class.ts. */
+  ec: EcScheme | null,
   /** Compute this checksum when the client sends none (a multipart upload's algorithm). */
   defaultChecksumAlgorithm?: ChecksumAlgorithm,
 ): Promise<ReceivedBody> {
@@ -92,7 +96,7 @@ export async function receiveBody(
   socket.once("end", onSocketEnd);
   let written;
   try {
-    written = await services.dataRouter.writeBody(hashed(), { sizeBytesMax });
+    written = await services.dataRouter.writeBody(hashed(), { sizeBytesMax, ec });
   } catch (error) {
     if (error instanceof BodyTooLarge) throw s3Errors.entityTooLarge({ MaxSizeAllowed: String(sizeBytesMax) });
     if (error instanceof S3Error) throw error;
@@ -163,7 +167,8 @@ export async function putObject(ctx: RequestContext, services: GatewayServices):
   const tags = taggingHeader === undefined ? {} : parseTaggingHeader(taggingHeader);
   const condition = readWriteCondition(ctx);
   if (readCannedAcl(ctx) === "public-read") objectHeaders.systemMetadata[OBJECT_ACL_METADATA] = "public-read";
-  const received = await receiveBody(ctx, services, PUT_OBJECT_SIZE_BYTES_MAX);
+  const ec = ecSchemeFor(objectHeaders.storageClass, bucket, services.defaultEc);
+  const received = await receiveBody(ctx, services, PUT_OBJECT_SIZE_BYTES_MAX, ec);
   const versionId = bucket.versioning === "Enabled" ? newVersionId() : NULL_VERSION_ID;
   const version: ObjectVersion = {
     bucket: bucket.name,
