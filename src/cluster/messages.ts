@@ -8,6 +8,7 @@
  *               volumeFull({ volumeId }) -> null
  *               growVolumes({}) -> ClusterMap        (ensure writable volumes exist now)
  *               reportDamage(DamageReport) -> null
+ *               volumeUsage({}) -> VolumeUsage[]       (bytes per volume per node, from heartbeats)
  *   data node:  createVolume({ volumeId }) -> null
  *               deleteNeedle({ volumeId, needleId }) -> null
  *               volumeStatuses({}) -> VolumeStatus[]
@@ -84,6 +85,15 @@ export interface ClusterMap {
   replicaCount: number;
   nodes: NodeRecord[];
   volumes: VolumeRecord[];
+}
+
+/** What one node last reported of one volume in its heartbeat. */
+export interface VolumeUsage {
+  volumeId: VolumeId;
+  nodeId: NodeId;
+  sizeBytes: number;
+  needleCount: number;
+  deletedNeedleCount: number;
 }
 
 export interface DamageReport {

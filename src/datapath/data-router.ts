@@ -445,6 +445,10 @@ export class DataRouter {
         if (error === undefined) resolve();
         else reject(error);
       };
+      // Every shard tried and none in flight, still short of k: the chunk cannot be read now.
+      const giveUpWhenExhausted = () => {
+        if (inFlight === 0 && next >= order.length && present < ec.k) finish(lastError ?? new TooFewShards(present, ec.k));
+      };
       const launch = (): void => {
         if (done || next >= order.length) return;
         const shardIndex = order[next++]!;
@@ -455,12 +459,13 @@ export class DataRouter {
             shards[shardIndex] = data;
             present += 1;
             if (present === ec.k) finish();
+            else giveUpWhenExhausted();
           },
           (error: unknown) => {
             inFlight -= 1;
             lastError = error;
             launch();
-            if (inFlight === 0 && !done) finish(lastError ?? new TooFewShards(present, ec.k));
+            giveUpWhenExhausted();
           },
         );
       };

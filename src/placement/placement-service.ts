@@ -23,6 +23,7 @@ import {
   type NodeState,
   type RpcRoutes,
   type VolumeStatus,
+  type VolumeUsage,
 } from "../cluster/index.js";
 import { clusterMapProblems, type ClusterMapStore, type StoredNode } from "./cluster-map-store.js";
 import { EC_SHARD_COUNT_MAX, type EcScheme } from "../ec/index.js";
@@ -82,6 +83,8 @@ export class PlacementService {
   /** The state each node had in the last map served, to bump the version when one changes. */
   private readonly servedStates = new Map<NodeId, NodeState>();
   private readonly damage: DamageReport[] = [];
+  /** Each node's volumes as its last heartbeat reported them (for status: raw bytes per class). */
+  private readonly reportedVolumes = new Map<NodeId, readonly VolumeStatus[]>();
   /** One growth at a time per layout ("replicated", "EC:4+2", ...). */
   private readonly growing = new Map<string, Promise<void>>();
   /** Erasure-coding schemes gateways have asked for: the tick keeps writable volumes of each. */
@@ -158,6 +161,7 @@ export class PlacementService {
       writeLatencyMs: request.writeLatencyMs,
     };
     this.store.putNode(node);
+    this.reportedVolumes.set(nodeId, request.volumes);
     this.reconcileVolumes(nodeId, request.volumes);
     return { nodeId, mapVersion: this.store.version() };
   }
@@ -310,6 +314,18 @@ export class PlacementService {
     if (this.damage.length > DAMAGE_REPORTS_KEPT_MAX) this.damage.splice(0, this.damage.length - DAMAGE_REPORTS_KEPT_MAX);
   }
 
+  /** Bytes and needles of every volume on every node, as last heartbeated. */
+  volumeUsage(): VolumeUsage[] {
+    const usage: VolumeUsage[] = [];
+    for (const [nodeId, statuses] of this.reportedVolumes) {
+      for (const status of statuses) {
+        const { volumeId, sizeBytes, needleCount, deletedNeedleCount } = status;
+        usage.push({ volumeId, nodeId, sizeBytes, needleCount, deletedNeedleCount });
+      }
+    }
+    return usage;
+  }
+
   damageReports(): readonly DamageReport[] {
     return this.damage;
   }
@@ -335,6 +351,7 @@ export function createPlacementRpcRoutes(service: PlacementService): RpcRoutes {
         await service.volumeFull(parseVolumeId(field(body, "volumeId")));
         return null;
       },
+      volumeUsage: async () => service.volumeUsage(),
       growVolumes: async (body) => service.growVolumes(parseEcScheme(field(body, "ec"))),
       reportDamage: async (body) => {
         service.reportDamage(parseDamageReport(body));
