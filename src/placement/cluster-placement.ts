@@ -197,7 +197,7 @@ export class ClusterPlacement implements Placement {
     });
     if (volume.ec === null) {
       records.sort(
-      (left, right) =>
+        (left, right) =>
           rank(left.healthy) - rank(right.healthy) ||
           rank(left.node.zone === this.zone) - rank(right.node.zone === this.zone) ||
           left.node.writeLatencyMs - right.node.writeLatencyMs ||
