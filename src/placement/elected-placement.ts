@@ -35,8 +35,11 @@ const PLACEMENT_RPC_METHODS = ["heartbeat", "clusterMap", "volumeFull", "growVol
 export interface ElectedPlacementOptions {
   client: EtcdClient;
   prefix: string;
-  /** This instance's RPC URL, as others reach it: the value of the leader key while it leads. */
-  advertiseUrl: string;
+  /**
+   * This instance's RPC URL, as others reach it: the value of the leader key while it leads.
+   * Read once, by start() (after the RPC port is bound).
+   */
+  advertiseUrl: () => string;
   storeFor: (node: NodeRecord) => NeedleStore;
   service: Omit<PlacementServiceOptions, "store" | "storeFor">;
   ttlSeconds?: number;
@@ -44,7 +47,7 @@ export interface ElectedPlacementOptions {
 
 export class ElectedPlacement {
   readonly routes: RpcRoutes;
-  private readonly election: EtcdElection;
+  private election: EtcdElection | undefined;
   private readonly follower: EtcdKeyFollower;
   private leaderRoutes: RpcRoutes | undefined;
   private service: PlacementService | undefined;
@@ -53,14 +56,6 @@ export class ElectedPlacement {
   constructor(private readonly options: ElectedPlacementOptions) {
     const key = placementLeaderKey(options.prefix);
     this.follower = new EtcdKeyFollower(options.client, key);
-    this.election = new EtcdElection({
-      client: options.client,
-      key,
-      value: options.advertiseUrl,
-      ...(options.ttlSeconds !== undefined ? { ttlSeconds: options.ttlSeconds } : {}),
-      onElected: (term) => this.takeOffice(term),
-      onDemoted: () => this.leaveOffice(),
-    });
     // The placement routes by name, each forwarding to the leader's service or refusing.
     const json: Record<string, JsonHandler> = {};
     for (const name of PLACEMENT_RPC_METHODS) {
@@ -83,7 +78,16 @@ export class ElectedPlacement {
   }
 
   async start(): Promise<void> {
+    assert(this.election === undefined, "elected placement started once");
     await this.follower.start();
+    this.election = new EtcdElection({
+      client: this.options.client,
+      key: placementLeaderKey(this.options.prefix),
+      value: this.options.advertiseUrl(),
+      ...(this.options.ttlSeconds !== undefined ? { ttlSeconds: this.options.ttlSeconds } : {}),
+      onElected: (term) => this.takeOffice(term),
+      onDemoted: () => this.leaveOffice(),
+    });
     this.election.start();
   }
 
@@ -93,7 +97,7 @@ export class ElectedPlacement {
       prefix: this.options.prefix,
       leaderKey: placementLeaderKey(this.options.prefix),
       term,
-      onLeadershipLost: () => this.election.stepDown("a fenced write found another leader"),
+      onLeadershipLost: () => this.election?.stepDown("a fenced write found another leader"),
     });
     const service = new PlacementService({ ...this.options.service, store, storeFor: this.options.storeFor });
     service.start();
@@ -105,7 +109,7 @@ export class ElectedPlacement {
       "elected placement forwards every placement RPC method",
     );
     this.leaderRoutes = routes;
-    log.info({ url: this.options.advertiseUrl, createRevision: term.createRevision }, "placement leader: serving the cluster map");
+    log.info({ url: this.options.advertiseUrl(), createRevision: term.createRevision }, "placement leader: serving the cluster map");
   }
 
   private async leaveOffice(): Promise<void> {
@@ -119,7 +123,7 @@ export class ElectedPlacement {
   }
 
   async close(): Promise<void> {
-    await this.election.resign();
+    await this.election?.resign();
     this.follower.close();
   }
 }
