@@ -234,10 +234,17 @@ export class EtcdClient {
               const line = buffered.slice(0, newline).trim();
               buffered = buffered.slice(newline + 1);
               if (line === "" || cancelled) continue;
-              const message = JSON.parse(line) as {
+              let message: {
                 result?: { header?: { revision?: string }; events?: Array<{ type?: string; kv?: RawKeyValue }>; canceled?: boolean; cancel_reason?: string };
                 error?: { message?: string };
               };
+              try {
+                message = JSON.parse(line) as typeof message;
+              } catch {
+                // Input from the network: a broken stream ends the watch, it never crashes us.
+                request?.destroy(new Error("watch stream sent a line that is not JSON"));
+                return;
+              }
               if (message.error !== undefined || message.result?.canceled) {
                 request?.destroy(new Error(message.error?.message ?? message.result?.cancel_reason ?? "watch cancelled by etcd"));
                 return;

@@ -5,12 +5,15 @@
 // leader within seconds; every acknowledged write reads back byte-correct; the load sees no
 // error except on requests that were in flight to the killed gateway; the data nodes follow
 // the new leader (they stay up in its map past its grace window), and it grows new volumes.
+// A gateway started from a JSON config file alone (`cairn gateway --config f`) joins and serves.
 // Needs CAIRN_TEST_POSTGRES_URL (scripts/start-postgres.sh) and CAIRN_TEST_ETCD_URL
 // (scripts/start-etcd.sh); skipped with the reason when either is absent, except under CI=true,
 // where that fails.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
+import { writeFileSync } from "node:fs";
+import * as path from "node:path";
 import pg from "pg";
 import { CreateBucketCommand, GetObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { RpcClient, type ClusterMap } from "../../src/cluster/index.js";
@@ -227,6 +230,30 @@ if (missing.length > 0) {
     await client.send(new PutObjectCommand({ Bucket: "load", Key: "after-failover", Body: body }));
     const got = await clients.get("gateway-3")!.send(new GetObjectCommand({ Bucket: "load", Key: "after-failover" }));
     assert.equal(md5(await got.Body!.transformToByteArray()), md5(body));
+  });
+
+  test("a gateway configured by a config file alone finds the leader through etcd and serves the same objects", async () => {
+    const file = path.join(cluster.root, "gateway-4.json");
+    writeFileSync(
+      file,
+      JSON.stringify({
+        listen: "127.0.0.1:0",
+        etcd: cluster.etcd!.url,
+        "etcd-prefix": cluster.etcd!.prefix,
+        "cluster-secret": CLUSTER_SECRET,
+        meta: postgresUrl,
+        "meta-schema": schema,
+      }),
+    );
+    await cluster.startGateway("gateway-4", { args: ["--config", file] });
+    const client = s3Client(cluster.endpoint("gateway-4"));
+    clients.set("gateway-4", client);
+    const got = await client.send(new GetObjectCommand({ Bucket: "load", Key: "after-failover" }));
+    assert.equal((await got.Body!.transformToByteArray()).length, 10_000);
+    const body = randomBytes(5_000);
+    await client.send(new PutObjectCommand({ Bucket: "load", Key: "from-config-gateway", Body: body }));
+    const back = await clients.get("gateway-1")!.send(new GetObjectCommand({ Bucket: "load", Key: "from-config-gateway" }));
+    assert.equal(md5(await back.Body!.transformToByteArray()), md5(body));
   });
 }
 

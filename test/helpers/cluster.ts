@@ -180,8 +180,9 @@ export class TestCluster {
     this.processes.set(spec.name, await spawnRole("datanode", spec.name, args, {}));
   }
 
-  async startGateway(name: string): Promise<RoleProcess> {
-    const args = ["--listen", "127.0.0.1:0", ...this.placementArgs(), "--cluster-secret", CLUSTER_SECRET, "--ack", this.options.ack, ...this.options.gatewayArgs];
+  /** Start a gateway of this cluster; `args` replaces the flags the cluster would pass (e.g. --config). */
+  async startGateway(name: string, options: { args?: string[] } = {}): Promise<RoleProcess> {
+    const args = options.args ?? ["--listen", "127.0.0.1:0", ...this.placementArgs(), "--cluster-secret", CLUSTER_SECRET, "--ack", this.options.ack, ...this.options.gatewayArgs];
     const gateway = await spawnRole("gateway", name, args, this.options.gatewayEnv);
     this.processes.set(name, gateway);
     return gateway;
