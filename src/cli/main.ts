@@ -2,6 +2,7 @@
 import * as path from "node:path";
 import { promises as fs } from "node:fs";
 import { log, systemClock } from "../base/index.js";
+import { NotLeader } from "../cluster/index.js";
 import { createMetadataRpcRoutes, SqliteMetadataStore } from "../meta/index.js";
 import { ADMIN_SETTINGS, ADMIN_USAGE, runAdmin } from "./admin.js";
 import { printClusterStatus } from "./admin-status.js";
@@ -121,7 +122,14 @@ export async function main(argv: string[]): Promise<void> {
         const { flags, positionals } = parseFlags(rest);
         const settings = Settings.load(ADMIN_SETTINGS, flags);
         if (positionals[0] === "status") {
-          await printClusterStatus(settings.require("placement"), settings.require("cluster-secret"), process.stdout);
+          const secret = settings.require("cluster-secret");
+          try {
+            await printClusterStatus(settings.require("placement"), secret, process.stdout);
+          } catch (error) {
+            // A standby placement names the leader: ask it instead.
+            if (!(error instanceof NotLeader) || error.leaderUrl === "") throw error;
+            await printClusterStatus(error.leaderUrl, secret, process.stdout);
+          }
           return;
         }
         await runAdmin(positionals, settings);
