@@ -138,6 +138,9 @@ export async function runPlacement(
   return {
     port,
     async close() {
+      // A leader resigns first (revoking its lease), so a standby takes over at once rather
+      // than after the lease TTL; requests still arriving get NotLeader naming the new leader.
+      await elected?.close();
       await new Promise<void>((resolve) => {
         const force = setTimeout(() => server.closeAllConnections(), SHUTDOWN_GRACE_MS);
         force.unref();
@@ -147,8 +150,6 @@ export async function runPlacement(
         });
         server.closeIdleConnections();
       });
-      // A leader resigns first (revoking its lease), so a standby takes over at once.
-      await elected?.close();
       await service?.close();
       store?.close();
       etcd?.close();
