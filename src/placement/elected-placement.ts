@@ -29,8 +29,12 @@ export function placementLeaderKey(prefix: string): string {
   return `${prefix}/placement/leader`;
 }
 
-/** The methods of createPlacementRpcRoutes; takeOffice asserts the two lists agree. */
-const PLACEMENT_RPC_METHODS = ["heartbeat", "clusterMap", "volumeFull", "growVolumes", "reportDamage"] as const;
+/**
+ * The method names of createPlacementRpcRoutes. Its handlers only close over the service and
+ * touch it when called, so routes built over no service give the names and are thrown away;
+ * a method added to the placement routes is forwarded without a change here.
+ */
+const PLACEMENT_RPC_METHODS: readonly string[] = Object.keys(createPlacementRpcRoutes(undefined as unknown as PlacementService).json ?? {});
 
 export interface ElectedPlacementOptions {
   client: EtcdClient;
@@ -103,12 +107,7 @@ export class ElectedPlacement {
     service.start();
     this.store = store;
     this.service = service;
-    const routes = createPlacementRpcRoutes(service);
-    assert(
-      JSON.stringify(Object.keys(routes.json ?? {}).sort()) === JSON.stringify([...PLACEMENT_RPC_METHODS].sort()),
-      "elected placement forwards every placement RPC method",
-    );
-    this.leaderRoutes = routes;
+    this.leaderRoutes = createPlacementRpcRoutes(service);
     log.info({ url: this.options.advertiseUrl(), createRevision: term.createRevision }, "placement leader: serving the cluster map");
   }
 
