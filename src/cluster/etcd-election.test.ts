@@ -2,7 +2,8 @@
 // by scripts/start-etcd.sh): keys, prefixes, transactions and watches round-trip; of two
 // candidates exactly one leads; when the leader's process is SIGKILLed the standby takes over
 // once its lease expires (within TTL plus a poll, bounded generously here); a leader that
-// resigns hands over at once; a follower sees every change of the leader key.
+// resigns hands over at once; a leader that was hung (SIGSTOP) past its lease steps down when it
+// wakes, leaving the new leader in office; a follower sees every change of the leader key.
 // Skipped with the reason when CAIRN_TEST_ETCD_URL is absent, except under CI=true, where that fails.
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -123,6 +124,30 @@ if (etcdUrl === undefined) {
       first.child.kill("SIGKILL");
       await standby.election.resign();
       follower.close();
+      await client.deleteRange(prefix, { prefix: true });
+      client.close();
+    }
+  });
+
+  test("a hung leader (SIGSTOP) is replaced, and steps down by itself when it wakes", async () => {
+    const key = `${prefix}/leader-hung`;
+    const client = new EtcdClient(etcdUrl);
+    const first = spawnCandidate(key, "http://first");
+    const standby = inProcessCandidate(client, key, "http://standby");
+    try {
+      await waitUntil(() => first.lines.some((line) => line.startsWith("elected")), "the first candidate to lead", 10_000);
+      standby.election.start();
+      first.child.kill("SIGSTOP");
+      await waitUntil(() => standby.state.leading, "the standby to take over from the hung leader", TAKEOVER_MS_MAX);
+      first.child.kill("SIGCONT");
+      await waitUntil(() => first.lines.some((line) => line.startsWith("demoted")), "the woken leader to step down", 10_000);
+      assert.equal((await client.get(key))!.value, "http://standby", "the woken leader did not take the key back");
+      assert.equal(standby.state.leading, true);
+      assert.deepEqual(standby.state.demotions, []);
+    } finally {
+      first.child.kill("SIGCONT");
+      first.child.kill("SIGKILL");
+      await standby.election.resign();
       await client.deleteRange(prefix, { prefix: true });
       client.close();
     }
