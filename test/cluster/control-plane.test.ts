@@ -6,6 +6,8 @@
 // error except on requests that were in flight to the killed gateway; the data nodes follow
 // the new leader (they stay up in its map past its grace window), and it grows new volumes.
 // A gateway started from a JSON config file alone (`cairn gateway --config f`) joins and serves.
+// With every placement instance dead, gateways go on reading and writing existing volumes; a
+// restarted instance leads again with the map it loads from etcd.
 // Needs CAIRN_TEST_POSTGRES_URL (scripts/start-postgres.sh) and CAIRN_TEST_ETCD_URL
 // (scripts/start-etcd.sh); skipped with the reason when either is absent, except under CI=true,
 // where that fails.
@@ -254,6 +256,38 @@ if (missing.length > 0) {
     await client.send(new PutObjectCommand({ Bucket: "load", Key: "from-config-gateway", Body: body }));
     const back = await clients.get("gateway-1")!.send(new GetObjectCommand({ Bucket: "load", Key: "from-config-gateway" }));
     assert.equal(md5(await back.Body!.transformToByteArray()), md5(body));
+  });
+
+  test("with every placement instance dead, gateways keep reading and writing existing volumes; a restarted one leads again", async () => {
+    for (const placement of cluster.placements()) await cluster.kill(placement.name);
+    const deadAtMs = Date.now();
+    const written = new Map<string, string>();
+    let round = 0;
+    // Past the gateways' map refresh and the data nodes' down-timeout: nothing may depend on a leader.
+    while (Date.now() - deadAtMs < NODE_DOWN_AFTER_MS + 3_000) {
+      const writer = clients.get(["gateway-1", "gateway-3", "gateway-4"][round % 3]!)!;
+      const reader = clients.get(["gateway-3", "gateway-4", "gateway-1"][round % 3]!)!;
+      const key = `leaderless/${round++}`;
+      const body = randomBytes(20_000);
+      await writer.send(new PutObjectCommand({ Bucket: "load", Key: key, Body: body }));
+      written.set(key, md5(body));
+      const got = await reader.send(new GetObjectCommand({ Bucket: "load", Key: key }));
+      assert.equal(md5(await got.Body!.transformToByteArray()), md5(body), key);
+    }
+    assert.equal(await cluster.leaderName(), undefined, "no leader the whole time");
+    assert.ok(written.size >= 5, `only ${written.size} writes while leaderless`);
+
+    const restarted = await cluster.restart("placement-2");
+    const deadline = Date.now() + TAKEOVER_MS_MAX;
+    while ((await cluster.leaderName()) !== "placement-2" && Date.now() < deadline) await sleep(100);
+    assert.equal(await cluster.leaderName(), "placement-2");
+    const map = await cluster.waitFor((candidate) => candidate.nodes.filter((node) => node.state === "up").length === 6, "the data nodes to heartbeat to the restarted leader");
+    assert.ok(map.volumes.length >= 4, "the restarted leader loaded the volumes from etcd");
+    assert.ok(restarted.port > 0);
+    for (const [key, digest] of written) {
+      const got = await clients.get("gateway-1")!.send(new GetObjectCommand({ Bucket: "load", Key: key }));
+      assert.equal(md5(await got.Body!.transformToByteArray()), digest, key);
+    }
   });
 }
 
