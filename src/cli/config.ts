@@ -1,8 +1,22 @@
 /**
- * Configuration: each setting has one name, spelled as a flag (`--data-dir`) and as an
- * environment variable (`CAIRN_DATA_DIR`); a flag wins over the environment, which wins over
- * the default.
+ * Configuration: each setting has one name, spelled as a flag (`--data-dir`), as an environment
+ * variable (`CAIRN_DATA_DIR`) and as a key of the optional JSON config file (`"data-dir"`,
+ * given by `--config path` or CAIRN_CONFIG). A flag wins over the environment, which wins over
+ * the file, which wins over the default. A repeatable setting takes a JSON array in the file.
  */
+import { readFileSync } from "node:fs";
+
+/** A config file larger than this is not a config file. */
+const CONFIG_FILE_SIZE_BYTES_MAX = 1024 * 1024;
+
+/** Every role takes it: where to read the rest of its settings from. */
+export const CONFIG_SETTING: SettingSpec = {
+  flag: "config",
+  env: "CAIRN_CONFIG",
+  defaultValue: undefined,
+  help: "JSON file of settings, keyed by flag name (flags and environment override it)",
+};
+
 export interface SettingSpec {
   flag: string;
   env: string;
@@ -47,10 +61,21 @@ export class Settings {
     private readonly specs: readonly SettingSpec[],
     private readonly flags: Map<string, string[]>,
     private readonly env: NodeJS.ProcessEnv = process.env,
+    private readonly file: Map<string, string[]> = new Map(),
   ) {
     for (const name of flags.keys()) {
       if (!specs.some((spec) => spec.flag === name)) throw new UsageError(`unknown flag --${name}`);
     }
+  }
+
+  /**
+   * Settings of a role from its flags, the environment and the config file named by --config
+   * (or CAIRN_CONFIG). `specs` gets CONFIG_SETTING added when it lacks it.
+   */
+  static load(specs: readonly SettingSpec[], flags: Map<string, string[]>, env: NodeJS.ProcessEnv = process.env): Settings {
+    const all = specs.some((spec) => spec.flag === CONFIG_SETTING.flag) ? specs : [...specs, CONFIG_SETTING];
+    const path = new Settings(all, flags, env).get(CONFIG_SETTING.flag);
+    return new Settings(all, flags, env, path === undefined || path === "" ? new Map() : readConfigFile(path, all));
   }
 
   private spec(flag: string): SettingSpec {
@@ -63,7 +88,8 @@ export class Settings {
     const spec = this.spec(flag);
     const fromFlag = this.flags.get(flag);
     if (fromFlag !== undefined) return fromFlag[fromFlag.length - 1];
-    return this.env[spec.env] ?? spec.defaultValue;
+    const fromFile = this.file.get(flag);
+    return this.env[spec.env] ?? (fromFile !== undefined ? fromFile[fromFile.length - 1] : undefined) ?? spec.defaultValue;
   }
 
   require(flag: string): string {
@@ -78,6 +104,8 @@ export class Settings {
     if (fromFlag !== undefined) return fromFlag;
     const fromEnv = this.env[spec.env];
     if (fromEnv !== undefined && fromEnv !== "") return fromEnv.split(",");
+    const fromFile = this.file.get(flag);
+    if (fromFile !== undefined) return fromFile;
     return spec.defaultValue === undefined ? [] : [spec.defaultValue];
   }
 
@@ -103,4 +131,41 @@ export function parseListenAddress(value: string): { host: string; port: number 
   const match = /^(.*):(\d+)$/.exec(value);
   if (match === null) throw new UsageError(`listen address must be host:port, got ${value}`);
   return { host: match[1]!.replace(/^\[|\]$/g, ""), port: Number(match[2]) };
+}
+
+/**
+ * Read a JSON config file: one object whose keys are flag names (without dashes) and whose
+ * values are strings, numbers, booleans, or arrays of them (repeatable settings). A key no
+ * setting of this role has is an error, as an unknown flag is.
+ */
+export function readConfigFile(path: string, specs: readonly SettingSpec[]): Map<string, string[]> {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (error) {
+    throw new UsageError(`cannot read config file ${path}: ${(error as Error).message}`);
+  }
+  if (text.length > CONFIG_FILE_SIZE_BYTES_MAX) throw new UsageError(`config file ${path} is over ${CONFIG_FILE_SIZE_BYTES_MAX} bytes`);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (error) {
+    throw new UsageError(`config file ${path} is not JSON: ${(error as Error).message}`);
+  }
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw new UsageError(`config file ${path} must hold one JSON object`);
+  const values = new Map<string, string[]>();
+  for (const [name, value] of Object.entries(parsed as Record<string, unknown>)) {
+    const spec = specs.find((candidate) => candidate.flag === name);
+    if (spec === undefined || name === CONFIG_SETTING.flag) throw new UsageError(`config file ${path}: unknown setting "${name}"`);
+    const items = Array.isArray(value) ? value : [value];
+    if (Array.isArray(value) && !spec.repeatable) throw new UsageError(`config file ${path}: "${name}" takes one value, not a list`);
+    values.set(
+      name,
+      items.map((item) => {
+        if (typeof item === "string" || typeof item === "number" || typeof item === "boolean") return String(item);
+        throw new UsageError(`config file ${path}: "${name}" must be a string, number or boolean`);
+      }),
+    );
+  }
+  return values;
 }

@@ -14,9 +14,11 @@ import * as http from "node:http";
 import { promises as fs } from "node:fs";
 import * as path from "node:path";
 import { HTTP_BODY_IDLE_TIMEOUT_MS, HTTP_KEEP_ALIVE_TIMEOUT_MS, KIBIBYTE, log, NEEDLE_DATA_SIZE_BYTES_MAX, SECOND_MS } from "../base/index.js";
-import { createRpcHandler, type RpcRoutes } from "../cluster/index.js";
+import { createRpcHandler, EtcdKeyFollower, type RpcRoutes } from "../cluster/index.js";
+import { placementLeaderKey } from "../placement/index.js";
 import { createDataNodeRpcRoutes, DataNode, HeartbeatSender, WriteStats } from "../datanode/index.js";
 import { parseListenAddress, Settings, UsageError, type SettingSpec } from "./config.js";
+import { ETCD_FOLLOWER_SETTINGS, etcdClientOf, etcdPrefixOf } from "./placement.js";
 
 /**
  * Bodies up to this much over the needle limit still reach the engine, which refuses them with
@@ -31,11 +33,12 @@ export const DATANODE_SETTINGS: readonly SettingSpec[] = [
   { flag: "disk", env: "CAIRN_DISKS", defaultValue: undefined, help: "a disk directory for volumes; repeat for several (default <data-dir>/disk0)", repeatable: true },
   { flag: "listen", env: "CAIRN_LISTEN", defaultValue: "127.0.0.1:9100", help: "internal API address (port 0: any free port)" },
   { flag: "advertise", env: "CAIRN_ADVERTISE", defaultValue: undefined, help: "URL peers reach this node at (default http://<listen host>:<bound port>)" },
-  { flag: "placement", env: "CAIRN_PLACEMENT", defaultValue: undefined, help: "placement RPC base URL; comma-separated for several, tried in order (required)" },
+  { flag: "placement", env: "CAIRN_PLACEMENT", defaultValue: undefined, help: "placement RPC base URL; comma-separated for several, tried in order (required without --etcd)" },
   { flag: "cluster-secret", env: "CAIRN_CLUSTER_SECRET", defaultValue: undefined, help: "shared secret of internal RPC (required)" },
   { flag: "zone", env: "CAIRN_ZONE", defaultValue: "zone-a", help: "failure domain: zone" },
   { flag: "rack", env: "CAIRN_RACK", defaultValue: "rack-a", help: "failure domain: rack" },
   { flag: "volume-size-bytes", env: "CAIRN_VOLUME_SIZE_BYTES", defaultValue: undefined, help: "seal volumes at this size" },
+  ...ETCD_FOLLOWER_SETTINGS,
 ];
 
 export interface RunningDatanode {
@@ -49,7 +52,8 @@ export async function runDatanode(settings: Settings): Promise<RunningDatanode> 
   if (disks.length === 0) disks.push(path.join(dataDirectory, "disk0"));
   const listen = parseListenAddress(settings.require("listen"));
   const placementAddresses = settings.list("placement").flatMap((value) => value.split(",")).map((value) => value.trim()).filter((value) => value !== "");
-  if (placementAddresses.length === 0) throw new UsageError("--placement (or CAIRN_PLACEMENT) is required");
+  const etcd = etcdClientOf(settings);
+  if (placementAddresses.length === 0 && etcd === undefined) throw new UsageError("--placement (or CAIRN_PLACEMENT) is required without --etcd");
   for (const address of placementAddresses) httpUrl("placement", address);
   const secret = settings.require("cluster-secret");
   const zone = settings.require("zone");
@@ -90,8 +94,21 @@ export async function runDatanode(settings: Settings): Promise<RunningDatanode> 
   const port = typeof bound === "object" && bound !== null ? bound.port : listen.port;
   const address = advertiseSetting ? httpUrl("advertise", advertiseSetting) : `http://${urlHost(listen.host)}:${port}`;
 
+  // With etcd, heartbeats go to the placement leader named there (followed by watching its key).
+  const leader = etcd === undefined ? undefined : new EtcdKeyFollower(etcd, placementLeaderKey(etcdPrefixOf(settings)));
+  await leader?.start();
   const writeStats = new WriteStats();
-  const sender = new HeartbeatSender({ dataDirectory, placementAddresses, secret, address, zone, rack, diskDirectories: disks, writeCounters: writeStats });
+  const sender = new HeartbeatSender({
+    dataDirectory,
+    placementAddresses,
+    ...(leader !== undefined ? { leaderAddress: () => leader.value() } : {}),
+    secret,
+    address,
+    zone,
+    rack,
+    diskDirectories: disks,
+    writeCounters: writeStats,
+  });
   let node: DataNode | undefined;
   try {
     // 2. Our id, persisted or assigned.
@@ -109,6 +126,8 @@ export async function runDatanode(settings: Settings): Promise<RunningDatanode> 
     log.info({ nodeId, address, port, dataDirectory, disks, placementAddresses, zone, rack }, "cairn datanode listening");
   } catch (error) {
     await sender.stop();
+    leader?.close();
+    etcd?.close();
     await closeServer(server);
     await node?.close();
     throw error;
@@ -122,6 +141,8 @@ export async function runDatanode(settings: Settings): Promise<RunningDatanode> 
       closing ??= (async () => {
         // Stop heartbeating first: placement then sees us go quiet and routes around us.
         await sender.stop();
+        leader?.close();
+        etcd?.close();
         await closeServer(server);
         // Handlers may outlive their sockets (cut off after the grace period); the engine
         // must not close under a running write.

@@ -2,11 +2,12 @@
 import * as path from "node:path";
 import { promises as fs } from "node:fs";
 import { log, systemClock } from "../base/index.js";
+import { NotLeader } from "../cluster/index.js";
 import { createMetadataRpcRoutes, SqliteMetadataStore } from "../meta/index.js";
 import { ADMIN_SETTINGS, ADMIN_USAGE, runAdmin } from "./admin.js";
 import { printClusterStatus } from "./admin-status.js";
 import { masterKeyFromClusterSecret } from "./cluster-keys.js";
-import { parseFlags, Settings, UsageError } from "./config.js";
+import { CONFIG_SETTING, parseFlags, Settings, UsageError } from "./config.js";
 import { ensureRootUser, loadOrCreateRootCredentials } from "./credentials.js";
 import { DATANODE_SETTINGS, runDatanode } from "./datanode.js";
 import { GATEWAY_SETTINGS, runGateway } from "./gateway.js";
@@ -18,7 +19,8 @@ const USAGE = `usage: cairn <command> [flags]
 commands:
   server      every role in one process: S3 gateway, SQLite metadata, placement, one data node
   placement   the placement service of a cluster (cluster map, heartbeats, volume allocation);
-              also serves the cluster's metadata store (SQLite) to the gateways
+              alone it also serves the cluster's metadata store (SQLite) to the gateways;
+              with --etcd several instances elect a leader and keep the map in etcd
   datanode    a data node: stores needles in volumes on its disks
   gateway     a stateless S3 gateway of a cluster
   admin       operator commands
@@ -36,6 +38,9 @@ ${Settings.help(DATANODE_SETTINGS)}
 
 gateway flags:
 ${Settings.help(GATEWAY_SETTINGS)}
+
+every role:
+${Settings.help([CONFIG_SETTING])}
 `;
 
 interface Closable {
@@ -61,8 +66,14 @@ function closeOnSignal(role: Closable): void {
   process.on("SIGINT", () => shutdown("SIGINT"));
 }
 
-/** Placement plus the cluster's metadata store, which it serves to gateways over RPC. */
+/**
+ * Placement plus the cluster's metadata store, which it serves to gateways over RPC. With
+ * --etcd there are several placement instances and no shared SQLite file: gateways then use
+ * PostgreSQL (--meta postgres://...), and placement serves the cluster map only.
+ */
 async function runPlacementWithMetadata(settings: Settings): Promise<Closable> {
+  const etcd = settings.get("etcd");
+  if (etcd !== undefined && etcd !== "") return runPlacement(settings);
   const dataDirectory = path.resolve(settings.require("data-dir"));
   await fs.mkdir(dataDirectory, { recursive: true, mode: 0o700 });
   const meta = SqliteMetadataStore.open(path.join(dataDirectory, "metadata.sqlite"));
@@ -89,29 +100,36 @@ export async function main(argv: string[]): Promise<void> {
     switch (command) {
       case "server": {
         const { flags } = parseFlags(rest);
-        closeOnSignal(await runServer(new Settings(SERVER_SETTINGS, flags)));
+        closeOnSignal(await runServer(Settings.load(SERVER_SETTINGS, flags)));
         return;
       }
       case "placement": {
         const { flags } = parseFlags(rest);
-        closeOnSignal(await runPlacementWithMetadata(new Settings(PLACEMENT_SETTINGS, flags)));
+        closeOnSignal(await runPlacementWithMetadata(Settings.load(PLACEMENT_SETTINGS, flags)));
         return;
       }
       case "datanode": {
         const { flags } = parseFlags(rest);
-        closeOnSignal(await runDatanode(new Settings(DATANODE_SETTINGS, flags)));
+        closeOnSignal(await runDatanode(Settings.load(DATANODE_SETTINGS, flags)));
         return;
       }
       case "gateway": {
         const { flags } = parseFlags(rest);
-        closeOnSignal(await runGateway(new Settings(GATEWAY_SETTINGS, flags)));
+        closeOnSignal(await runGateway(Settings.load(GATEWAY_SETTINGS, flags)));
         return;
       }
       case "admin": {
         const { flags, positionals } = parseFlags(rest);
-        const settings = new Settings(ADMIN_SETTINGS, flags);
+        const settings = Settings.load(ADMIN_SETTINGS, flags);
         if (positionals[0] === "status") {
-          await printClusterStatus(settings.require("placement"), settings.require("cluster-secret"), process.stdout);
+          const secret = settings.require("cluster-secret");
+          try {
+            await printClusterStatus(settings.require("placement"), secret, process.stdout);
+          } catch (error) {
+            // A standby placement names the leader: ask it instead.
+            if (!(error instanceof NotLeader) || error.leaderUrl === "") throw error;
+            await printClusterStatus(error.leaderUrl, secret, process.stdout);
+          }
           return;
         }
         await runAdmin(positionals, settings);

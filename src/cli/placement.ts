@@ -1,7 +1,11 @@
 /**
- * `cairn placement`: the placement service of a cluster — heartbeats, the cluster map in
- * SQLite (<data-dir>/cluster-map.sqlite), volume allocation — served over internal RPC.
- * Wiring only; the parts live in placement/ and cluster/.
+ * `cairn placement`: the placement service of a cluster — heartbeats, the cluster map, volume
+ * allocation — served over internal RPC. Wiring only; the parts live in placement/ and cluster/.
+ *
+ * Two ways to keep the map:
+ *   - alone (no --etcd): one instance, the map in SQLite (<data-dir>/cluster-map.sqlite);
+ *   - with --etcd: any number of instances; they elect a leader through an etcd lease, the map
+ *     lives in etcd under --etcd-prefix, and standbys answer NotLeader until they lead.
  *
  * Prints {"event":"listening","role":"placement","port":<port>} on stdout once it serves.
  */
@@ -9,8 +13,8 @@ import * as http from "node:http";
 import { promises as fs } from "node:fs";
 import * as path from "node:path";
 import { HTTP_KEEP_ALIVE_TIMEOUT_MS, log, NEEDLE_DATA_SIZE_BYTES_MAX, SECOND_MS, systemClock } from "../base/index.js";
-import { createRpcHandler, NODE_DOWN_AFTER_MS, RemoteNeedleStore, type NeedleStore, type NodeRecord, type RpcRoutes } from "../cluster/index.js";
-import { ClusterMapStore, createPlacementRpcRoutes, PlacementService, REPLICA_COUNT_DEFAULT } from "../placement/index.js";
+import { createRpcHandler, EtcdClient, NODE_DOWN_AFTER_MS, RemoteNeedleStore, type NeedleStore, type NodeRecord, type RpcRoutes } from "../cluster/index.js";
+import { ClusterMapStore, createPlacementRpcRoutes, ElectedPlacement, PlacementService, REPLICA_COUNT_DEFAULT } from "../placement/index.js";
 import { parseListenAddress, Settings, UsageError, type SettingSpec } from "./config.js";
 
 /** On close, requests still running after this are cut off so shutdown cannot hang on a slow peer. */
@@ -27,7 +31,33 @@ export const PLACEMENT_SETTINGS: readonly SettingSpec[] = [
     defaultValue: String(NODE_DOWN_AFTER_MS),
     help: "a data node silent this long is down",
   },
+  { flag: "etcd", env: "CAIRN_ETCD", defaultValue: undefined, help: "etcd client URL(s), comma-separated: elect a leader and keep the map there" },
+  { flag: "etcd-prefix", env: "CAIRN_ETCD_PREFIX", defaultValue: "/cairn", help: "key prefix of this cluster in etcd" },
+  { flag: "advertise", env: "CAIRN_ADVERTISE", defaultValue: undefined, help: "URL others reach this placement at (default http://<listen host>:<bound port>)" },
 ];
+
+/** The etcd settings of gateways and data nodes: where to find the placement leader. */
+export const ETCD_FOLLOWER_SETTINGS: readonly SettingSpec[] = [
+  { flag: "etcd", env: "CAIRN_ETCD", defaultValue: undefined, help: "etcd client URL(s), comma-separated: find the placement leader there" },
+  { flag: "etcd-prefix", env: "CAIRN_ETCD_PREFIX", defaultValue: "/cairn", help: "key prefix of this cluster in etcd" },
+];
+
+/** The etcd client of --etcd, or undefined when the setting is absent. */
+export function etcdClientOf(settings: Settings): EtcdClient | undefined {
+  const endpoints = settings.get("etcd");
+  if (endpoints === undefined || endpoints === "") return undefined;
+  try {
+    return new EtcdClient(endpoints);
+  } catch (error) {
+    throw new UsageError(`--etcd: ${(error as Error).message}`);
+  }
+}
+
+export function etcdPrefixOf(settings: Settings): string {
+  const prefix = settings.require("etcd-prefix").replace(/\/+$/, "");
+  if (!/^\/[A-Za-z0-9._\/-]*$/.test(prefix)) throw new UsageError(`--etcd-prefix must be a key path such as /cairn, got ${prefix}`);
+  return prefix;
+}
 
 export interface RunningPlacement {
   port: number;
@@ -53,15 +83,31 @@ export async function runPlacement(
   const listen = parseListenAddress(settings.require("listen"));
   await fs.mkdir(dataDirectory, { recursive: true, mode: 0o700 });
 
-  const store = ClusterMapStore.open(path.join(dataDirectory, "cluster-map.sqlite"));
-  const service = new PlacementService({
-    clock: systemClock,
-    store,
-    replicaCount,
-    nodeDownAfterMs,
-    storeFor: storeFor ?? ((node) => new RemoteNeedleStore({ nodeId: node.nodeId, address: node.address, secret })),
-  });
-  const routes = mergeRoutes(createPlacementRpcRoutes(service), extraRoutes ?? {});
+  const reachNode = storeFor ?? ((node: NodeRecord) => new RemoteNeedleStore({ nodeId: node.nodeId, address: node.address, secret }));
+  const etcd = etcdClientOf(settings);
+  const advertise = settings.get("advertise");
+  // Alone: the service runs from the start over SQLite. With etcd: whenever this instance leads.
+  let store: ClusterMapStore | undefined;
+  let service: PlacementService | undefined;
+  let elected: ElectedPlacement | undefined;
+  let placementRoutes: RpcRoutes;
+  if (etcd === undefined) {
+    store = ClusterMapStore.open(path.join(dataDirectory, "cluster-map.sqlite"));
+    service = new PlacementService({ clock: systemClock, store, replicaCount, nodeDownAfterMs, storeFor: reachNode });
+    placementRoutes = createPlacementRpcRoutes(service);
+  } else {
+    elected = new ElectedPlacement({
+      client: etcd,
+      prefix: etcdPrefixOf(settings),
+      // Known once the port is bound (port 0); read by start(), after listen.
+      advertiseUrl: () => advertiseUrl,
+      storeFor: reachNode,
+      service: { clock: systemClock, replicaCount, nodeDownAfterMs },
+    });
+    placementRoutes = elected.routes;
+  }
+  let advertiseUrl = "";
+  const routes = mergeRoutes(placementRoutes, extraRoutes ?? {});
   const server = http.createServer(
     { noDelay: true, keepAlive: true, keepAliveTimeout: HTTP_KEEP_ALIVE_TIMEOUT_MS },
     createRpcHandler({ secret, routes, blobSizeBytesMax: NEEDLE_DATA_SIZE_BYTES_MAX }),
@@ -75,20 +121,26 @@ export async function runPlacement(
       });
     });
   } catch (error) {
-    await service.close();
-    store.close();
+    await service?.close();
+    store?.close();
+    etcd?.close();
     throw error;
   }
   server.on("error", (error) => log.error({ error }, "placement RPC server error"));
   const bound = server.address();
   const port = typeof bound === "object" && bound !== null ? bound.port : listen.port;
-  service.start();
+  advertiseUrl = advertise !== undefined && advertise !== "" ? advertise.replace(/\/+$/, "") : `http://${listen.host.includes(":") ? `[${listen.host}]` : listen.host}:${port}`;
+  service?.start();
+  await elected?.start();
   process.stdout.write(JSON.stringify({ event: "listening", role: "placement", port }) + "\n");
-  log.info({ host: listen.host, port, dataDirectory, replicaCount, nodeDownAfterMs }, "cairn placement listening");
+  log.info({ host: listen.host, port, dataDirectory, replicaCount, nodeDownAfterMs, etcd: etcd?.endpoints, advertiseUrl }, "cairn placement listening");
 
   return {
     port,
     async close() {
+      // A leader resigns first (revoking its lease), so a standby takes over at once rather
+      // than after the lease TTL; requests still arriving get NotLeader naming the new leader.
+      await elected?.close();
       await new Promise<void>((resolve) => {
         const force = setTimeout(() => server.closeAllConnections(), SHUTDOWN_GRACE_MS);
         force.unref();
@@ -98,8 +150,9 @@ export async function runPlacement(
         });
         server.closeIdleConnections();
       });
-      await service.close();
-      store.close();
+      await service?.close();
+      store?.close();
+      etcd?.close();
     },
   };
 }

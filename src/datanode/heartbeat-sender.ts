@@ -52,8 +52,10 @@ export interface WriteCounters {
 export interface HeartbeatSenderOptions {
   /** Holds the node-id file. */
   dataDirectory: string;
-  /** Base URLs of placement's RPC API, tried in order until one answers. */
+  /** Base URLs of placement's RPC API, tried in order until one answers (after the leader). */
   placementAddresses: readonly string[];
+  /** The placement leader's URL as etcd names it now (undefined while none); tried first. */
+  leaderAddress?: () => string | undefined;
   secret: string;
   /** Base URL peers reach this node's internal API at. */
   address: string;
@@ -149,7 +151,7 @@ class RateLimitedWarning {
 
 export class HeartbeatSender {
   private readonly options: HeartbeatSenderOptions;
-  private readonly clients: RpcClient[];
+  private readonly clients = new Map<string, RpcClient>();
   private readonly intervalMs: number;
   private readonly timeoutMs: number;
   private readonly retryDelayMsMax: number;
@@ -158,7 +160,7 @@ export class HeartbeatSender {
   private readonly diskWarning: RateLimitedWarning;
   private readonly nodeIdWarning: RateLimitedWarning;
   /** The placement that answered last; tried first next time (the leader, usually). */
-  private preferredClientIndex = 0;
+  private preferredAddress: string | undefined;
   private currentNodeId: NodeId | undefined;
   private volumeSource: VolumeSource | undefined;
   private timer: NodeJS.Timeout | undefined;
@@ -169,9 +171,8 @@ export class HeartbeatSender {
   private lastMapVersion = 0;
 
   constructor(options: HeartbeatSenderOptions) {
-    if (options.placementAddresses.length === 0) throw new RangeError("at least one placement address is needed");
+    if (options.placementAddresses.length === 0 && options.leaderAddress === undefined) throw new RangeError("at least one placement address is needed");
     this.options = options;
-    this.clients = options.placementAddresses.map((address) => new RpcClient(address, options.secret));
     this.intervalMs = options.intervalMs ?? HEARTBEAT_INTERVAL_MS;
     this.timeoutMs = options.timeoutMs ?? HEARTBEAT_TIMEOUT_MS;
     this.retryDelayMsMax = options.retryDelayMsMax ?? REGISTRATION_RETRY_DELAY_MS_MAX;
@@ -248,7 +249,7 @@ export class HeartbeatSender {
     this.timer = undefined;
     this.wakeSleeper?.();
     await this.inFlight;
-    for (const client of this.clients) client.close();
+    for (const client of this.clients.values()) client.close();
   }
 
   private tick(): void {
@@ -265,18 +266,22 @@ export class HeartbeatSender {
     });
   }
 
-  /** Tries each placement once, starting with the one that answered last. */
+  /** Tries each placement once: the leader etcd names, the one that answered last, the rest. */
   private async send(request: HeartbeatRequest): Promise<HeartbeatResponse> {
-    let lastError: unknown;
-    for (let attempt = 0; attempt < this.clients.length; attempt++) {
-      const index = (this.preferredClientIndex + attempt) % this.clients.length;
-      const client = this.clients[index]!;
+    let lastError: unknown = new Error("no placement leader is known");
+    const addresses = [this.options.leaderAddress?.(), this.preferredAddress, ...this.options.placementAddresses];
+    for (const address of new Set(addresses.filter((value): value is string => value !== undefined && value !== ""))) {
+      let client = this.clients.get(address);
+      if (client === undefined) {
+        client = new RpcClient(address, this.options.secret);
+        this.clients.set(address, client);
+      }
       try {
         const response = await client.call<HeartbeatResponse>("heartbeat", request, { timeoutMs: this.timeoutMs });
         if (typeof response !== "object" || response === null || typeof response.nodeId !== "string") {
           throw new Error(`placement ${client.baseUrl} answered a heartbeat without a node id`);
         }
-        this.preferredClientIndex = index;
+        this.preferredAddress = address;
         if (typeof response.mapVersion === "number" && response.mapVersion > this.lastMapVersion) this.lastMapVersion = response.mapVersion;
         return response;
       } catch (error) {

@@ -34,7 +34,31 @@ interface VolumeRow {
   ec_json: string | null;
 }
 
-export class ClusterMapStore {
+/**
+ * What the placement service needs of a durable cluster map. Reads are synchronous (the service
+ * derives node states and serves maps from them on every call); the three steps that must be
+ * durable before placement acts on them may be asynchronous, and the service awaits them:
+ * reserveVolumeId (before any node creates the volume), insertVolume (before any gateway may
+ * write to it) and sealVolume. ClusterMapStore (SQLite) answers all of them at once;
+ * EtcdClusterMapStore writes them through to etcd first.
+ */
+export interface ClusterMapRecords {
+  version(): number;
+  /** Announce a change that has no stored record (a node's derived state changed). */
+  bumpVersion(): number;
+  node(nodeId: NodeId): StoredNode | undefined;
+  nodes(): StoredNode[];
+  /** A heartbeat: insert or replace the node's record. */
+  putNode(node: StoredNode): number;
+  volume(volumeId: VolumeId): VolumeRecord | undefined;
+  volumes(): VolumeRecord[];
+  reserveVolumeId(): VolumeId | Promise<VolumeId>;
+  insertVolume(volume: VolumeRecord): number | Promise<number>;
+  sealVolume(volumeId: VolumeId): boolean | Promise<boolean>;
+  snapshot(stateOf: (node: StoredNode) => NodeRecord["state"], replicaCount: number): ClusterMap;
+}
+
+export class ClusterMapStore implements ClusterMapRecords {
   private constructor(private readonly db: Database.Database) {}
 
   /** Open (or create) the map; `":memory:"` gives a throwaway map for tests. */

@@ -36,7 +36,13 @@ export class PlacementUnavailable extends Error {
 }
 
 export interface ClusterPlacementOptions {
+  /** Placement instances to try, in order, after the leader (may be empty when leaderUrl is given). */
   placementUrls: string[];
+  /**
+   * The placement leader's URL as etcd names it now (undefined while there is none); tried
+   * first. With several placement instances, the others answer NotLeader.
+   */
+  leaderUrl?: () => string | undefined;
   secret: string;
   storeFor: (node: NodeRecord) => NeedleStore;
   /** The gateway's zone: replicas in it are read first. */
@@ -49,7 +55,10 @@ export const SUSPECT_NODE_MS = 5_000;
 
 export class ClusterPlacement implements Placement {
   private readonly suspects = new Map<NodeId, number>();
-  private readonly clients: RpcClient[];
+  private readonly clients = new Map<string, RpcClient>();
+  private readonly placementUrls: readonly string[];
+  private readonly leaderUrl: (() => string | undefined) | undefined;
+  private readonly secret: string;
   private readonly storeFor: (node: NodeRecord) => NeedleStore;
   private readonly zone: string | undefined;
   private readonly timer: NodeJS.Timeout;
@@ -57,15 +66,18 @@ export class ClusterPlacement implements Placement {
   /** Volumes a replica called full that the cached map may still list as writable. */
   private readonly fullVolumes = new Set<VolumeId>();
   private map: ClusterMap | undefined;
-  private preferredClientIndex = 0;
+  /** The placement URL that answered last; tried first after the leader. */
+  private preferredUrl: string | undefined;
   private refreshing: Promise<ClusterMap> | undefined;
   private nextWritableIndex = 0;
   private placementReachable = true;
   private closed = false;
 
   constructor(options: ClusterPlacementOptions) {
-    assert(options.placementUrls.length > 0, "at least one placement URL");
-    this.clients = options.placementUrls.map((url) => new RpcClient(url, options.secret));
+    assert(options.placementUrls.length > 0 || options.leaderUrl !== undefined, "at least one placement URL, or a leader to follow");
+    this.placementUrls = options.placementUrls;
+    this.leaderUrl = options.leaderUrl;
+    this.secret = options.secret;
     this.storeFor = options.storeFor;
     this.zone = options.zone;
     this.timer = setInterval(() => {
@@ -250,18 +262,33 @@ export class ClusterPlacement implements Placement {
     return map;
   }
 
-  /** Call placement, trying each instance from the last one that answered. */
+  /** The placement URLs to try, in order: the leader, the one that answered last, the rest. */
+  private candidateUrls(): string[] {
+    const urls = [this.leaderUrl?.(), this.preferredUrl, ...this.placementUrls].filter((url): url is string => url !== undefined && url !== "");
+    return [...new Set(urls)];
+  }
+
+  private clientOf(url: string): RpcClient {
+    let client = this.clients.get(url);
+    if (client === undefined) {
+      client = new RpcClient(url, this.secret);
+      this.clients.set(url, client);
+    }
+    return client;
+  }
+
+  /** Call placement, trying each instance from the leader (or the last one that answered). */
   private async callPlacement<T>(method: string, body: unknown): Promise<T> {
-    let lastError: unknown;
-    for (let offset = 0; offset < this.clients.length; offset++) {
-      const index = (this.preferredClientIndex + offset) % this.clients.length;
+    let lastError: unknown = new PlacementUnavailable("no placement leader is known");
+    for (const url of this.candidateUrls()) {
       try {
-        const result = await this.clients[index]!.call<T>(method, body, { timeoutMs: PLACEMENT_RPC_TIMEOUT_MS });
-        this.preferredClientIndex = index;
-        if (!this.placementReachable) log.info({ url: this.clients[index]!.baseUrl }, "placement reachable again");
+        const result = await this.clientOf(url).call<T>(method, body, { timeoutMs: PLACEMENT_RPC_TIMEOUT_MS });
+        this.preferredUrl = url;
+        if (!this.placementReachable) log.info({ url }, "placement reachable again");
         this.placementReachable = true;
         return result;
       } catch (error) {
+        // A standby (NotLeader), a dead instance: the next one may lead.
         lastError = error;
       }
     }
@@ -274,7 +301,7 @@ export class ClusterPlacement implements Placement {
     this.closed = true;
     clearInterval(this.timer);
     await this.refreshing?.catch(() => undefined);
-    for (const client of this.clients) client.close();
+    for (const client of this.clients.values()) client.close();
     const stores = [...this.needleStores.values()];
     this.needleStores.clear();
     await Promise.allSettled(stores.map((entry) => entry.store.close()));

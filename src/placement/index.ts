@@ -1,6 +1,6 @@
 export * from "./placement.js";
 export { EmbeddedPlacement, EMBEDDED_WRITABLE_VOLUME_COUNT } from "./embedded-placement.js";
-export { ClusterMapStore, clusterMapProblems, type StoredNode } from "./cluster-map-store.js";
+export { ClusterMapStore, clusterMapProblems, type ClusterMapRecords, type StoredNode } from "./cluster-map-store.js";
 export {
   allocateReplicas,
   candidateFromNode,
@@ -35,3 +35,5 @@ export {
   WRITABLE_VOLUME_RETRY_DELAY_MS,
   type ClusterPlacementOptions,
 } from "./cluster-placement.js";
+export { EtcdClusterMapStore, LeadershipLost, clusterMapPrefix, type EtcdClusterMapStoreOptions } from "./etcd-cluster-map-store.js";
+export { ElectedPlacement, placementLeaderKey, type ElectedPlacementOptions } from "./elected-placement.js";

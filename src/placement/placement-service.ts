@@ -25,7 +25,7 @@ import {
   type VolumeStatus,
   type VolumeUsage,
 } from "../cluster/index.js";
-import { clusterMapProblems, type ClusterMapStore, type StoredNode } from "./cluster-map-store.js";
+import { clusterMapProblems, type ClusterMapRecords, type StoredNode } from "./cluster-map-store.js";
 import { EC_SHARD_COUNT_MAX, type EcScheme } from "../ec/index.js";
 import { layoutName, sameLayout } from "./placement.js";
 import { allocateReplicas, candidateFromNode, InsufficientNodes } from "./volume-allocator.js";
@@ -58,7 +58,7 @@ export class VolumeAllocationFailed extends Error {
 
 export interface PlacementServiceOptions {
   clock: Clock;
-  store: ClusterMapStore;
+  store: ClusterMapRecords;
   /** Reaches a node's NeedleStore (createVolume); over RPC in a cluster, fakes in tests. */
   storeFor: (node: NodeRecord) => NeedleStore;
   replicaCount?: number;
@@ -74,7 +74,7 @@ export class PlacementService {
   readonly writableVolumeTarget: number;
   readonly nodeDownAfterMs: number;
   private readonly clock: Clock;
-  private readonly store: ClusterMapStore;
+  private readonly store: ClusterMapRecords;
   private readonly storeFor: (node: NodeRecord) => NeedleStore;
   private readonly random: () => number;
   private readonly newNodeId: () => NodeId;
@@ -177,7 +177,11 @@ export class PlacementService {
       if (status.state !== "sealed") continue;
       const volume = this.store.volume(status.volumeId);
       if (volume === undefined || volume.state === "sealed" || !volume.replicas.includes(nodeId)) continue;
-      if (this.store.sealVolume(status.volumeId)) log.info({ volumeId: status.volumeId, nodeId }, "volume sealed (reported by heartbeat)");
+      // Not awaited: a seal lost here (etcd away) comes back with the node's next heartbeat.
+      void Promise.resolve(this.store.sealVolume(status.volumeId)).then(
+        (sealed) => sealed && log.info({ volumeId: status.volumeId, nodeId }, "volume sealed (reported by heartbeat)"),
+        (error: unknown) => log.warn({ error, volumeId: status.volumeId }, "could not record a sealed volume; the next heartbeat retries"),
+      );
     }
   }
 
@@ -207,7 +211,7 @@ export class PlacementService {
   /** A replica answered VolumeFull: seal the volume and grow a replacement before answering. */
   async volumeFull(volumeId: VolumeId): Promise<void> {
     const volume = this.store.volume(volumeId);
-    if (this.store.sealVolume(volumeId)) log.info({ volumeId }, "volume sealed (reported full)");
+    if (await this.store.sealVolume(volumeId)) log.info({ volumeId }, "volume sealed (reported full)");
     else if (volume === undefined) log.warn({ volumeId }, "volumeFull for a volume not in the map");
     await this.growVolumes(volume?.ec ?? null);
   }
@@ -272,7 +276,7 @@ export class PlacementService {
     const nodeCount = ec === null ? this.replicaCount : ec.k + ec.m;
     const upNodes = map.nodes.filter((node) => node.state === "up");
     if (upNodes.length < nodeCount) throw new InsufficientNodes(nodeCount, upNodes.length);
-    const volumeId = this.store.reserveVolumeId();
+    const volumeId = await this.store.reserveVolumeId();
     const excluded = new Set<NodeId>();
     for (let attempt = 0; attempt < VOLUME_ALLOCATION_ATTEMPTS_MAX; attempt++) {
       const candidates = upNodes.filter((node) => !excluded.has(node.nodeId)).map(candidateFromNode);
@@ -283,7 +287,7 @@ export class PlacementService {
       const failed = replicas.filter((_nodeId, index) => outcomes[index]!.status === "rejected");
       if (failed.length === 0) {
         if (this.closed) return;
-        this.store.insertVolume({ volumeId, state: "writable", replicas, ec });
+        await this.store.insertVolume({ volumeId, state: "writable", replicas, ec });
         log.info({ volumeId, replicas, layout: layoutName(ec) }, "volume created");
         return;
       }

@@ -2,11 +2,16 @@
  * A real Cairn cluster on 127.0.0.1: one placement process (which also serves the metadata
  * store), data nodes spread over zones, and gateways, each its own `cairn` process with its
  * own data directory and port. Tests kill, stop and restart its processes.
+ *
+ * With `etcd`, several placement instances ("placement", "placement-2", ...) elect a leader
+ * through etcd under a prefix of their own, and data nodes and gateways find the leader there
+ * (no --placement); gateways then need a metadata store of their own (--meta postgres://...).
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import * as path from "node:path";
-import { RpcClient, type ClusterMap } from "../../src/cluster/index.js";
+import { randomBytes } from "node:crypto";
+import { EtcdClient, RpcClient, type ClusterMap } from "../../src/cluster/index.js";
 import { CAIRN_BIN, makeDataDirectory, removeDataDirectory, TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY } from "./cairn-process.js";
 
 export const CLUSTER_SECRET = "cluster-test-secret-0123456789";
@@ -66,12 +71,17 @@ export interface DataNodeSpec {
 
 export class TestCluster {
   readonly processes = new Map<string, RoleProcess>();
-  private placementClient: RpcClient | undefined;
+  private readonly placementClients = new Map<string, RpcClient>();
+  /** Set when the cluster runs on etcd: its client and this cluster's key prefix there. */
+  readonly etcd: { client: EtcdClient; url: string; prefix: string } | undefined;
 
   private constructor(
     readonly root: string,
     private readonly options: { nodeDownAfterMs: number; ack: string; gatewayArgs: string[]; gatewayEnv: Record<string, string> },
-  ) {}
+    etcdUrl: string | undefined,
+  ) {
+    if (etcdUrl !== undefined) this.etcd = { client: new EtcdClient(etcdUrl), url: etcdUrl, prefix: `/cairn-test-${randomBytes(6).toString("hex")}` };
+  }
 
   static async start(options: {
     dataNodes: DataNodeSpec[];
@@ -82,15 +92,25 @@ export class TestCluster {
     /** Extra gateway flags, e.g. --meta postgres://... */
     gatewayArgs?: string[];
     gatewayEnv?: Record<string, string>;
+    /** etcd client URL: placement instances elect a leader there; others follow it. */
+    etcdUrl?: string;
+    /** Placement instances (more than one needs etcdUrl). */
+    placementCount?: number;
   }): Promise<TestCluster> {
-    const cluster = new TestCluster(makeDataDirectory("cluster"), {
-      nodeDownAfterMs: options.nodeDownAfterMs ?? 5_000,
-      ack: options.ack ?? "all",
-      gatewayArgs: options.gatewayArgs ?? [],
-      gatewayEnv: options.gatewayEnv ?? {},
-    });
+    const placementCount = options.placementCount ?? 1;
+    if (placementCount > 1 && options.etcdUrl === undefined) throw new Error("several placement instances need etcd");
+    const cluster = new TestCluster(
+      makeDataDirectory("cluster"),
+      {
+        nodeDownAfterMs: options.nodeDownAfterMs ?? 5_000,
+        ack: options.ack ?? "all",
+        gatewayArgs: options.gatewayArgs ?? [],
+        gatewayEnv: options.gatewayEnv ?? {},
+      },
+      options.etcdUrl,
+    );
     try {
-      await cluster.startPlacement();
+      await Promise.all(Array.from({ length: placementCount }, (_unused, index) => cluster.startPlacement(index === 0 ? "placement" : `placement-${index + 1}`)));
       await Promise.all(options.dataNodes.map((spec) => cluster.startDataNode(spec, options.volumeSizeBytes)));
       for (let index = 0; index < options.gatewayCount; index++) await cluster.startGateway(`gateway-${index + 1}`);
       await cluster.waitFor((map) => map.nodes.filter((node) => node.state === "up").length === options.dataNodes.length, "all data nodes up");
@@ -115,16 +135,34 @@ export class TestCluster {
     return process;
   }
 
-  private async startPlacement(): Promise<void> {
-    const dataDirectory = path.join(this.root, "placement");
+  /** Flags that point a role at this cluster's placement: etcd when it has it, else the URL. */
+  private placementArgs(): string[] {
+    return this.etcd !== undefined ? ["--etcd", this.etcd.url, "--etcd-prefix", this.etcd.prefix] : ["--placement", this.placementUrl];
+  }
+
+  private async startPlacement(name: string): Promise<void> {
+    const dataDirectory = path.join(this.root, name);
     mkdirSync(dataDirectory, { recursive: true });
     const args = ["--data-dir", dataDirectory, "--listen", "127.0.0.1:0", "--cluster-secret", CLUSTER_SECRET, "--node-down-after-ms", String(this.options.nodeDownAfterMs)];
-    const placement = await spawnRole("placement", "placement", args, {
+    if (this.etcd !== undefined) args.push("--etcd", this.etcd.url, "--etcd-prefix", this.etcd.prefix);
+    const placement = await spawnRole("placement", name, args, {
       CAIRN_ROOT_ACCESS_KEY: TEST_ACCESS_KEY_ID,
       CAIRN_ROOT_SECRET_KEY: TEST_SECRET_ACCESS_KEY,
     });
-    this.processes.set("placement", placement);
-    this.placementClient = new RpcClient(this.placementUrl, CLUSTER_SECRET);
+    this.processes.set(name, placement);
+  }
+
+  /** The placement processes, first started first. */
+  placements(): RoleProcess[] {
+    return [...this.processes.values()].filter((process) => process.role === "placement");
+  }
+
+  /** The name of the placement process etcd names leader now, undefined while there is none. */
+  async leaderName(): Promise<string | undefined> {
+    if (this.etcd === undefined) return "placement";
+    const leader = await this.etcd.client.get(`${this.etcd.prefix}/placement/leader`);
+    if (leader === undefined) return undefined;
+    return this.placements().find((process) => `http://127.0.0.1:${process.port}` === leader.value)?.name;
   }
 
   private async startDataNode(spec: DataNodeSpec, volumeSizeBytes: number | undefined): Promise<void> {
@@ -133,7 +171,7 @@ export class TestCluster {
     const args = [
       "--data-dir", dataDirectory,
       "--listen", "127.0.0.1:0",
-      "--placement", this.placementUrl,
+      ...this.placementArgs(),
       "--cluster-secret", CLUSTER_SECRET,
       "--zone", spec.zone,
       "--rack", spec.rack,
@@ -142,8 +180,9 @@ export class TestCluster {
     this.processes.set(spec.name, await spawnRole("datanode", spec.name, args, {}));
   }
 
-  async startGateway(name: string): Promise<RoleProcess> {
-    const args = ["--listen", "127.0.0.1:0", "--placement", this.placementUrl, "--cluster-secret", CLUSTER_SECRET, "--ack", this.options.ack, ...this.options.gatewayArgs];
+  /** Start a gateway of this cluster; `args` replaces the flags the cluster would pass (e.g. --config). */
+  async startGateway(name: string, options: { args?: string[] } = {}): Promise<RoleProcess> {
+    const args = options.args ?? ["--listen", "127.0.0.1:0", ...this.placementArgs(), "--cluster-secret", CLUSTER_SECRET, "--ack", this.options.ack, ...this.options.gatewayArgs];
     const gateway = await spawnRole("gateway", name, args, this.options.gatewayEnv);
     this.processes.set(name, gateway);
     return gateway;
@@ -173,8 +212,24 @@ export class TestCluster {
     this.get(name).child.kill("SIGCONT");
   }
 
+  /** The map as the placement leader serves it (standbys answer NotLeader; the leader is asked). */
   async clusterMap(): Promise<ClusterMap> {
-    return this.placementClient!.call<ClusterMap>("clusterMap", {});
+    let lastError: unknown = new Error("no placement process is running");
+    for (const process of this.placements()) {
+      if (process.child.exitCode !== null || process.child.signalCode !== null) continue;
+      const url = `http://127.0.0.1:${process.port}`;
+      let client = this.placementClients.get(url);
+      if (client === undefined) {
+        client = new RpcClient(url, CLUSTER_SECRET);
+        this.placementClients.set(url, client);
+      }
+      try {
+        return await client.call<ClusterMap>("clusterMap", {});
+      } catch (error) {
+        lastError = error;
+      }
+    }
+    throw lastError;
   }
 
   /** Poll the cluster map until `predicate` holds (bounded). */
@@ -194,7 +249,7 @@ export class TestCluster {
   }
 
   async stop(): Promise<void> {
-    this.placementClient?.close();
+    for (const client of this.placementClients.values()) client.close();
     for (const process of this.processes.values()) {
       if (process.child.exitCode === null && process.child.signalCode === null) {
         process.child.kill("SIGCONT");
@@ -207,5 +262,9 @@ export class TestCluster {
       ),
     );
     removeDataDirectory(this.root);
+    if (this.etcd !== undefined) {
+      await this.etcd.client.deleteRange(this.etcd.prefix, { prefix: true }).catch(() => undefined);
+      this.etcd.client.close();
+    }
   }
 }
