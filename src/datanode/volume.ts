@@ -3,6 +3,7 @@
  * scan and its checksum-verified positioned reads. The DataNode owns the object mapping and
  * routes requests here; a Volume writes mapping rows only for needles it has fsynced.
  */
+import { readSync } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
 import {
   assert,
@@ -10,6 +11,7 @@ import {
   GROUP_COMMIT_BYTES_MAX,
   GROUP_COMMIT_WRITES_COUNT_MAX,
   log,
+  NEEDLE_READ_SYNC_SIZE_BYTES_MAX,
   type NeedleId,
   type VolumeId,
 } from "../base/index.js";
@@ -251,7 +253,10 @@ export class Volume {
     const encodedSizeBytes = needleEncodedSizeBytes(row);
     assert(row.offsetBytes >= SUPERBLOCK_SIZE_BYTES, "a mapped needle starts after the superblock");
     assert(row.offsetBytes + encodedSizeBytes <= this.endOffsetBytes, "a mapped needle ends within the volume's mapped bytes");
-    const encoded = await readAt(this.fileHandle, encodedSizeBytes, row.offsetBytes);
+    const encoded =
+      encodedSizeBytes <= NEEDLE_READ_SYNC_SIZE_BYTES_MAX
+        ? readAtSync(this.fileHandle, encodedSizeBytes, row.offsetBytes)
+        : await readAt(this.fileHandle, encodedSizeBytes, row.offsetBytes);
     const decoded = decodeNeedle(encoded);
     if (
       decoded.kind !== "needle" ||
@@ -533,6 +538,18 @@ async function readAt(fileHandle: FileHandle, lengthBytes: number, positionBytes
   let filledBytes = 0;
   while (filledBytes < lengthBytes) {
     const { bytesRead } = await fileHandle.read(buffer, filledBytes, lengthBytes - filledBytes, positionBytes + filledBytes);
+    if (bytesRead === 0) break;
+    filledBytes += bytesRead;
+  }
+  return filledBytes === lengthBytes ? buffer : buffer.subarray(0, filledBytes);
+}
+
+/** readAt for small reads (NEEDLE_READ_SYNC_SIZE_BYTES_MAX): one pread on the event loop. */
+function readAtSync(fileHandle: FileHandle, lengthBytes: number, positionBytes: number): Buffer {
+  const buffer = Buffer.allocUnsafe(lengthBytes);
+  let filledBytes = 0;
+  while (filledBytes < lengthBytes) {
+    const bytesRead = readSync(fileHandle.fd, buffer, filledBytes, lengthBytes - filledBytes, positionBytes + filledBytes);
     if (bytesRead === 0) break;
     filledBytes += bytesRead;
   }
