@@ -162,6 +162,15 @@ function prepareStatements(db: Database.Database) {
       `SELECT ${versionColumns} FROM object_versions WHERE bucket = ? AND key > ?
        ORDER BY key, version_seq DESC LIMIT 1`,
     ),
+    /** Versions from the first key >= ?, newest first within a key: a run of keys in one statement. */
+    listRangeFromInclusive: db.prepare<[string, string, number], ObjectVersionRow>(
+      `SELECT ${versionColumns} FROM object_versions WHERE bucket = ? AND key >= ?
+       ORDER BY key, version_seq DESC LIMIT ?`,
+    ),
+    listRangeFromExclusive: db.prepare<[string, string, number], ObjectVersionRow>(
+      `SELECT ${versionColumns} FROM object_versions WHERE bucket = ? AND key > ?
+       ORDER BY key, version_seq DESC LIMIT ?`,
+    ),
     listVersionKeyFromInclusive: db.prepare<[string, string], { key: string }>(
       "SELECT key FROM object_versions WHERE bucket = ? AND key >= ? ORDER BY key LIMIT 1",
     ),
@@ -242,6 +251,10 @@ function prepareStatements(db: Database.Database) {
 }
 
 type Statements = ReturnType<typeof prepareStatements>;
+
+/** A run of plain keys is first read LIST_BATCH_ROW_COUNT_MIN rows at a time, doubling up to the max. */
+const LIST_BATCH_ROW_COUNT_MIN = 8;
+const LIST_BATCH_ROW_COUNT_MAX = 1_024;
 
 /** Writes committed together at most; bounds one batch's latency and the savepoint count. */
 export const METADATA_WRITE_BATCH_COUNT_MAX = 256;
@@ -434,6 +447,13 @@ export class SqliteMetadataStore implements MetadataStore {
    * successor, so the keys below it are never read. A common prefix is emitted only when it holds
    * a live key, and only when it sorts after startAfter (otherwise it was on an earlier page).
    */
+  /**
+   * Seeks one row at a time while common prefixes come up (each is skipped with one seek), and
+   * reads runs of plain keys in batches of growing size: one statement for a page of keys instead
+   * of one per key. A batch that meets a common prefix is dropped at that row, so a delimiter
+   * listing still reads about one row per prefix, and a batch never reads more than the page
+   * still needs (plus the row that proves truncation).
+   */
   async listObjects(input: ListObjectsInput): Promise<ListObjectsResult> {
     return this.read((): ListObjectsResult => {
       this.requireBucket(input.bucket);
@@ -442,18 +462,45 @@ export class SqliteMetadataStore implements MetadataStore {
       let cursor: Cursor | undefined = this.listStart(input.prefix, input.startAfter);
       let entryCount = 0;
       let entryLast: string | undefined;
-      while (cursor !== undefined) {
-        const statement: Database.Statement<[string, string], ObjectVersionRow> = cursor.inclusive
-          ? this.statements.listLatestFromInclusive
-          : this.statements.listLatestFromExclusive;
-        const row: ObjectVersionRow | undefined = this.countListRead(statement.get(input.bucket, cursor.key));
-        if (row === undefined || !row.key.startsWith(input.prefix)) break;
-        if (row.is_delete_marker === 1) {
+      /** Rows of the current batch not yet looked at; empty in seek mode. */
+      let batch: ObjectVersionRow[] = [];
+      let batchIndex = 0;
+      /** 0: seek mode (one row per statement); otherwise the next batch's row count. */
+      let batchRowCount = 0;
+      /** The key of the last row handled: rows of it that follow are older versions. */
+      let keyLast: string | undefined;
+      for (;;) {
+        let row: ObjectVersionRow | undefined;
+        if (batchIndex < batch.length) {
+          row = batch[batchIndex++]!;
+          if (row.key === keyLast) continue;
+        } else {
+          if (cursor === undefined) break;
+          if (batchRowCount > 0) {
+            const limit = Math.min(batchRowCount, input.maxKeys - entryCount + 1);
+            const statement = cursor.inclusive ? this.statements.listRangeFromInclusive : this.statements.listRangeFromExclusive;
+            batch = this.countListReads(statement.all(input.bucket, cursor.key, limit));
+            batchIndex = 0;
+            cursor = batch.length === limit ? { key: batch[batch.length - 1]!.key, inclusive: false } : undefined;
+            batchRowCount = Math.min(batchRowCount * 2, LIST_BATCH_ROW_COUNT_MAX);
+            continue;
+          }
+          const statement: Database.Statement<[string, string], ObjectVersionRow> = cursor.inclusive
+            ? this.statements.listLatestFromInclusive
+            : this.statements.listLatestFromExclusive;
+          row = this.countListRead(statement.get(input.bucket, cursor.key));
+          if (row === undefined) break;
           cursor = { key: row.key, inclusive: false };
-          continue;
         }
+        if (!row.key.startsWith(input.prefix)) break;
+        keyLast = row.key;
+        if (row.is_delete_marker === 1) continue;
         const commonPrefix = commonPrefixOf(row.key, input.prefix, input.delimiter);
         if (commonPrefix !== undefined) {
+          // Back to seek mode: the rest of the batch may be inside this prefix.
+          batch = [];
+          batchIndex = 0;
+          batchRowCount = 0;
           const successor = this.seekPastCommonPrefix(commonPrefix, row.key);
           cursor = successor === undefined ? undefined : { key: successor, inclusive: true };
           if (input.startAfter !== undefined && compareKeys(commonPrefix, input.startAfter) <= 0) continue;
@@ -473,7 +520,7 @@ export class SqliteMetadataStore implements MetadataStore {
         result.objects.push(versionFromRow(row));
         entryCount += 1;
         entryLast = row.key;
-        cursor = { key: row.key, inclusive: false };
+        if (batchRowCount === 0) batchRowCount = LIST_BATCH_ROW_COUNT_MIN;
       }
       if (result.isTruncated) result.nextStartAfter = entryLast;
       return result;
