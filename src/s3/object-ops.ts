@@ -333,6 +333,13 @@ async function streamObject(
     return;
   }
   const res = ctx.res;
+  if (first.value.length === send.endByteExclusive - send.startByte) {
+    // The whole answer in one piece (a small object): status line, headers and body leave in
+    // one write, as a plain node:http server's would, instead of a write and an empty end.
+    await pieces.return(undefined);
+    res.end(first.value);
+    return;
+  }
   const write = async (piece: Buffer): Promise<void> => {
     if (!res.write(piece)) {
       await new Promise<void>((resolve, reject) => {
