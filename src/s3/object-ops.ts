@@ -74,10 +74,13 @@ export async function receiveBody(
   const contentMd5 = readContentMd5(ctx);
   const checksumRequest =
     readChecksumRequest(ctx) ?? (defaultChecksumAlgorithm ? { algorithm: defaultChecksumAlgorithm, expectedBase64: undefined } : undefined);
-  const decoder = createPayloadDecoder(ctx.auth, ctx.headers);
+  // An unsigned plain body needs no decoding: read the request itself. pipeline() costs a
+  // small PUT an AbortController and a DOMException (with its stack) every time it finishes.
+  const decoder = ctx.auth.payload.kind === "unsigned" ? undefined : createPayloadDecoder(ctx.auth, ctx.headers);
   // pipeline() destroys the decoder when the request errors (client gone, body cut short),
-  // so the loop below ends with that error rather than waiting forever.
-  const body = pipeline(ctx.req, decoder, () => undefined) as Readable;
+  // so the loop below ends with that error rather than waiting forever. The request's own
+  // iterator throws on such errors by itself.
+  const body: Readable = decoder === undefined ? ctx.req : (pipeline(ctx.req, decoder, () => undefined) as Readable);
   const hasher = newBodyHasher({ checksumAlgorithm: checksumRequest?.algorithm, declaredSizeBytes });
   async function* hashed(): AsyncGenerator<Buffer> {
     for await (const piece of body as AsyncIterable<Buffer>) {
@@ -122,7 +125,7 @@ export async function receiveBody(
   let checksum: ObjectChecksum | undefined;
   if (checksumRequest !== undefined && digests.checksum !== undefined) {
     const actual = digests.checksum.toString("base64");
-    const expected = checksumRequest.expectedBase64 ?? decoder.trailerChecksum?.valueBase64;
+    const expected = checksumRequest.expectedBase64 ?? decoder?.trailerChecksum?.valueBase64;
     if (expected !== undefined && expected !== actual) {
       await reject(
         s3ErrorWithMessage(s3Errors.badDigest, `The ${checksumRequest.algorithm} you specified did not match the calculated checksum.`),
