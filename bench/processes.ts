@@ -101,8 +101,9 @@ export async function stopProcess(process: RunningProcess): Promise<void> {
   clearTimeout(timer);
 }
 
+/** The null server gets the loop probe too: its loop delay under load is the machine's floor. */
 export function startNullServer(): Promise<RunningProcess> {
-  return startProcess("null-server", [NULL_SERVER_SCRIPT], {});
+  return startProcess("null-server", [NULL_SERVER_SCRIPT], {}, path.join(makeTemporaryDirectory("null"), "loop-delay.json"));
 }
 
 const ROOT_KEYS_ENV = { CAIRN_ROOT_ACCESS_KEY: ROOT_ACCESS_KEY_ID, CAIRN_ROOT_SECRET_KEY: ROOT_SECRET_ACCESS_KEY };
