@@ -1,29 +1,39 @@
 /**
- * The processes under test: a `cairn server` or the null server, each a real
- * child process on 127.0.0.1:0 that prints a JSON "listening" line. Every child and temporary
- * directory is registered here so that `cleanUp` removes them whatever way the run ends.
+ * The processes under test: a `cairn server`, a cluster of `cairn placement` + `cairn datanode`s +
+ * `cairn gateway`, or the null server, each a real child process on 127.0.0.1:0 that prints a
+ * JSON "listening" line. Every cairn process is started with loop-probe.js preloaded, so its
+ * event-loop delay can be read per workload. Every child and temporary directory is registered
+ * here so that `cleanUp` removes them whatever way the run ends.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 
 const BENCH_DIRECTORY = path.dirname(fileURLToPath(import.meta.url)); // dist/bench
 export const REPO_ROOT = path.resolve(BENCH_DIRECTORY, "../..");
 const CAIRN_BIN = path.join(REPO_ROOT, "bin", "cairn.js");
 const NULL_SERVER_SCRIPT = path.join(BENCH_DIRECTORY, "null-server.js");
+const LOOP_PROBE_URL = pathToFileURL(path.join(BENCH_DIRECTORY, "loop-probe.js")).href;
 
 export const ROOT_ACCESS_KEY_ID = "CKBENCHROOTACCESSKEY";
 export const ROOT_SECRET_ACCESS_KEY = "bench-root-secret-key-0123456789abcdefghij";
 const START_TIMEOUT_MS = 60_000;
 const STOP_TIMEOUT_MS = 10_000;
+/** How long a cluster may take until a PUT through its gateway succeeds (volumes allocated). */
+const CLUSTER_READY_TIMEOUT_MS = 60_000;
+/** How long a process has to answer the loop probe's signal. */
+const LOOP_REPORT_TIMEOUT_MS = 3_000;
+export const CLUSTER_SECRET = "bench-cluster-secret-0123456789abcdef";
 
 export interface RunningProcess {
   name: string;
   child: ChildProcess;
   pid: number;
   port: number;
+  /** Where loop-probe.js writes this process's event-loop delay (cairn processes only). */
+  loopFile: string | undefined;
   stderr(): string;
 }
 
@@ -43,9 +53,9 @@ export function removeTemporaryDirectory(directory: string): void {
   directories.delete(directory);
 }
 
-function startProcess(name: string, args: string[], env: Record<string, string>): Promise<RunningProcess> {
-  const child = spawn(process.execPath, args, {
-    env: { ...process.env, CAIRN_LOG_LEVEL: "warn", ...env },
+function startProcess(name: string, args: string[], env: Record<string, string>, loopFile?: string): Promise<RunningProcess> {
+  const child = spawn(process.execPath, loopFile === undefined ? args : ["--import", LOOP_PROBE_URL, ...args], {
+    env: { ...process.env, CAIRN_LOG_LEVEL: "warn", ...env, ...(loopFile === undefined ? {} : { CAIRN_BENCH_LOOP_FILE: loopFile }) },
     stdio: ["ignore", "pipe", "pipe"],
   });
   children.add(child);
@@ -66,7 +76,7 @@ function startProcess(name: string, args: string[], env: Record<string, string>)
           const event = JSON.parse(line) as { event?: string; port?: number };
           if (event.event === "listening" && typeof event.port === "number") {
             clearTimeout(timer);
-            resolve({ name, child, pid: child.pid!, port: event.port, stderr: () => stderr });
+            resolve({ name, child, pid: child.pid!, port: event.port, loopFile, stderr: () => stderr });
           }
         } catch {
           // A partial line; wait for the rest.
@@ -91,8 +101,9 @@ export async function stopProcess(process: RunningProcess): Promise<void> {
   clearTimeout(timer);
 }
 
+/** The null server gets the loop probe too: its loop delay under load is the machine's floor. */
 export function startNullServer(): Promise<RunningProcess> {
-  return startProcess("null-server", [NULL_SERVER_SCRIPT], {});
+  return startProcess("null-server", [NULL_SERVER_SCRIPT], {}, path.join(makeTemporaryDirectory("null"), "loop-delay.json"));
 }
 
 const ROOT_KEYS_ENV = { CAIRN_ROOT_ACCESS_KEY: ROOT_ACCESS_KEY_ID, CAIRN_ROOT_SECRET_KEY: ROOT_SECRET_ACCESS_KEY };
@@ -104,12 +115,121 @@ export interface Instrumentation {
 }
 
 export function startCairnServer(dataDirectory: string, instrumentation: Instrumentation = {}): Promise<RunningProcess> {
-  const nodeArgs = instrumentation.cpuProfileDirectory === undefined ? [] : ["--cpu-prof", "--cpu-prof-dir", instrumentation.cpuProfileDirectory];
   return startProcess(
     "cairn-server",
-    [...nodeArgs, CAIRN_BIN, "server", "--data-dir", dataDirectory, "--listen", "127.0.0.1:0"],
+    [...profileArgs(instrumentation), CAIRN_BIN, "server", "--data-dir", dataDirectory, "--listen", "127.0.0.1:0"],
     ROOT_KEYS_ENV,
+    path.join(dataDirectory, "loop-delay.json"),
   );
+}
+
+function profileArgs(instrumentation: Instrumentation): string[] {
+  return instrumentation.cpuProfileDirectory === undefined ? [] : ["--cpu-prof", "--cpu-prof-dir", instrumentation.cpuProfileDirectory];
+}
+
+export interface RunningCluster {
+  gateway: RunningProcess;
+  placement: RunningProcess;
+  dataNodes: RunningProcess[];
+  all: RunningProcess[];
+}
+
+/**
+ * placement + `dataNodeCount` data nodes spread over three zones + one gateway, each its own
+ * process and data directory under `root`. The gateway is profiled when asked; the others not.
+ */
+export async function startCairnCluster(
+  root: string,
+  options: { dataNodeCount: number; gatewayArgs: string[]; instrumentation?: Instrumentation },
+): Promise<RunningCluster> {
+  const started: RunningProcess[] = [];
+  const role = async (name: string, args: (directory: string) => string[], env: Record<string, string>): Promise<RunningProcess> => {
+    const directory = path.join(root, name);
+    mkdirSync(directory, { recursive: true });
+    const running = await startProcess(
+      name,
+      [CAIRN_BIN, ...args(directory), "--listen", "127.0.0.1:0", "--cluster-secret", CLUSTER_SECRET],
+      env,
+      path.join(directory, "loop-delay.json"),
+    );
+    started.push(running);
+    return running;
+  };
+  const args = (first: string[]) => (directory: string) => [...first, "--data-dir", directory];
+  try {
+    const placement = await role("placement", args(["placement"]), ROOT_KEYS_ENV);
+    const placementUrl = `http://127.0.0.1:${placement.port}`;
+    const zones = ["zone-a", "zone-b", "zone-c"];
+    const dataNodes = await Promise.all(
+      Array.from({ length: options.dataNodeCount }, (_, index) =>
+        role(`datanode-${index + 1}`, args(["datanode", "--placement", placementUrl, "--zone", zones[index % zones.length]!, "--rack", `rack-${index + 1}`]), {}),
+      ),
+    );
+    const gatewayDirectory = path.join(root, "gateway");
+    mkdirSync(gatewayDirectory, { recursive: true });
+    const gateway = await startProcess(
+      "gateway",
+      [...profileArgs(options.instrumentation ?? {}), CAIRN_BIN, "gateway", "--placement", placementUrl, "--listen", "127.0.0.1:0", "--cluster-secret", CLUSTER_SECRET, ...options.gatewayArgs],
+      {},
+      path.join(gatewayDirectory, "loop-delay.json"),
+    );
+    started.push(gateway);
+    return { gateway, placement, dataNodes, all: started };
+  } catch (error) {
+    await Promise.all(started.map((running) => stopProcess(running)));
+    throw error;
+  }
+}
+
+/** Polls `attempt` until it resolves true, for at most CLUSTER_READY_TIMEOUT_MS. */
+export async function waitUntil(what: string, attempt: () => Promise<boolean>): Promise<void> {
+  const deadlineMs = Date.now() + CLUSTER_READY_TIMEOUT_MS;
+  let lastError: unknown;
+  while (Date.now() < deadlineMs) {
+    try {
+      if (await attempt()) return;
+    } catch (error) {
+      lastError = error;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+  throw new Error(`${what} not ready after ${CLUSTER_READY_TIMEOUT_MS} ms${lastError === undefined ? "" : `: ${String(lastError)}`}`);
+}
+
+export interface LoopDelay {
+  samples: number;
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
+}
+
+/**
+ * The event-loop delay a process saw since the previous call (loop-probe.js resets on every
+ * report). Undefined when the process has no probe or did not answer in time.
+ */
+export async function loopDelaySince(running: RunningProcess): Promise<LoopDelay | undefined> {
+  const file = running.loopFile;
+  if (file === undefined || running.child.exitCode !== null) return undefined;
+  const previous = readLoopFile(file)?.sequence ?? 0;
+  running.child.kill("SIGUSR2");
+  const deadlineMs = Date.now() + LOOP_REPORT_TIMEOUT_MS;
+  while (Date.now() < deadlineMs) {
+    const report = readLoopFile(file);
+    if (report !== undefined && report.sequence > previous) {
+      return { samples: report.samples, p50Ms: report.p50Ms, p99Ms: report.p99Ms, maxMs: report.maxMs };
+    }
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  return undefined;
+}
+
+function readLoopFile(file: string): (LoopDelay & { sequence: number }) | undefined {
+  if (!existsSync(file)) return undefined;
+  try {
+    return JSON.parse(readFileSync(file, "utf8")) as LoopDelay & { sequence: number };
+  } catch {
+    return undefined;
+  }
 }
 
 /** Kills every child still running and removes every temporary directory. Never throws. */

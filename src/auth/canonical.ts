@@ -153,11 +153,25 @@ export function hmac(key: string | Uint8Array, data: string): Buffer {
   return createHmac("sha256", key).update(data, "utf8").digest();
 }
 
+/**
+ * Signing keys derived lately, by secret, date, region and service. A key is valid for a whole
+ * day, and deriving it is four HMACs: the costliest part of verifying a small request. The bound
+ * keeps a flood of distinct (key, date) pairs from growing memory; past it the map starts over.
+ */
+const SIGNING_KEY_CACHE_ENTRIES_MAX = 1_024;
+const signingKeyCache = new Map<string, Buffer>();
+
 export function deriveSigningKey(secretAccessKey: string, date: string, region: string, service: string): Buffer {
+  const cacheKey = `${secretAccessKey}\n${date}\n${region}\n${service}`;
+  const cached = signingKeyCache.get(cacheKey);
+  if (cached !== undefined) return cached;
   const dateKey = hmac("AWS4" + secretAccessKey, date);
   const regionKey = hmac(dateKey, region);
   const serviceKey = hmac(regionKey, service);
-  return hmac(serviceKey, SIGV4_TERMINATOR);
+  const signingKey = hmac(serviceKey, SIGV4_TERMINATOR);
+  if (signingKeyCache.size >= SIGNING_KEY_CACHE_ENTRIES_MAX) signingKeyCache.clear();
+  signingKeyCache.set(cacheKey, signingKey);
+  return signingKey;
 }
 
 export function credentialScope(date: string, region: string, service: string): string {

@@ -3,7 +3,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { crc32, crc32c, crc64nvme, newChecksummer, CHECKSUM_ALGORITHMS } from "./checksum.js";
+import { crc32, crc32c, crc32Combine, crc64nvme, newChecksummer, CHECKSUM_ALGORITHMS } from "./checksum.js";
 
 const CHECK = Buffer.from("123456789");
 
@@ -28,4 +28,17 @@ test("incremental digests equal one-shot digests for every algorithm", () => {
     for (let offset = 0; offset < body.length; offset += 7919) pieces.update(body.subarray(offset, offset + 7919));
     assert.deepEqual(pieces.digest(), whole.digest(), algorithm);
   }
+});
+
+test("crc32Combine gives the CRC32 of the concatenation without reading it again", () => {
+  const bytes = randomBytes(70_000);
+  for (const split of [0, 1, 7, 8, 4095, 65_536, 70_000]) {
+    const left = bytes.subarray(0, split);
+    const right = bytes.subarray(split);
+    assert.equal(crc32Combine(crc32(left), crc32(right), right.length), crc32(bytes), `split at ${split}`);
+  }
+  // A changed byte on either side changes the combination.
+  const flipped = Buffer.from(bytes);
+  flipped[69_999] = flipped[69_999]! ^ 1;
+  assert.notEqual(crc32Combine(crc32(bytes.subarray(0, 10)), crc32(flipped.subarray(10)), 69_990), crc32(bytes));
 });

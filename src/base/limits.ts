@@ -53,6 +53,13 @@ export const VOLUME_SIZE_BYTES_MIN = 2 * CHUNK_SIZE_BYTES;
 export const GROUP_COMMIT_WRITES_COUNT_MAX = 256;
 /** ...and at most this many bytes, so one group's latency stays bounded. */
 export const GROUP_COMMIT_BYTES_MAX = 64 * MEBIBYTE;
+/**
+ * Needles up to this size are read with one synchronous pread on the event loop: from the page
+ * cache that costs microseconds, while a hand-off to libuv's thread pool cost a small GET more
+ * CPU than all its other work on a busy 2-core machine. Larger reads go to the thread pool, so
+ * a cold read blocks the loop for at most one small disk read.
+ */
+export const NEEDLE_READ_SYNC_SIZE_BYTES_MAX = 64 * KIBIBYTE;
 
 // ---- Metadata ----
 /** Abandoned multipart uploads older than this are removed (configurable). */

@@ -271,7 +271,8 @@ export class DataNode implements NeedleStore {
       throw new NeedleTooLarge(input.volumeId, input.needleId, input.data.length);
     }
     // Verify before writing and again on every read: rot in transit never reaches the disk.
-    if (crc32(input.data) !== input.crc32 >>> 0) throw new ChecksumMismatch(input.volumeId, input.needleId);
+    const dataCrc32 = crc32(input.data);
+    if (dataCrc32 !== input.crc32 >>> 0) throw new ChecksumMismatch(input.volumeId, input.needleId);
     const existing = this.mapping.lookup(input.volumeId, input.needleId);
     if (existing !== undefined && existing.flags & NEEDLE_FLAG_TOMBSTONE) {
       // A late copy of a deleted needle (a retry, or repair from a stale replica): it stays
@@ -279,7 +280,7 @@ export class DataNode implements NeedleStore {
       log.debug({ volumeId: input.volumeId, needleId: input.needleId }, "write of a tombstoned needle ignored");
       return;
     }
-    await volume.appendNeedle(input.needleId, input.data);
+    await volume.appendNeedle(input.needleId, input.data, dataCrc32);
   }
 
   async readNeedle(input: ReadNeedleInput): Promise<Buffer> {

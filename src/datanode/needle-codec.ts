@@ -41,7 +41,7 @@
  * the file, its own CRC holds and its data end equals its offset, so needle payload bytes that
  * happen to spell "CAIRNEND" are never taken for one.
  */
-import { assert, crc32, isNeedleId, NEEDLE_DATA_SIZE_BYTES_MAX, type NeedleId, type VolumeId } from "../base/index.js";
+import { assert, crc32, crc32Combine, isNeedleId, NEEDLE_DATA_SIZE_BYTES_MAX, type NeedleId, type VolumeId } from "../base/index.js";
 
 export const VOLUME_FORMAT_VERSION = 1;
 export const NEEDLE_ALIGNMENT_BYTES = 8;
@@ -103,7 +103,11 @@ export function needleIdFromBytes(bytes: Uint8Array): NeedleId {
 }
 
 /** Writes `needle` into `target`, which must be exactly needleEncodedSizeBytes(header) long. */
-export function encodeNeedle(needle: Needle, target: Buffer): void {
+/**
+ * Writes `needle` into `target` and returns the CRC32 of all of `target` (what a volume's running
+ * file CRC adds). `dataCrc32`, when the caller already has CRC32(data), spares a pass over the data.
+ */
+export function encodeNeedle(needle: Needle, target: Buffer, dataCrc32?: number): number {
   const { header, data } = needle;
   assert(target.length === needleEncodedSizeBytes(header), "target is sized for this needle");
   assert(data.length === header.dataSizeBytes, "data length matches the header's data size");
@@ -117,8 +121,13 @@ export function encodeNeedle(needle: Needle, target: Buffer): void {
   target.writeUInt32BE(header.dataSizeBytes, NEEDLE_LAYOUT.dataSize);
   target.set(data, NEEDLE_LAYOUT.data);
   const checksumOffset = NEEDLE_LAYOUT.data + header.dataSizeBytes;
-  target.writeUInt32BE(crc32(target.subarray(0, checksumOffset)), checksumOffset);
+  const needleCrc32 =
+    dataCrc32 === undefined
+      ? crc32(target.subarray(0, checksumOffset))
+      : crc32Combine(crc32(target.subarray(0, NEEDLE_LAYOUT.data)), dataCrc32, header.dataSizeBytes);
+  target.writeUInt32BE(needleCrc32, checksumOffset);
   target.fill(0, checksumOffset + NEEDLE_CHECKSUM_SIZE_BYTES);
+  return crc32(target.subarray(checksumOffset), needleCrc32);
 }
 
 export type NeedleHeaderDecoded =

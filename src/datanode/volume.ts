@@ -3,13 +3,16 @@
  * scan and its checksum-verified positioned reads. The DataNode owns the object mapping and
  * routes requests here; a Volume writes mapping rows only for needles it has fsynced.
  */
+import { readSync } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
 import {
   assert,
   crc32,
+  crc32Combine,
   GROUP_COMMIT_BYTES_MAX,
   GROUP_COMMIT_WRITES_COUNT_MAX,
   log,
+  NEEDLE_READ_SYNC_SIZE_BYTES_MAX,
   type NeedleId,
   type VolumeId,
 } from "../base/index.js";
@@ -63,6 +66,8 @@ interface PendingAppend {
   flags: number;
   dataSizeBytes: number;
   encoded: Buffer;
+  /** CRC32 of `encoded`, folded into the file CRC without another pass over it. */
+  encodedCrc32: number;
   resolve: () => void;
   reject: (error: unknown) => void;
 }
@@ -225,13 +230,16 @@ export class Volume {
     this.counts.deletedNeedleCount += delta.deletedNeedleCount;
   }
 
-  /** Appends a needle; resolves once it is fsynced and mapped. Rejects with VolumeFull once sealed. */
-  appendNeedle(needleId: NeedleId, data: Buffer): Promise<void> {
+  /**
+   * Appends a needle; resolves once it is fsynced and mapped. Rejects with VolumeFull once sealed.
+   * `dataCrc32` (CRC32 of `data`, when the caller verified it) spares a pass over the data.
+   */
+  appendNeedle(needleId: NeedleId, data: Buffer, dataCrc32?: number): Promise<void> {
     if (this.state.kind !== "writable") return Promise.reject(new VolumeFull(this.volumeId));
     const header = { needleId, flags: 0, dataSizeBytes: data.length };
     const encoded = Buffer.allocUnsafe(needleEncodedSizeBytes(header));
-    encodeNeedle({ header, data }, encoded);
-    return this.enqueue({ needleId, flags: 0, dataSizeBytes: data.length, encoded });
+    const encodedCrc32 = encodeNeedle({ header, data }, encoded, dataCrc32);
+    return this.enqueue({ needleId, flags: 0, dataSizeBytes: data.length, encoded, encodedCrc32 });
   }
 
   /**
@@ -242,8 +250,8 @@ export class Volume {
     if (this.state.kind !== "writable") return this.recordSealedTombstone(needleId);
     const header = { needleId, flags: NEEDLE_FLAG_TOMBSTONE, dataSizeBytes: 0 };
     const encoded = Buffer.allocUnsafe(needleEncodedSizeBytes(header));
-    encodeNeedle({ header, data: Buffer.alloc(0) }, encoded);
-    return this.enqueue({ needleId, flags: NEEDLE_FLAG_TOMBSTONE, dataSizeBytes: 0, encoded });
+    const encodedCrc32 = encodeNeedle({ header, data: Buffer.alloc(0) }, encoded);
+    return this.enqueue({ needleId, flags: NEEDLE_FLAG_TOMBSTONE, dataSizeBytes: 0, encoded, encodedCrc32 });
   }
 
   /** Reads and verifies the needle `row` points at; resolves with its whole payload. */
@@ -251,7 +259,10 @@ export class Volume {
     const encodedSizeBytes = needleEncodedSizeBytes(row);
     assert(row.offsetBytes >= SUPERBLOCK_SIZE_BYTES, "a mapped needle starts after the superblock");
     assert(row.offsetBytes + encodedSizeBytes <= this.endOffsetBytes, "a mapped needle ends within the volume's mapped bytes");
-    const encoded = await readAt(this.fileHandle, encodedSizeBytes, row.offsetBytes);
+    const encoded =
+      encodedSizeBytes <= NEEDLE_READ_SYNC_SIZE_BYTES_MAX
+        ? readAtSync(this.fileHandle, encodedSizeBytes, row.offsetBytes)
+        : await readAt(this.fileHandle, encodedSizeBytes, row.offsetBytes);
     const decoded = decodeNeedle(encoded);
     if (
       decoded.kind !== "needle" ||
@@ -360,7 +371,7 @@ export class Volume {
     for (const append of group) {
       assert(offsetBytes % 8 === 0, "needles start 8-aligned");
       records.push({ needleId: append.needleId, offsetBytes, dataSizeBytes: append.dataSizeBytes, flags: append.flags });
-      groupCrc32 = crc32(append.encoded, groupCrc32);
+      groupCrc32 = crc32Combine(groupCrc32, append.encodedCrc32, append.encoded.length);
       offsetBytes += append.encoded.length;
     }
     assert(offsetBytes + SEAL_FOOTER_SIZE_BYTES <= this.volumeSizeBytes, "a group never passes the volume size limit");
@@ -533,6 +544,18 @@ async function readAt(fileHandle: FileHandle, lengthBytes: number, positionBytes
   let filledBytes = 0;
   while (filledBytes < lengthBytes) {
     const { bytesRead } = await fileHandle.read(buffer, filledBytes, lengthBytes - filledBytes, positionBytes + filledBytes);
+    if (bytesRead === 0) break;
+    filledBytes += bytesRead;
+  }
+  return filledBytes === lengthBytes ? buffer : buffer.subarray(0, filledBytes);
+}
+
+/** readAt for small reads (NEEDLE_READ_SYNC_SIZE_BYTES_MAX): one pread on the event loop. */
+function readAtSync(fileHandle: FileHandle, lengthBytes: number, positionBytes: number): Buffer {
+  const buffer = Buffer.allocUnsafe(lengthBytes);
+  let filledBytes = 0;
+  while (filledBytes < lengthBytes) {
+    const bytesRead = readSync(fileHandle.fd, buffer, filledBytes, lengthBytes - filledBytes, positionBytes + filledBytes);
     if (bytesRead === 0) break;
     filledBytes += bytesRead;
   }

@@ -114,11 +114,13 @@ export class DataRouter {
     const chunks: ChunkRef[] = [];
     const inFlight: Array<Promise<void>> = [];
     let sizeBytes = 0;
-    let buffer = Buffer.allocUnsafe(CHUNK_SIZE_BYTES);
+    // The pieces of the chunk being filled, kept as received: a small object costs no 4 MiB
+    // buffer (whose allocation dominated small PUTs through GC), a large chunk one copy.
+    let pieces: Buffer[] = [];
     let filled = 0;
 
     const flush = async (): Promise<void> => {
-      const data = buffer.subarray(0, filled);
+      const data = pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces, filled);
       const index = chunks.length;
       chunks.push(undefined as unknown as ChunkRef); // reserve the slot to keep object order
       const write = this.writeChunk(data, ec).then((chunk) => {
@@ -128,7 +130,7 @@ export class DataRouter {
       // rejection; it is rethrown where the write is awaited.
       write.catch(() => undefined);
       inFlight.push(write);
-      buffer = Buffer.allocUnsafe(CHUNK_SIZE_BYTES);
+      pieces = [];
       filled = 0;
       if (inFlight.length >= CHUNK_WRITES_IN_FLIGHT_MAX) await inFlight.shift();
     };
@@ -140,7 +142,7 @@ export class DataRouter {
         let offset = 0;
         while (offset < piece.length) {
           const take = Math.min(piece.length - offset, CHUNK_SIZE_BYTES - filled);
-          piece.copy(buffer, filled, offset, offset + take);
+          pieces.push(take === piece.length ? piece : piece.subarray(offset, offset + take));
           filled += take;
           offset += take;
           if (filled === CHUNK_SIZE_BYTES) await flush();

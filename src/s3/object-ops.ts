@@ -1,8 +1,7 @@
 /** PutObject, GetObject, HeadObject, DeleteObject. */
 import { pipeline } from "node:stream";
 import type { Readable } from "node:stream";
-import { createHash } from "node:crypto";
-import { newChecksummer, PUT_OBJECT_SIZE_BYTES_MAX, UPLOAD_PART_COUNT_MAX, uuidV7Bytes, type Checksummer, type ChecksumAlgorithm } from "../base/index.js";
+import { PUT_OBJECT_SIZE_BYTES_MAX, UPLOAD_PART_COUNT_MAX, uuidV7Bytes, type ChecksumAlgorithm } from "../base/index.js";
 import type { EcScheme } from "../ec/index.js";
 import { ecSchemeFor } from "./storage-class.js";
 import { createPayloadDecoder } from "../auth/index.js";
@@ -22,6 +21,7 @@ import {
   responseOverrideHeaders,
   versionResponseHeaders,
 } from "./object-headers.js";
+import { newBodyHasher, type BodyDigests } from "./body-hasher.js";
 import { sendEmpty } from "./responses.js";
 import { S3Error, s3Errors, s3ErrorWithMessage } from "./s3-errors.js";
 import { parseTaggingHeader, validateObjectKey } from "./validation.js";
@@ -74,16 +74,18 @@ export async function receiveBody(
   const contentMd5 = readContentMd5(ctx);
   const checksumRequest =
     readChecksumRequest(ctx) ?? (defaultChecksumAlgorithm ? { algorithm: defaultChecksumAlgorithm, expectedBase64: undefined } : undefined);
-  const decoder = createPayloadDecoder(ctx.auth, ctx.headers);
+  // An unsigned plain body needs no decoding: read the request itself. pipeline() costs a
+  // small PUT an AbortController and a DOMException (with its stack) every time it finishes.
+  const decoder = ctx.auth.payload.kind === "unsigned" ? undefined : createPayloadDecoder(ctx.auth, ctx.headers);
   // pipeline() destroys the decoder when the request errors (client gone, body cut short),
-  // so the loop below ends with that error rather than waiting forever.
-  const body = pipeline(ctx.req, decoder, () => undefined) as Readable;
-  const md5 = createHash("md5");
-  const checksummer: Checksummer | undefined = checksumRequest ? newChecksummer(checksumRequest.algorithm) : undefined;
+  // so the loop below ends with that error rather than waiting forever. The request's own
+  // iterator throws on such errors by itself.
+  const body: Readable = decoder === undefined ? ctx.req : (pipeline(ctx.req, decoder, () => undefined) as Readable);
+  const hasher = newBodyHasher({ checksumAlgorithm: checksumRequest?.algorithm, declaredSizeBytes });
   async function* hashed(): AsyncGenerator<Buffer> {
     for await (const piece of body as AsyncIterable<Buffer>) {
-      md5.update(piece);
-      checksummer?.update(piece);
+      const waiting = hasher.update(piece);
+      if (waiting !== undefined) await waiting;
       yield piece;
     }
   }
@@ -98,6 +100,7 @@ export async function receiveBody(
   try {
     written = await services.dataRouter.writeBody(hashed(), { sizeBytesMax, ec });
   } catch (error) {
+    hasher.abandon();
     if (error instanceof BodyTooLarge) throw s3Errors.entityTooLarge({ MaxSizeAllowed: String(sizeBytesMax) });
     if (error instanceof S3Error) throw error;
     if (isClientBodyError(error)) throw s3Errors.incompleteBody();
@@ -110,12 +113,19 @@ export async function receiveBody(
     throw error;
   };
   if (declaredSizeBytes !== undefined && written.sizeBytes !== declaredSizeBytes) await reject(s3Errors.incompleteBody());
-  const md5Digest = md5.digest();
+  let digests: BodyDigests;
+  try {
+    digests = await hasher.digests();
+  } catch (error) {
+    await services.dataRouter.deleteChunks(written.chunks);
+    throw error;
+  }
+  const md5Digest = digests.md5;
   if (contentMd5 !== undefined && !contentMd5.equals(md5Digest)) await reject(s3Errors.badDigest());
   let checksum: ObjectChecksum | undefined;
-  if (checksumRequest !== undefined && checksummer !== undefined) {
-    const actual = checksummer.digest().toString("base64");
-    const expected = checksumRequest.expectedBase64 ?? decoder.trailerChecksum?.valueBase64;
+  if (checksumRequest !== undefined && digests.checksum !== undefined) {
+    const actual = digests.checksum.toString("base64");
+    const expected = checksumRequest.expectedBase64 ?? decoder?.trailerChecksum?.valueBase64;
     if (expected !== undefined && expected !== actual) {
       await reject(
         s3ErrorWithMessage(s3Errors.badDigest, `The ${checksumRequest.algorithm} you specified did not match the calculated checksum.`),
@@ -326,6 +336,13 @@ async function streamObject(
     return;
   }
   const res = ctx.res;
+  if (first.value.length === send.endByteExclusive - send.startByte) {
+    // The whole answer in one piece (a small object): status line, headers and body leave in
+    // one write, as a plain node:http server's would, instead of a write and an empty end.
+    await pieces.return(undefined);
+    res.end(first.value);
+    return;
+  }
   const write = async (piece: Buffer): Promise<void> => {
     if (!res.write(piece)) {
       await new Promise<void>((resolve, reject) => {

@@ -3,7 +3,11 @@ import { XMLParser } from "fast-xml-parser";
 
 export const S3_XMLNS = "http://s3.amazonaws.com/doc/2006-03-01/";
 
+const XML_SPECIAL = /[&<>"'\r]/;
+
 export function escapeXml(value: string): string {
+  // Most values (keys, ETags, dates) need no escaping; testing first spares a replace per value.
+  if (!XML_SPECIAL.test(value)) return value;
   return value.replace(/[&<>"'\r]/g, (c) => {
     switch (c) {
       case "&":

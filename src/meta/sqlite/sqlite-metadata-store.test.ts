@@ -25,7 +25,7 @@ function newDatabasePath(): string {
 
 runMetadataStoreContract("sqlite (temp file)", async () => SqliteMetadataStore.open(newDatabasePath()));
 
-test("committed metadata survives close and reopen, with WAL, synchronous=FULL and the schema version", async () => {
+test("committed metadata survives close and reopen, with WAL synced before every ack and the schema version", async () => {
   const path = newDatabasePath();
   const first = SqliteMetadataStore.open(path);
   await first.createBucket({ name: "bucket-a", ownerId: "owner", createdAtMs: 1, region: "r", versioning: "Enabled", acl: "private", tags: {} });
@@ -39,8 +39,29 @@ test("committed metadata survives close and reopen, with WAL, synchronous=FULL a
   await second.close();
 
   const third = SqliteMetadataStore.open(path);
-  assert.deepEqual(third.durabilitySettings(), { journalMode: "wal", synchronous: "FULL", schemaVersion: SCHEMA_VERSION_LATEST });
+  // NORMAL only because the store fdatasyncs the WAL itself before any write resolves.
+  assert.deepEqual(third.durabilitySettings(), { journalMode: "wal", synchronous: "NORMAL", walSyncedBeforeAck: true, schemaVersion: SCHEMA_VERSION_LATEST });
   await third.close();
+});
+
+test("a read that sees a committed write answers only once that write is durable", async () => {
+  const path = newDatabasePath();
+  const store = SqliteMetadataStore.open(path);
+  await store.createBucket({ name: "bucket-b", ownerId: "owner", createdAtMs: 1, region: "r", versioning: "Unversioned", acl: "private", tags: {} });
+  const settled: string[] = [];
+  const version = makeVersion("bucket-b", "key", NULL_VERSION_ID);
+  const write = store.putObjectVersion(version).then(() => settled.push("write"));
+  // The batch commits on the next turn; the read runs right after the COMMIT, before the fsync.
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.equal(settled.length, 0, "the write is not acknowledged before its WAL fsync");
+  const read = store.getObjectVersion("bucket-b", "key").then((found) => {
+    settled.push("read");
+    return found;
+  });
+  const [, found] = await Promise.all([write, read]);
+  assert.deepEqual(found, version, "the read saw the committed write");
+  assert.deepEqual(settled, ["write", "read"], "and answered no earlier than the write was acknowledged");
+  await store.close();
 });
 
 test("a database from a newer build is refused rather than misread", () => {

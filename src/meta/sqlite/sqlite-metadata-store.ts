@@ -1,9 +1,14 @@
 /**
  * The SQLite engine of the metadata store: the embedded default, one file in the data directory.
  *
- * Durability: WAL with synchronous=FULL, so every committed transaction is fsynced before the
- * call returns and survives power loss, not only a process crash. Do not weaken this; batch
- * commits instead (DESIGN "Lessons").
+ * Durability: WAL, and no write resolves before the WAL holding its commit is fsynced, so an
+ * acknowledged write survives power loss, not only a process crash. Do not weaken this; batch
+ * commits instead (DESIGN "Lessons"). The fsync runs on libuv's thread pool, not inside COMMIT
+ * on the event loop (synchronous=NORMAL, then fdatasync of the -wal file): with FULL, every
+ * batch held the loop for a whole fsync (milliseconds on a busy disk), which stalled every
+ * other request. A read answers only once every commit it could have seen is durable (see
+ * `visible`), so nobody observes a write that a power loss could still take back. An in-memory
+ * database, or one whose WAL file cannot be opened, keeps synchronous=FULL.
  *
  * Every interface method is one transaction. Writes use BEGIN IMMEDIATE so a second process on
  * the same file waits on busy_timeout at BEGIN instead of failing to upgrade a read lock after
@@ -14,6 +19,7 @@
  * prefix (see schema.ts and `listObjects`), so their cost follows the page, not the bucket.
  */
 import Database from "better-sqlite3";
+import { closeSync, fdatasync, openSync } from "node:fs";
 import { assert, systemClock } from "../../base/index.js";
 import type { Clock, NeedleId, VolumeId } from "../../base/index.js";
 import {
@@ -69,6 +75,21 @@ import {
   type UploadRow,
   type UserRow,
 } from "../rows.js";
+
+/**
+ * The -wal file of an on-disk database in WAL mode, opened for fdatasync; undefined otherwise.
+ * SQLite keeps this file (same inode) while a connection is open: it only rewrites it from the
+ * start after a checkpoint, or truncates it, and deletes it when the last connection closes.
+ */
+function openWalFile(db: Database.Database): number | undefined {
+  if (db.memory) return undefined;
+  if (String(db.pragma("journal_mode", { simple: true })).toLowerCase() !== "wal") return undefined;
+  try {
+    return openSync(`${db.name}-wal`, "r");
+  } catch {
+    return undefined;
+  }
+}
 
 /** A second process holding the write lock makes us wait this long before SQLITE_BUSY. */
 const BUSY_TIMEOUT_MS = 5_000;
@@ -162,6 +183,15 @@ function prepareStatements(db: Database.Database) {
       `SELECT ${versionColumns} FROM object_versions WHERE bucket = ? AND key > ?
        ORDER BY key, version_seq DESC LIMIT 1`,
     ),
+    /** Versions from the first key >= ?, newest first within a key: a run of keys in one statement. */
+    listRangeFromInclusive: db.prepare<[string, string, number], ObjectVersionRow>(
+      `SELECT ${versionColumns} FROM object_versions WHERE bucket = ? AND key >= ?
+       ORDER BY key, version_seq DESC LIMIT ?`,
+    ),
+    listRangeFromExclusive: db.prepare<[string, string, number], ObjectVersionRow>(
+      `SELECT ${versionColumns} FROM object_versions WHERE bucket = ? AND key > ?
+       ORDER BY key, version_seq DESC LIMIT ?`,
+    ),
     listVersionKeyFromInclusive: db.prepare<[string, string], { key: string }>(
       "SELECT key FROM object_versions WHERE bucket = ? AND key >= ? ORDER BY key LIMIT 1",
     ),
@@ -243,6 +273,10 @@ function prepareStatements(db: Database.Database) {
 
 type Statements = ReturnType<typeof prepareStatements>;
 
+/** A run of plain keys is first read LIST_BATCH_ROW_COUNT_MIN rows at a time, doubling up to the max. */
+const LIST_BATCH_ROW_COUNT_MIN = 8;
+const LIST_BATCH_ROW_COUNT_MAX = 1_024;
+
 /** Writes committed together at most; bounds one batch's latency and the savepoint count. */
 export const METADATA_WRITE_BATCH_COUNT_MAX = 256;
 
@@ -252,10 +286,20 @@ export class SqliteMetadataStore implements MetadataStore {
   private readonly clock: Clock;
   private readonly pendingWrites: Array<{ body: () => unknown; resolve: (value: unknown) => void; reject: (error: unknown) => void }> = [];
   private flushScheduled = false;
+  /** Write batches committed since open, and how many of them are known durable. */
+  private committedSequence = 0;
+  private durableSequence = 0;
+  private walSyncRunning = false;
+  private walSyncDone: Promise<void> = Promise.resolve();
+  private readonly durableWaiters: Array<{ sequence: number; resolve: () => void; reject: (error: unknown) => void }> = [];
+  /** A failed WAL fsync: what was committed may be lost, so nothing is answered any more. */
+  private walSyncFailure: unknown;
 
   private constructor(
     private readonly db: Database.Database,
     options: SqliteMetadataStoreOptions,
+    /** The -wal file, fsynced after each commit; undefined when commits sync themselves (FULL). */
+    private readonly walFd: number | undefined,
   ) {
     this.clock = options.clock ?? systemClock;
     this.statements = prepareStatements(db);
@@ -264,27 +308,39 @@ export class SqliteMetadataStore implements MetadataStore {
   /** Opens (creating if needed) and migrates the database at `path`; ":memory:" for tests. */
   static open(path: string, options: SqliteMetadataStoreOptions = {}): SqliteMetadataStore {
     const db = new Database(path);
+    let walFd: number | undefined;
     try {
       db.pragma("journal_mode = WAL");
-      // FULL: the WAL is fsynced at every commit, so a committed transaction survives power loss.
+      // FULL until the WAL file is open: every commit fsyncs inside COMMIT.
       db.pragma("synchronous = FULL");
       db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
       migrate(db);
-      return new SqliteMetadataStore(db, options);
+      walFd = openWalFile(db);
+      // NORMAL: COMMIT leaves the WAL fsync to us (`syncWal`), done before any write resolves.
+      if (walFd !== undefined) db.pragma("synchronous = NORMAL");
+      return new SqliteMetadataStore(db, options, walFd);
     } catch (error) {
+      if (walFd !== undefined) closeSync(walFd);
       db.close();
       throw error;
     }
   }
 
   /** What this connection runs with; tests check durability was not weakened. */
-  durabilitySettings(): { journalMode: string; synchronous: "OFF" | "NORMAL" | "FULL" | "EXTRA"; schemaVersion: number } {
+  durabilitySettings(): {
+    journalMode: string;
+    synchronous: "OFF" | "NORMAL" | "FULL" | "EXTRA";
+    /** True when writes resolve only after an fdatasync of the WAL (synchronous is NORMAL then). */
+    walSyncedBeforeAck: boolean;
+    schemaVersion: number;
+  } {
     const synchronousLevels = ["OFF", "NORMAL", "FULL", "EXTRA"] as const;
     const synchronous = synchronousLevels[this.db.pragma("synchronous", { simple: true }) as number];
     assert(synchronous !== undefined, "synchronous pragma is one of four levels");
     return {
       journalMode: this.db.pragma("journal_mode", { simple: true }) as string,
       synchronous,
+      walSyncedBeforeAck: this.walFd !== undefined,
       schemaVersion: this.db.pragma("user_version", { simple: true }) as number,
     };
   }
@@ -319,12 +375,14 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async getBucket(name: string): Promise<Bucket | undefined> {
-    const row = this.statements.bucketGet.get(name);
-    return row === undefined ? undefined : bucketFromRow(row);
+    return this.visible(() => {
+      const row = this.statements.bucketGet.get(name);
+      return row === undefined ? undefined : bucketFromRow(row);
+    });
   }
 
   async listBuckets(): Promise<Bucket[]> {
-    return this.statements.bucketList.all().map(bucketFromRow);
+    return this.visible(() => this.statements.bucketList.all().map(bucketFromRow));
   }
 
   async deleteBucket(name: string): Promise<void> {
@@ -356,11 +414,13 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async getObjectVersion(bucket: string, key: string, versionId?: string): Promise<ObjectVersion | undefined> {
-    const row =
-      versionId === undefined
-        ? this.statements.versionLatest.get(bucket, key)
-        : this.statements.versionById.get(bucket, key, versionId);
-    return row === undefined ? undefined : versionFromRow(row);
+    return this.visible(() => {
+      const row =
+        versionId === undefined
+          ? this.statements.versionLatest.get(bucket, key)
+          : this.statements.versionById.get(bucket, key, versionId);
+      return row === undefined ? undefined : versionFromRow(row);
+    });
   }
 
   async deleteObject(input: {
@@ -434,6 +494,13 @@ export class SqliteMetadataStore implements MetadataStore {
    * successor, so the keys below it are never read. A common prefix is emitted only when it holds
    * a live key, and only when it sorts after startAfter (otherwise it was on an earlier page).
    */
+  /**
+   * Seeks one row at a time while common prefixes come up (each is skipped with one seek), and
+   * reads runs of plain keys in batches of growing size: one statement for a page of keys instead
+   * of one per key. A batch that meets a common prefix is dropped at that row, so a delimiter
+   * listing still reads about one row per prefix, and a batch never reads more than the page
+   * still needs (plus the row that proves truncation).
+   */
   async listObjects(input: ListObjectsInput): Promise<ListObjectsResult> {
     return this.read((): ListObjectsResult => {
       this.requireBucket(input.bucket);
@@ -442,18 +509,45 @@ export class SqliteMetadataStore implements MetadataStore {
       let cursor: Cursor | undefined = this.listStart(input.prefix, input.startAfter);
       let entryCount = 0;
       let entryLast: string | undefined;
-      while (cursor !== undefined) {
-        const statement: Database.Statement<[string, string], ObjectVersionRow> = cursor.inclusive
-          ? this.statements.listLatestFromInclusive
-          : this.statements.listLatestFromExclusive;
-        const row: ObjectVersionRow | undefined = this.countListRead(statement.get(input.bucket, cursor.key));
-        if (row === undefined || !row.key.startsWith(input.prefix)) break;
-        if (row.is_delete_marker === 1) {
+      /** Rows of the current batch not yet looked at; empty in seek mode. */
+      let batch: ObjectVersionRow[] = [];
+      let batchIndex = 0;
+      /** 0: seek mode (one row per statement); otherwise the next batch's row count. */
+      let batchRowCount = 0;
+      /** The key of the last row handled: rows of it that follow are older versions. */
+      let keyLast: string | undefined;
+      for (;;) {
+        let row: ObjectVersionRow | undefined;
+        if (batchIndex < batch.length) {
+          row = batch[batchIndex++]!;
+          if (row.key === keyLast) continue;
+        } else {
+          if (cursor === undefined) break;
+          if (batchRowCount > 0) {
+            const limit = Math.min(batchRowCount, input.maxKeys - entryCount + 1);
+            const statement = cursor.inclusive ? this.statements.listRangeFromInclusive : this.statements.listRangeFromExclusive;
+            batch = this.countListReads(statement.all(input.bucket, cursor.key, limit));
+            batchIndex = 0;
+            cursor = batch.length === limit ? { key: batch[batch.length - 1]!.key, inclusive: false } : undefined;
+            batchRowCount = Math.min(batchRowCount * 2, LIST_BATCH_ROW_COUNT_MAX);
+            continue;
+          }
+          const statement: Database.Statement<[string, string], ObjectVersionRow> = cursor.inclusive
+            ? this.statements.listLatestFromInclusive
+            : this.statements.listLatestFromExclusive;
+          row = this.countListRead(statement.get(input.bucket, cursor.key));
+          if (row === undefined) break;
           cursor = { key: row.key, inclusive: false };
-          continue;
         }
+        if (!row.key.startsWith(input.prefix)) break;
+        keyLast = row.key;
+        if (row.is_delete_marker === 1) continue;
         const commonPrefix = commonPrefixOf(row.key, input.prefix, input.delimiter);
         if (commonPrefix !== undefined) {
+          // Back to seek mode: the rest of the batch may be inside this prefix.
+          batch = [];
+          batchIndex = 0;
+          batchRowCount = 0;
           const successor = this.seekPastCommonPrefix(commonPrefix, row.key);
           cursor = successor === undefined ? undefined : { key: successor, inclusive: true };
           if (input.startAfter !== undefined && compareKeys(commonPrefix, input.startAfter) <= 0) continue;
@@ -473,7 +567,7 @@ export class SqliteMetadataStore implements MetadataStore {
         result.objects.push(versionFromRow(row));
         entryCount += 1;
         entryLast = row.key;
-        cursor = { key: row.key, inclusive: false };
+        if (batchRowCount === 0) batchRowCount = LIST_BATCH_ROW_COUNT_MIN;
       }
       if (result.isTruncated) result.nextStartAfter = entryLast;
       return result;
@@ -543,9 +637,11 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async getMultipartUpload(bucket: string, key: string, uploadId: string): Promise<MultipartUpload | undefined> {
-    const row = this.statements.uploadGet.get(uploadId);
-    if (row === undefined || row.bucket !== bucket || row.key !== key) return undefined;
-    return uploadFromRow(row);
+    return this.visible(() => {
+      const row = this.statements.uploadGet.get(uploadId);
+      if (row === undefined || row.bucket !== bucket || row.key !== key) return undefined;
+      return uploadFromRow(row);
+    });
   }
 
   async putPart(bucket: string, key: string, part: Part): Promise<Part | undefined> {
@@ -646,13 +742,13 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async listMultipartUploadsInitiatedBefore(timeMs: number, limit: number): Promise<MultipartUpload[]> {
-    return this.statements.uploadsInitiatedBefore.all(timeMs, Math.max(0, limit)).map(uploadFromRow);
+    return this.visible(() => this.statements.uploadsInitiatedBefore.all(timeMs, Math.max(0, limit)).map(uploadFromRow));
   }
 
   // ---- garbage chunks ----
 
   async takeGarbageChunks(limit: number): Promise<GarbageChunk[]> {
-    return this.statements.garbageOldest.all(Math.max(0, limit)).map((row) => ({
+    return this.visible(() => this.statements.garbageOldest.all(Math.max(0, limit)).map((row) => ({
       garbageId: row.garbage_id,
       chunk: {
         volumeId: row.volume_id as VolumeId,
@@ -661,7 +757,7 @@ export class SqliteMetadataStore implements MetadataStore {
         crc32: row.crc32,
       },
       queuedAtMs: row.queued_at_ms,
-    }));
+    })));
   }
 
   async removeGarbageChunks(garbageIds: number[]): Promise<void> {
@@ -680,12 +776,14 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async getUser(userId: string): Promise<User | undefined> {
-    const row = this.statements.userGet.get(userId);
-    return row === undefined ? undefined : userFromRow(row);
+    return this.visible(() => {
+      const row = this.statements.userGet.get(userId);
+      return row === undefined ? undefined : userFromRow(row);
+    });
   }
 
   async listUsers(): Promise<User[]> {
-    return this.statements.userList.all().map(userFromRow);
+    return this.visible(() => this.statements.userList.all().map(userFromRow));
   }
 
   async deleteUser(userId: string): Promise<void> {
@@ -705,12 +803,14 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async getAccessKey(accessKeyId: string): Promise<AccessKey | undefined> {
-    const row = this.statements.accessKeyGet.get(accessKeyId);
-    return row === undefined ? undefined : accessKeyFromRow(row);
+    return this.visible(() => {
+      const row = this.statements.accessKeyGet.get(accessKeyId);
+      return row === undefined ? undefined : accessKeyFromRow(row);
+    });
   }
 
   async listAccessKeys(userId: string): Promise<AccessKey[]> {
-    return this.statements.accessKeysOfUser.all(userId).map(accessKeyFromRow);
+    return this.visible(() => this.statements.accessKeysOfUser.all(userId).map(accessKeyFromRow));
   }
 
   async removeAccessKey(accessKeyId: string): Promise<void> {
@@ -723,7 +823,9 @@ export class SqliteMetadataStore implements MetadataStore {
   async close(): Promise<void> {
     // Writes already accepted are committed (and their promises settled) before the file closes.
     while (this.pendingWrites.length > 0 && this.db.open) this.flushWrites();
+    while (this.walSyncRunning) await this.walSyncDone;
     if (this.db.open) this.db.close();
+    if (this.walFd !== undefined) closeSync(this.walFd);
   }
 
   // ---- inside a transaction ----
@@ -772,16 +874,78 @@ export class SqliteMetadataStore implements MetadataStore {
       for (const entry of batch) entry.reject(error);
       return;
     }
-    batch.forEach((entry, index) => {
-      const outcome = outcomes[index]!;
-      if (outcome.ok) entry.resolve(outcome.value);
-      else entry.reject(outcome.error);
+    this.committedSequence += 1;
+    const settle = () =>
+      batch.forEach((entry, index) => {
+        const outcome = outcomes[index]!;
+        if (outcome.ok) entry.resolve(outcome.value);
+        else entry.reject(outcome.error);
+      });
+    // Even a write that failed alone waits: its error may rest on rows the batch committed.
+    this.untilDurable(this.committedSequence).then(settle, (error: unknown) => {
+      for (const entry of batch) entry.reject(error);
     });
   }
 
-  /** A read transaction, so a multi-statement listing sees one snapshot. */
-  private read<T>(body: () => T): T {
-    return this.db.transaction(body).deferred();
+  /**
+   * Resolves once every commit up to `sequence` is durable. Commits that arrive while a WAL
+   * fsync runs share the next one, so fsyncs never outnumber batches and usually cover several.
+   */
+  private untilDurable(sequence: number): Promise<void> {
+    if (this.walSyncFailure !== undefined) return Promise.reject(this.walSyncFailure);
+    if (this.walFd === undefined || sequence <= this.durableSequence) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      this.durableWaiters.push({ sequence, resolve, reject });
+      if (!this.walSyncRunning) this.syncWal();
+    });
+  }
+
+  private syncWal(): void {
+    const walFd = this.walFd!;
+    const target = this.committedSequence;
+    this.walSyncRunning = true;
+    this.walSyncDone = new Promise<void>((done) => {
+      fdatasync(walFd, (error) => {
+        this.walSyncRunning = false;
+        done();
+        if (error !== null) {
+          // After a failed fsync the kernel may have dropped the dirty pages: what the WAL holds
+          // is unknown, so every waiting and later write and read fails rather than lie.
+          this.walSyncFailure = error;
+          for (const waiter of this.durableWaiters.splice(0)) waiter.reject(error);
+          return;
+        }
+        this.durableSequence = Math.max(this.durableSequence, target);
+        const stillWaiting = this.durableWaiters.filter((waiter) => waiter.sequence > this.durableSequence);
+        for (const waiter of this.durableWaiters) if (waiter.sequence <= this.durableSequence) waiter.resolve();
+        this.durableWaiters.splice(0, this.durableWaiters.length, ...stillWaiting);
+        if (stillWaiting.length > 0) this.syncWal();
+      });
+    });
+  }
+
+  /**
+   * Runs a read now and answers once every commit it could have seen is durable: a read never
+   * shows a write that a power loss could still undo. Usually nothing is pending and it answers
+   * at once; under writes it waits for at most the fsync in flight plus the next.
+   */
+  private async visible<T>(body: () => T): Promise<T> {
+    let value: T;
+    try {
+      value = body();
+    } catch (error) {
+      // What a failed read reveals (NoSuchBucket after a delete) must be durable as well.
+      await this.untilDurable(this.committedSequence);
+      throw error;
+    }
+    const sequence = this.committedSequence;
+    if (sequence > this.durableSequence || this.walSyncFailure !== undefined) await this.untilDurable(sequence);
+    return value;
+  }
+
+  /** A read transaction, so a multi-statement listing sees one snapshot; answered as `visible`. */
+  private read<T>(body: () => T): Promise<T> {
+    return this.visible(() => this.db.transaction(body).deferred());
   }
 
   private requireBucket(name: string): BucketRow {

@@ -1,0 +1,53 @@
+/**
+ * Worker-thread side of body-hasher.ts: MD5 (the ETag) and the requested x-amz-checksum of large
+ * PUT bodies, off the gateway's event loop. Each job's batches arrive in order as transferred
+ * ArrayBuffers; every batch is acknowledged once hashed, which is the sender's backpressure.
+ */
+import { createHash, type Hash } from "node:crypto";
+import { parentPort } from "node:worker_threads";
+import { newChecksummer, type ChecksumAlgorithm, type Checksummer } from "../base/index.js";
+
+export type HashWorkerRequest =
+  | { kind: "begin"; jobId: number; checksumAlgorithm: ChecksumAlgorithm | undefined }
+  | { kind: "update"; jobId: number; batch: ArrayBuffer }
+  | { kind: "end"; jobId: number };
+
+export type HashWorkerReply =
+  | { kind: "hashed"; jobId: number; sizeBytes: number }
+  | { kind: "digests"; jobId: number; md5: Uint8Array; checksum: Uint8Array | undefined };
+
+interface Job {
+  md5: Hash;
+  checksummer: Checksummer | undefined;
+}
+
+const jobs = new Map<number, Job>();
+const port = parentPort!;
+
+port.on("message", (request: HashWorkerRequest) => {
+  switch (request.kind) {
+    case "begin":
+      jobs.set(request.jobId, {
+        md5: createHash("md5"),
+        checksummer: request.checksumAlgorithm === undefined ? undefined : newChecksummer(request.checksumAlgorithm),
+      });
+      return;
+    case "update": {
+      const job = jobs.get(request.jobId);
+      const bytes = new Uint8Array(request.batch);
+      job?.md5.update(bytes);
+      job?.checksummer?.update(bytes);
+      const reply: HashWorkerReply = { kind: "hashed", jobId: request.jobId, sizeBytes: bytes.length };
+      port.postMessage(reply);
+      return;
+    }
+    case "end": {
+      const job = jobs.get(request.jobId);
+      jobs.delete(request.jobId);
+      if (job === undefined) return;
+      const reply: HashWorkerReply = { kind: "digests", jobId: request.jobId, md5: job.md5.digest(), checksum: job.checksummer?.digest() };
+      port.postMessage(reply);
+      return;
+    }
+  }
+});
