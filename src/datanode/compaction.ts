@@ -157,6 +157,9 @@ export async function compactSealedVolume(input: {
     await rm(compactPath, { force: true });
     throw error;
   }
+  const nextFooter = next.sealFooter;
+  assert(nextFooter !== undefined && nextFooter.dataEndOffsetBytes === row.mappedUpToBytes, "the new file opens sealed where it was written to end");
+  assert(nextFooter.fileCrc32 >>> 0 === row.fileCrc32UpTo, "the mapping will record the new footer's checksum (recovery compares them)");
   if (host.isClosed() || !host.isCurrent(volume)) {
     await next.close();
     host.mapping.clearRelocations(volumeId);
@@ -275,12 +278,12 @@ async function writeCompactedFile(input: {
       }
       afterNeedleId = page[page.length - 1];
     }
-    const dataEndOffsetBytes = offsetBytes;
-    await append(encodeSealFooter({ volumeId, dataEndOffsetBytes, fileCrc32 }), undefined);
+    const sealed = { dataEndOffsetBytes: offsetBytes, fileCrc32: fileCrc32 >>> 0 };
+    await append(encodeSealFooter({ volumeId, ...sealed }), undefined);
     await flush();
     crashPoint("datanode.compaction.after-new-file-written");
     await file.sync();
-    return { dataEndOffsetBytes, fileCrc32 };
+    return sealed;
   } finally {
     await file.close();
   }
