@@ -17,6 +17,7 @@ import { log, SECOND_MS, type NodeId } from "../base/index.js";
 import {
   HEARTBEAT_INTERVAL_MS,
   RpcClient,
+  type DamageReport,
   type DiskReport,
   type HeartbeatRequest,
   type HeartbeatResponse,
@@ -240,6 +241,21 @@ export class HeartbeatSender {
       this.nodeIdWarning.succeed({ nodeId: this.currentNodeId });
     }
     return response;
+  }
+
+  /** Sends a damage report (the scrubber's) to placement, trying each as a heartbeat does. */
+  async reportDamage(report: DamageReport): Promise<void> {
+    let lastError: unknown;
+    for (let attempt = 0; attempt < this.clients.length; attempt++) {
+      const index = (this.preferredClientIndex + attempt) % this.clients.length;
+      try {
+        await this.clients[index]!.call("reportDamage", report, { timeoutMs: this.timeoutMs });
+        return;
+      } catch (error) {
+        lastError = error;
+      }
+    }
+    throw lastError;
   }
 
   async stop(): Promise<void> {
