@@ -283,6 +283,9 @@ async function writeCompactedFile(input: {
     await flush();
     crashPoint("datanode.compaction.after-new-file-written");
     await file.sync();
+    // The new name must be durable before the mapping switch commits: after a power cut the
+    // mapping would otherwise describe a file recovery cannot find.
+    await syncDirectory(dirname(compactPath));
     return sealed;
   } finally {
     await file.close();

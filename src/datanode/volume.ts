@@ -42,6 +42,14 @@ export interface DataNodeStats {
   needleAppendCount: number;
 }
 
+/** A read through a Volume object that has been closed (replaced by compaction, or shut down). */
+export class VolumeClosed extends Error {
+  override name = "VolumeClosed";
+  constructor(readonly volumeId: VolumeId) {
+    super(`volume ${volumeId}'s file was closed`);
+  }
+}
+
 export type VolumeState =
   | { kind: "writable" }
   | { kind: "sealed"; footer: SealFooter }
@@ -112,6 +120,7 @@ export class Volume {
    */
   private readsInFlight = 0;
   private readsDrained: (() => void) | undefined;
+  private closed = false;
 
   private constructor(options: VolumeOpenOptions, fileHandle: FileHandle, state: VolumeState, endOffsetBytes: number, fileCrc32: number) {
     this.volumeId = options.volumeId;
@@ -290,6 +299,9 @@ export class Volume {
    * (for compaction and the scrubber, which verify what they read themselves).
    */
   async readBytes(positionBytes: number, lengthBytes: number): Promise<Buffer> {
+    // Only a holder of a stale reference gets here (the scrubber, after compaction swapped
+    // the volume out); reads through the DataNode always find the current volume.
+    if (this.closed) throw new VolumeClosed(this.volumeId);
     this.readsInFlight += 1;
     try {
       return await readAt(this.fileHandle, lengthBytes, positionBytes);
@@ -328,6 +340,8 @@ export class Volume {
   async close(): Promise<void> {
     while (this.flushRunning) await this.flushDone;
     while (this.readsInFlight > 0) await new Promise<void>((resolve) => (this.readsDrained = resolve));
+    if (this.closed) return;
+    this.closed = true;
     await this.fileHandle.close();
   }
 
