@@ -5,11 +5,13 @@
 // the file checksum and reports no needle; a failing report is counted, not thrown; the rate
 // bound holds (a lower bound on time, never a tight one) and foreground reads go on meanwhile.
 import { test } from "node:test";
+import * as http from "node:http";
+import type { AddressInfo } from "node:net";
 import assert from "node:assert/strict";
 import { open, readFile } from "node:fs/promises";
 import type { VolumeId } from "../base/index.js";
-import type { DamageReport } from "../cluster/index.js";
-import { DataNode, Scrubber } from "./index.js";
+import { createRpcHandler, type DamageReport } from "../cluster/index.js";
+import { DataNode, HeartbeatSender, Scrubber, WriteStats } from "./index.js";
 import { fillSealAndDelete, makeTemporaryDisks, SMALL_VOLUME_SIZE_BYTES, TEST_NODE_ID, volumePath, type TemporaryDisks } from "./fixtures.js";
 import { decodeNeedleHeader, NEEDLE_FLAG_TOMBSTONE, NEEDLE_HEADER_SIZE_BYTES, SUPERBLOCK_SIZE_BYTES } from "./needle-codec.js";
 
@@ -180,6 +182,58 @@ test("a scrub racing a compaction of the same volume reports nothing false and n
     await scrubber.stop();
   } finally {
     await node.close();
+    await disks.cleanup();
+  }
+});
+
+test("the data node's damage reports reach placement's reportDamage RPC, past a placement that is down", async () => {
+  const received: unknown[] = [];
+  const server = http.createServer(
+    { noDelay: true },
+    createRpcHandler({
+      secret: "test-cluster-secret",
+      blobSizeBytesMax: 0,
+      routes: {
+        json: {
+          reportDamage: async (body) => {
+            received.push(body);
+            return null;
+          },
+        },
+      },
+    }),
+  );
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const disks = await makeTemporaryDisks(1);
+  const node = await openNode(disks);
+  const sender = new HeartbeatSender({
+    dataDirectory: disks.root,
+    // Port 9 (discard) on loopback refuses connections: a placement that is down.
+    placementAddresses: ["http://127.0.0.1:9", `http://127.0.0.1:${(server.address() as AddressInfo).port}`],
+    secret: "test-cluster-secret",
+    address: "http://127.0.0.1:9999",
+    zone: "zone-a",
+    rack: "rack-a",
+    diskDirectories: disks.disks,
+    writeCounters: new WriteStats(),
+    timeoutMs: 2_000,
+  });
+  try {
+    const filled = await fillSealAndDelete(node, 1 as VolumeId, 0.2);
+    const path = volumePath(disks.disks[0]!, 1);
+    const victim = filled.live[0]!;
+    const dataOffsetBytes = (await readFile(path)).indexOf(victim.data.subarray(0, 64));
+    await flipByte(path, dataOffsetBytes + 7);
+    const scrubber = new Scrubber({ node, rateBytesPerSecond: HIGH_RATE_BYTES_PER_SECOND, reportDamage: (report) => sender.reportDamage(report) });
+    await scrubber.runOnce();
+    assert.deepEqual(received, [{ volumeId: 1, needleId: victim.needleId, nodeId: TEST_NODE_ID, reason: "checksum-mismatch" }]);
+    assert.equal(scrubber.stats().damageReportsSent, 1);
+    await scrubber.stop();
+  } finally {
+    await sender.stop();
+    await node.close();
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
     await disks.cleanup();
   }
 });
