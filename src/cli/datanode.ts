@@ -54,7 +54,7 @@ export const BACKGROUND_WORK_SETTINGS: readonly SettingSpec[] = [
     defaultValue: String(COMPACTION_RATE_BYTES_PER_SECOND_DEFAULT),
     help: "compaction reads at most this many bytes per second",
   },
-  { flag: "scrub-interval-ms", env: "CAIRN_SCRUB_INTERVAL_MS", defaultValue: String(SCRUB_INTERVAL_MS_DEFAULT), help: "pause between scrub passes over the sealed volumes" },
+  { flag: "scrub-interval-ms", env: "CAIRN_SCRUB_INTERVAL_MS", defaultValue: String(SCRUB_INTERVAL_MS_DEFAULT), help: "re-read each sealed volume this long after its last scrub" },
   { flag: "scrub-bytes-per-second", env: "CAIRN_SCRUB_BYTES_PER_SECOND", defaultValue: String(SCRUB_RATE_BYTES_PER_SECOND_DEFAULT), help: "the scrubber reads at most this many bytes per second" },
 ];
 

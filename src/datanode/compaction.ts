@@ -23,7 +23,7 @@
  *   4. close the old Volume once the reads running on it finish: only then is the old file's
  *      inode (already unlinked by the rename) freed, so no read ever loses its file.
  */
-import { open, rename, rm, stat } from "node:fs/promises";
+import { open, rename, rm } from "node:fs/promises";
 import { dirname } from "node:path";
 import {
   assert,
@@ -31,6 +31,7 @@ import {
   HOUR_MS,
   log,
   MEBIBYTE,
+  MINUTE_MS,
   type Clock,
   type NeedleId,
   type VolumeId,
@@ -57,6 +58,11 @@ export const COMPACTION_GARBAGE_RATIO_MIN_DEFAULT = 0.3;
 export const COMPACTION_RATE_BYTES_PER_SECOND_DEFAULT = 32 * MEBIBYTE;
 /** How often the background compactor looks for volumes to compact. */
 export const COMPACTION_INTERVAL_MS_DEFAULT = HOUR_MS;
+/**
+ * The first look comes this soon after start (or after one interval, if shorter), so a node
+ * restarted more often than the interval still compacts.
+ */
+export const COMPACTION_FIRST_PASS_DELAY_MS = 2 * MINUTE_MS;
 /** Mapping rows read (and relocations staged) per step: bounds compaction's memory. */
 export const COMPACTION_ROWS_PAGE_COUNT_MAX = 1024;
 /** Needles gathered into one write of the new file. */
@@ -353,17 +359,6 @@ export async function settleCompactionLeftover(input: {
   return "finished";
 }
 
-/** Does `path` exist? (A helper for tests and recovery; ENOENT is the only expected failure.) */
-export async function fileExists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "ENOENT") return false;
-    throw error;
-  }
-}
-
 /** Background compaction: every interval, the sealed volumes past the threshold, one at a time. */
 export interface CompactorOptions {
   garbageRatioMin?: number;
@@ -408,7 +403,7 @@ export class Compactor {
       }
       if (!this.stopped) this.timer = setTimeout(() => void loop(), this.intervalMs);
     };
-    this.timer = setTimeout(() => void loop(), this.intervalMs);
+    this.timer = setTimeout(() => void loop(), Math.min(this.intervalMs, COMPACTION_FIRST_PASS_DELAY_MS));
   }
 
   /**

@@ -5,14 +5,16 @@
  *
  * On disk:
  *   <disk>/volumes/<volumeId>.vol   one file per volume (layout in needle-codec.ts)
+ *   <disk>/volumes/<volumeId>.vol.compact   a compaction's new file until it is renamed into place
  *   <firstDisk>/mapping.sqlite      object_mapping and per-volume progress (object-mapping.ts)
  *
  * Tombstones: a writable volume gets a tombstone needle appended (fsynced) and the mapping flag
  * set; a sealed volume is never appended to again, so its tombstones are kept only in the
  * mapping, committed with synchronous=FULL. Losing the mapping database wholesale therefore
- * loses sealed-volume tombstones (needles and writable-volume tombstones are rebuilt from the
- * files); compaction, which rewrites sealed volumes without their dead needles, is what makes
- * those deletes permanent in the files.
+ * loses the sealed-volume tombstones recorded since the volume's last compaction (needles and
+ * writable-volume tombstones are rebuilt from the files); compaction rewrites a sealed volume
+ * without its dead needles but with a tombstone needle for each, which makes those deletes
+ * permanent in the file.
  */
 import { mkdir, open, readdir, rename, rm, statfs } from "node:fs/promises";
 import { join } from "node:path";
@@ -440,6 +442,15 @@ export class DataNode implements NeedleStore, CompactionTarget {
       .filter((volume) => volume.stateKind === "sealed" || volume.stateKind === "damaged")
       .map((volume) => volume.volumeId)
       .sort((a, b) => a - b);
+  }
+
+  /** When the scrubber last finished reading the volume (ms since the epoch), if ever. */
+  volumeScrubbedAtMs(volumeId: VolumeId): number | undefined {
+    return this.mapping.scrubbedAtMs(volumeId);
+  }
+
+  recordVolumeScrubbed(volumeId: VolumeId, scrubbedAtMs: number): void {
+    if (!this.closed) this.mapping.recordScrubbed(volumeId, scrubbedAtMs);
   }
 
   /** The volume the node serves now for `volumeId`, as the scrubber reads it. */

@@ -133,6 +133,8 @@ export class ObjectMapping {
         data_size_bytes INTEGER NOT NULL,
         PRIMARY KEY (volume_id, needle_id)
       ) WITHOUT ROWID;
+      -- When the scrubber last read each volume whole, so restarts do not reset its schedule.
+      CREATE TABLE IF NOT EXISTS volume_scrubs (volume_id INTEGER PRIMARY KEY, scrubbed_at_ms INTEGER NOT NULL);
     `);
     const version = db.prepare("SELECT value FROM mapping_meta WHERE key = 'schema_version'").get() as
       | { value: number }
@@ -281,10 +283,6 @@ export class ObjectMapping {
     }
   }
 
-  volumeRow(volumeId: VolumeId): VolumeRow | undefined {
-    return this.loadVolumes().find((row) => row.volumeId === volumeId);
-  }
-
   /** Up to `countMax` needle rows (tombstoned ones too) at offsets past `afterOffsetBytes`, in file order. */
   needlesInFileOrder(volumeId: VolumeId, afterOffsetBytes: number, countMax: number): MappingRecord[] {
     const rows = this.db
@@ -325,6 +323,18 @@ export class ObjectMapping {
       )
       .get(volumeId) as { live_bytes: number | null; tombstone_count: number | null };
     return { liveEncodedBytes: row.live_bytes ?? 0, tombstoneCount: row.tombstone_count ?? 0 };
+  }
+
+  scrubbedAtMs(volumeId: VolumeId): number | undefined {
+    const row = this.db.prepare("SELECT scrubbed_at_ms FROM volume_scrubs WHERE volume_id = ?").get(volumeId) as { scrubbed_at_ms: number } | undefined;
+    return row?.scrubbed_at_ms;
+  }
+
+  /** Commits with synchronous=NORMAL: losing the newest scrub time only scrubs a volume early. */
+  recordScrubbed(volumeId: VolumeId, scrubbedAtMs: number): void {
+    this.db
+      .prepare("INSERT INTO volume_scrubs (volume_id, scrubbed_at_ms) VALUES (?, ?) ON CONFLICT (volume_id) DO UPDATE SET scrubbed_at_ms = excluded.scrubbed_at_ms")
+      .run(volumeId, scrubbedAtMs);
   }
 
   /** Forgets relocations a crashed or abandoned compaction of the volume staged. */

@@ -237,3 +237,32 @@ test("the data node's damage reports reach placement's reportDamage RPC, past a 
     await disks.cleanup();
   }
 });
+
+test("background scrubbing reads each volume when it is due, and the schedule survives a restart", async () => {
+  const disks = await makeTemporaryDisks(1);
+  let node = await openNode(disks);
+  let nowMs = 1_000_000;
+  const clock = { nowMs: () => nowMs };
+  const intervalMs = 60_000;
+  try {
+    await fillSealAndDelete(node, 1 as VolumeId, 0.2);
+    await fillSealAndDelete(node, 2 as VolumeId, 0.2);
+    let scrubber = new Scrubber({ node, rateBytesPerSecond: HIGH_RATE_BYTES_PER_SECOND, intervalMs, clock });
+    assert.deepEqual((await scrubber.runOnce({ dueOnly: true })).map((result) => result.volumeId), [1, 2], "never scrubbed: both due");
+    assert.deepEqual(await scrubber.runOnce({ dueOnly: true }), [], "just scrubbed: none due");
+    await scrubber.stop();
+
+    await node.close();
+    node = await openNode(disks);
+    scrubber = new Scrubber({ node, rateBytesPerSecond: HIGH_RATE_BYTES_PER_SECOND, intervalMs, clock });
+    nowMs += intervalMs / 2;
+    assert.deepEqual(await scrubber.runOnce({ dueOnly: true }), [], "a restart does not make them due");
+    assert.equal((await scrubber.runOnce({ volumeId: 2 as VolumeId }))[0]?.outcome, "clean", "an explicit request scrubs at once");
+    nowMs += intervalMs / 2;
+    assert.deepEqual((await scrubber.runOnce({ dueOnly: true })).map((result) => result.volumeId), [1], "volume 1 is due again, 2 was scrubbed later");
+    await scrubber.stop();
+  } finally {
+    await node.close();
+    await disks.cleanup();
+  }
+});

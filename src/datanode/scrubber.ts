@@ -14,9 +14,10 @@ import { setImmediate as yieldToEventLoop } from "node:timers/promises";
 import {
   assert,
   crc32,
-  HOUR_MS,
+  DAY_MS,
   log,
   MEBIBYTE,
+  MINUTE_MS,
   systemClock,
   type Clock,
   type NeedleId,
@@ -30,8 +31,13 @@ import { VolumeClosed } from "./volume.js";
 
 /** Bytes per second the scrubber reads: a 1 GiB volume every ~2 minutes, a full 4 TB disk in ~3 days. */
 export const SCRUB_RATE_BYTES_PER_SECOND_DEFAULT = 8 * MEBIBYTE;
-/** Pause between the end of one full pass over the sealed volumes and the start of the next. */
-export const SCRUB_INTERVAL_MS_DEFAULT = 24 * HOUR_MS;
+/**
+ * A sealed volume is read again once its last scrub (kept in the mapping, so restarts do not
+ * reset it) is this old: at the default rate a full 4 TB disk takes about six days.
+ */
+export const SCRUB_INTERVAL_MS_DEFAULT = 7 * DAY_MS;
+/** How often an idle scrubber looks for volumes that are due. */
+export const SCRUB_CHECK_INTERVAL_MS = MINUTE_MS;
 /** Bytes read at once between mapped needles (gaps); needles themselves are read whole. */
 export const SCRUB_GAP_READ_SIZE_BYTES_MAX = 1 * MEBIBYTE;
 /** Mapping rows fetched per step. */
@@ -80,10 +86,10 @@ export interface ScrubStats {
 }
 
 export interface ScrubberOptions {
-  node: Pick<DataNode, "nodeId" | "scrubbableVolumeIds" | "scrubAccess">;
+  node: Pick<DataNode, "nodeId" | "scrubbableVolumeIds" | "scrubAccess" | "volumeScrubbedAtMs" | "recordVolumeScrubbed">;
   /** Bytes read per second, at most. Default SCRUB_RATE_BYTES_PER_SECOND_DEFAULT. */
   rateBytesPerSecond?: number;
-  /** Pause between passes. Default SCRUB_INTERVAL_MS_DEFAULT. */
+  /** Re-read each sealed volume this long after its last scrub. Default SCRUB_INTERVAL_MS_DEFAULT. */
   intervalMs?: number;
   /** Sends a damage report to placement; rejects when no placement took it. */
   reportDamage?: (report: DamageReport) => Promise<void>;
@@ -117,22 +123,26 @@ export class Scrubber {
     assert(this.rateBytesPerSecond > 0, "the scrub rate is positive");
   }
 
-  /** Starts passes: the first after one interval, each next one an interval after the last ends. */
+  /** Scrubs the volumes that are due (never scrubbed, or last scrubbed an interval ago), checking every SCRUB_CHECK_INTERVAL_MS. */
   start(): void {
     if (this.stopped || this.timer !== undefined) return;
+    const checkIntervalMs = Math.min(this.intervalMs, SCRUB_CHECK_INTERVAL_MS);
     const loop = async (): Promise<void> => {
       try {
-        await this.runOnce();
+        await this.runOnce({ dueOnly: true });
       } catch (error) {
         if (!this.stopped) log.warn({ error }, "scrub pass failed");
       }
-      if (!this.stopped) this.timer = setTimeout(() => void loop(), this.intervalMs);
+      if (!this.stopped) this.timer = setTimeout(() => void loop(), checkIntervalMs);
     };
-    this.timer = setTimeout(() => void loop(), this.intervalMs);
+    this.timer = setTimeout(() => void loop(), checkIntervalMs);
   }
 
-  /** One pass over every sealed volume (or only `volumeId`). Passes never overlap. */
-  runOnce(options: { volumeId?: VolumeId } = {}): Promise<VolumeScrubResult[]> {
+  /**
+   * One pass over every sealed volume (or only `volumeId`; with `dueOnly`, only those due), least
+   * recently scrubbed first. Passes never overlap.
+   */
+  runOnce(options: { volumeId?: VolumeId; dueOnly?: boolean } = {}): Promise<VolumeScrubResult[]> {
     const previous = this.running ?? Promise.resolve([]);
     const pass = previous.catch(() => []).then(() => this.pass(options));
     const tracked = pass.finally(() => {
@@ -157,14 +167,25 @@ export class Scrubber {
     await this.running?.catch(() => undefined);
   }
 
-  private async pass(options: { volumeId?: VolumeId }): Promise<VolumeScrubResult[]> {
+  private async pass(options: { volumeId?: VolumeId; dueOnly?: boolean }): Promise<VolumeScrubResult[]> {
+    const { node } = this.options;
     const limiter = new RateLimiter(this.rateBytesPerSecond, this.clock, this.abort.signal);
-    const volumeIds = this.options.node.scrubbableVolumeIds().filter((id) => options.volumeId === undefined || id === options.volumeId);
+    const nowMs = this.clock.nowMs();
+    const volumeIds = node
+      .scrubbableVolumeIds()
+      .map((volumeId) => ({ volumeId, scrubbedAtMs: node.volumeScrubbedAtMs(volumeId) ?? -Infinity }))
+      .filter((entry) => options.volumeId === undefined || entry.volumeId === options.volumeId)
+      .filter((entry) => !options.dueOnly || entry.scrubbedAtMs <= nowMs - this.intervalMs)
+      .sort((a, b) => a.scrubbedAtMs - b.scrubbedAtMs || a.volumeId - b.volumeId)
+      .map((entry) => entry.volumeId);
+    if (volumeIds.length === 0) return [];
     const results: VolumeScrubResult[] = [];
     for (const volumeId of volumeIds) {
       if (this.stopped) break;
       try {
-        results.push(await this.scrubVolume(volumeId, limiter));
+        const result = await this.scrubVolume(volumeId, limiter);
+        if (result.outcome === "clean" || result.outcome === "damaged") node.recordVolumeScrubbed(volumeId, this.clock.nowMs());
+        results.push(result);
       } catch (error) {
         // Compaction swapped the volume out and closed its old file under us: the new file was
         // written from verified needles; the next pass reads it.
