@@ -23,7 +23,7 @@
  *   4. close the old Volume once the reads running on it finish: only then is the old file's
  *      inode (already unlinked by the rename) freed, so no read ever loses its file.
  */
-import { open, rename, rm } from "node:fs/promises";
+import { open, rename, rm, type FileHandle } from "node:fs/promises";
 import { dirname } from "node:path";
 import {
   assert,
@@ -192,6 +192,55 @@ export async function compactSealedVolume(input: {
 }
 
 /**
+ * The new file as it is written: needles are gathered into batches of up to
+ * COMPACTION_WRITE_BATCH_BYTES_MAX, each written at its offset and paced by the limiter, and the
+ * relocations of the batch's needles are staged in the mapping as it goes.
+ */
+class CompactedFileWriter {
+  /** Bytes appended so far: the offset of the next needle. */
+  offsetBytes = 0;
+  /** CRC32 of every byte appended so far. */
+  fileCrc32 = 0;
+  private batch: Buffer[] = [];
+  private batchBytes = 0;
+  private relocations: MappingRecord[] = [];
+
+  constructor(
+    private readonly file: FileHandle,
+    private readonly volumeId: VolumeId,
+    private readonly mapping: ObjectMapping,
+    private readonly limiter: RateLimiter,
+  ) {}
+
+  /** Appends encoded bytes; `relocatedNeedle` is the needle they hold, if any. */
+  async append(encoded: Buffer, relocatedNeedle?: Omit<MappingRecord, "offsetBytes">): Promise<void> {
+    if (relocatedNeedle !== undefined) this.relocations.push({ ...relocatedNeedle, offsetBytes: this.offsetBytes });
+    this.batch.push(encoded);
+    this.batchBytes += encoded.length;
+    this.fileCrc32 = crc32(encoded, this.fileCrc32);
+    this.offsetBytes += encoded.length;
+    if (this.batchBytes >= COMPACTION_WRITE_BATCH_BYTES_MAX || this.relocations.length >= COMPACTION_ROWS_PAGE_COUNT_MAX) await this.flush();
+  }
+
+  async flush(): Promise<void> {
+    let positionBytes = this.offsetBytes - this.batchBytes;
+    for (const buffer of this.batch) {
+      for (let doneBytes = 0; doneBytes < buffer.length; ) {
+        const { bytesWritten } = await this.file.write(buffer, doneBytes, buffer.length - doneBytes, positionBytes + doneBytes);
+        assert(bytesWritten > 0, "write makes progress");
+        doneBytes += bytesWritten;
+      }
+      positionBytes += buffer.length;
+    }
+    if (this.batchBytes > 0) await this.limiter.consume(this.batchBytes);
+    if (this.relocations.length > 0) this.mapping.stageRelocations(this.volumeId, this.relocations);
+    this.batch = [];
+    this.batchBytes = 0;
+    this.relocations = [];
+  }
+}
+
+/**
  * Step 1: the new file. Live needles are copied only after their checksum verifies (a rewrite
  * must never turn rot into a needle with a fresh, valid footer checksum over it); a needle that
  * fails aborts the compaction, leaving the damage where the scrubber and reads report it.
@@ -202,91 +251,25 @@ async function writeCompactedFile(input: {
   compactPath: string;
   limiter: RateLimiter;
 }): Promise<{ dataEndOffsetBytes: number; fileCrc32: number }> {
-  const { host, volume, compactPath, limiter } = input;
+  const { host, volume, compactPath } = input;
   const volumeId = volume.volumeId;
   const file = await open(compactPath, "w");
   try {
-    const superblock = encodeSuperblock(volumeId);
-    let offsetBytes = 0;
-    let fileCrc32 = 0;
-    let batch: Buffer[] = [];
-    let batchBytes = 0;
-    let relocations: MappingRecord[] = [];
-    const flush = async (): Promise<void> => {
-      if (batch.length > 0) {
-        let position = offsetBytes - batchBytes;
-        for (const buffer of batch) {
-          let doneBytes = 0;
-          while (doneBytes < buffer.length) {
-            const { bytesWritten } = await file.write(buffer, doneBytes, buffer.length - doneBytes, position + doneBytes);
-            assert(bytesWritten > 0, "write makes progress");
-            doneBytes += bytesWritten;
-          }
-          position += buffer.length;
-        }
-        await limiter.consume(batchBytes);
-      }
-      if (relocations.length > 0) host.mapping.stageRelocations(volumeId, relocations);
-      batch = [];
-      batchBytes = 0;
-      relocations = [];
-    };
-    const append = async (encoded: Buffer, relocation: MappingRecord | undefined): Promise<void> => {
-      if (relocation !== undefined) relocations.push(relocation);
-      batch.push(encoded);
-      batchBytes += encoded.length;
-      fileCrc32 = crc32(encoded, fileCrc32);
-      offsetBytes += encoded.length;
-      if (batchBytes >= COMPACTION_WRITE_BATCH_BYTES_MAX || relocations.length >= COMPACTION_ROWS_PAGE_COUNT_MAX) await flush();
-    };
-    const checkStillWanted = (): void => {
-      if (host.isClosed()) throw new CompactionAborted("data node closing");
-      if (!host.isCurrent(volume)) throw new CompactionAborted("volume replaced while compacting");
-    };
-    await append(superblock, undefined);
-
-    // Needles with a place in the old file, in file order: live ones copied, dead ones as tombstones.
-    let afterOffsetBytes = -1;
-    for (;;) {
-      checkStillWanted();
-      // Fetched in the same turn as the check, so these rows describe `volume`'s file.
-      const page = host.mapping.needlesInFileOrder(volumeId, afterOffsetBytes, COMPACTION_ROWS_PAGE_COUNT_MAX);
-      if (page.length === 0) break;
-      for (const row of page) {
-        if (row.flags & NEEDLE_FLAG_TOMBSTONE) {
-          await append(encodeTombstone(row.needleId), { needleId: row.needleId, offsetBytes, dataSizeBytes: 0, flags: NEEDLE_FLAG_TOMBSTONE });
-          continue;
-        }
-        const encodedSizeBytes = needleEncodedSizeBytes(row);
-        const encoded = await volume.readBytes(row.offsetBytes, encodedSizeBytes);
-        await limiter.consume(encoded.length);
-        const decoded = decodeNeedle(encoded);
-        if (
-          decoded.kind !== "needle" ||
-          decoded.header.needleId !== row.needleId ||
-          decoded.header.dataSizeBytes !== row.dataSizeBytes ||
-          (decoded.header.flags & NEEDLE_FLAG_TOMBSTONE) !== 0
-        ) {
-          throw new CompactionAborted(`needle ${row.needleId} at ${row.offsetBytes} failed verification`);
-        }
-        await append(encoded, { needleId: row.needleId, offsetBytes, dataSizeBytes: row.dataSizeBytes, flags: row.flags });
-      }
-      afterOffsetBytes = page[page.length - 1]!.offsetBytes;
-    }
+    const writer = new CompactedFileWriter(file, volumeId, host.mapping, input.limiter);
+    await writer.append(encodeSuperblock(volumeId));
+    await copyNeedles({ host, volume, writer, limiter: input.limiter });
     // Tombstones that lived only in the mapping (deletes of a sealed volume's unknown needles).
     let afterNeedleId: NeedleId | undefined;
     for (;;) {
-      checkStillWanted();
+      checkStillWanted(host, volume);
       const page = host.mapping.tombstonesWithoutNeedle(volumeId, afterNeedleId, COMPACTION_ROWS_PAGE_COUNT_MAX);
       if (page.length === 0) break;
-      for (const needleId of page) {
-        await append(encodeTombstone(needleId), { needleId, offsetBytes, dataSizeBytes: 0, flags: NEEDLE_FLAG_TOMBSTONE });
-      }
+      for (const needleId of page) await writer.append(encodeTombstone(needleId), { needleId, dataSizeBytes: 0, flags: NEEDLE_FLAG_TOMBSTONE });
       afterNeedleId = page[page.length - 1];
     }
-    const sealed = { dataEndOffsetBytes: offsetBytes, fileCrc32: fileCrc32 >>> 0 };
-    await append(encodeSealFooter({ volumeId, ...sealed }), undefined);
-    await flush();
+    const sealed = { dataEndOffsetBytes: writer.offsetBytes, fileCrc32: writer.fileCrc32 >>> 0 };
+    await writer.append(encodeSealFooter({ volumeId, ...sealed }));
+    await writer.flush();
     crashPoint("datanode.compaction.after-new-file-written");
     await file.sync();
     // The new name must be durable before the mapping switch commits: after a power cut the
@@ -296,6 +279,42 @@ async function writeCompactedFile(input: {
   } finally {
     await file.close();
   }
+}
+
+/** The needles with a place in the old file, in file order: live ones copied, dead ones as tombstones. */
+async function copyNeedles(input: { host: CompactionHost; volume: Volume; writer: CompactedFileWriter; limiter: RateLimiter }): Promise<void> {
+  const { host, volume, writer } = input;
+  let afterOffsetBytes = -1;
+  for (;;) {
+    checkStillWanted(host, volume);
+    // Fetched in the same turn as the check, so these rows describe `volume`'s file.
+    const page = host.mapping.needlesInFileOrder(volume.volumeId, afterOffsetBytes, COMPACTION_ROWS_PAGE_COUNT_MAX);
+    if (page.length === 0) return;
+    for (const row of page) {
+      if (row.flags & NEEDLE_FLAG_TOMBSTONE) {
+        await writer.append(encodeTombstone(row.needleId), { needleId: row.needleId, dataSizeBytes: 0, flags: NEEDLE_FLAG_TOMBSTONE });
+        continue;
+      }
+      const encoded = await volume.readBytes(row.offsetBytes, needleEncodedSizeBytes(row));
+      await input.limiter.consume(encoded.length);
+      const decoded = decodeNeedle(encoded);
+      if (
+        decoded.kind !== "needle" ||
+        decoded.header.needleId !== row.needleId ||
+        decoded.header.dataSizeBytes !== row.dataSizeBytes ||
+        (decoded.header.flags & NEEDLE_FLAG_TOMBSTONE) !== 0
+      ) {
+        throw new CompactionAborted(`needle ${row.needleId} at ${row.offsetBytes} failed verification`);
+      }
+      await writer.append(encoded, { needleId: row.needleId, dataSizeBytes: row.dataSizeBytes, flags: row.flags });
+    }
+    afterOffsetBytes = page[page.length - 1]!.offsetBytes;
+  }
+}
+
+function checkStillWanted(host: CompactionHost, volume: Volume): void {
+  if (host.isClosed()) throw new CompactionAborted("data node closing");
+  if (!host.isCurrent(volume)) throw new CompactionAborted("volume replaced while compacting");
 }
 
 function encodeTombstone(needleId: NeedleId): Buffer {

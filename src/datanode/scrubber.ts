@@ -24,7 +24,8 @@ import {
   type VolumeId,
 } from "../base/index.js";
 import type { DamageReport } from "../cluster/index.js";
-import type { DataNode } from "./data-node.js";
+import type { DataNode, VolumeScrubAccess } from "./data-node.js";
+import type { MappingRecord } from "./object-mapping.js";
 import { decodeNeedle, decodeSealFooter, needleEncodedSizeBytes, NEEDLE_FLAG_TOMBSTONE, SEAL_FOOTER_SIZE_BYTES, SUPERBLOCK_SIZE_BYTES } from "./needle-codec.js";
 import { RateLimiter } from "./rate-limiter.js";
 import { VolumeClosed } from "./volume.js";
@@ -210,26 +211,11 @@ export class Scrubber {
       }
       return result;
     }
-    const read = async (positionBytes: number, lengthBytes: number): Promise<Buffer> => {
-      const bytes = await access.readBytes(positionBytes, lengthBytes);
-      result.bytesRead += bytes.length;
-      this.counters.bytesScrubbed += bytes.length;
-      await limiter.consume(bytes.length);
-      return bytes;
-    };
-    let fileCrc32 = 0;
-    let positionBytes = 0;
-    /** Reads [positionBytes, untilBytes) into the file CRC. */
-    const readGap = async (untilBytes: number): Promise<void> => {
-      while (positionBytes < untilBytes) {
-        const lengthBytes = Math.min(SCRUB_GAP_READ_SIZE_BYTES_MAX, untilBytes - positionBytes);
-        const bytes = await read(positionBytes, lengthBytes);
-        if (bytes.length === 0) break; // shorter than its footer says; the CRC check catches it
-        fileCrc32 = crc32(bytes, fileCrc32);
-        positionBytes += bytes.length;
-      }
-    };
-    await readGap(SUPERBLOCK_SIZE_BYTES);
+    const walk = new FileWalk(access, limiter, (bytes) => {
+      result.bytesRead += bytes;
+      this.counters.bytesScrubbed += bytes;
+    });
+    await walk.readGap(SUPERBLOCK_SIZE_BYTES);
     let afterOffsetBytes = -1;
     for (;;) {
       const page = access.needlesInFileOrder(afterOffsetBytes, SCRUB_ROWS_PAGE_COUNT_MAX);
@@ -240,51 +226,52 @@ export class Scrubber {
       if (page.length === 0) break;
       for (const row of page) {
         afterOffsetBytes = row.offsetBytes;
-        if (row.offsetBytes < positionBytes) continue; // overlaps a needle already read: a mapping bug, not rot
-        await readGap(row.offsetBytes);
+        if (row.offsetBytes < walk.positionBytes) continue; // overlaps a needle already read: a mapping bug, not rot
+        await walk.readGap(row.offsetBytes);
         const encodedSizeBytes = needleEncodedSizeBytes(row);
-        const isTombstone = (row.flags & NEEDLE_FLAG_TOMBSTONE) !== 0;
         let ok = false;
         if (row.offsetBytes + encodedSizeBytes <= footer.dataEndOffsetBytes) {
-          const encoded = await read(row.offsetBytes, encodedSizeBytes);
-          fileCrc32 = crc32(encoded, fileCrc32);
-          positionBytes += encoded.length;
-          const decoded = decodeNeedle(encoded);
+          const decoded = decodeNeedle(await walk.readNeedle(encodedSizeBytes));
           ok = decoded.kind === "needle" && decoded.header.needleId === row.needleId && decoded.header.dataSizeBytes === row.dataSizeBytes;
         }
         result.needleCount += 1;
         if (!ok) {
           result.corruptNeedleIds.push(row.needleId);
-          if (isTombstone) {
-            this.record({ kind: "dead-needle-checksum-mismatch", volumeId, needleId: row.needleId, offsetBytes: row.offsetBytes });
-          } else {
-            this.counters.corruptNeedleCount += 1;
-            log.error({ volumeId, needleId: row.needleId, offsetBytes: row.offsetBytes }, "scrubber found a corrupt needle");
-            const finding = this.record({ kind: "needle-checksum-mismatch", volumeId, needleId: row.needleId, offsetBytes: row.offsetBytes });
-            finding.reported = await this.report(volumeId, row.needleId);
-          }
+          await this.corruptNeedleFound(volumeId, row);
         }
         // Let foreground reads in between needles, whatever the rate allows.
         await yieldToEventLoop();
       }
     }
-    await readGap(footer.dataEndOffsetBytes);
-    const footerBytes = await read(footer.dataEndOffsetBytes, SEAL_FOOTER_SIZE_BYTES);
-    const footerOnDisk = decodeSealFooter(footerBytes);
+    await walk.readGap(footer.dataEndOffsetBytes);
+    const footerOnDisk = decodeSealFooter(await walk.read(footer.dataEndOffsetBytes, SEAL_FOOTER_SIZE_BYTES));
     const fileChecksumOk =
-      positionBytes === footer.dataEndOffsetBytes &&
-      fileCrc32 >>> 0 === footer.fileCrc32 >>> 0 &&
+      walk.positionBytes === footer.dataEndOffsetBytes &&
+      walk.fileCrc32 >>> 0 === footer.fileCrc32 >>> 0 &&
       footerOnDisk.kind === "footer" &&
       footerOnDisk.footer.fileCrc32 >>> 0 === footer.fileCrc32 >>> 0;
     result.fileChecksumOk = fileChecksumOk;
     if (!fileChecksumOk) {
       this.counters.fileChecksumMismatchCount += 1;
-      log.error({ volumeId, expectedCrc32: footer.fileCrc32, actualCrc32: fileCrc32 >>> 0 }, "scrubber found a volume whose file checksum does not match its footer");
+      log.error({ volumeId, expectedCrc32: footer.fileCrc32, actualCrc32: walk.fileCrc32 >>> 0 }, "scrubber found a volume whose file checksum does not match its footer");
       this.record({ kind: "file-checksum-mismatch", volumeId });
     }
     this.counters.volumeScrubCount += 1;
     result.outcome = fileChecksumOk && result.corruptNeedleIds.length === 0 ? "clean" : "damaged";
     return result;
+  }
+
+  /** A live needle is reported for repair; a dead one is only noted (nothing to repair). */
+  private async corruptNeedleFound(volumeId: VolumeId, row: MappingRecord): Promise<void> {
+    const where = { volumeId, needleId: row.needleId, offsetBytes: row.offsetBytes };
+    if (row.flags & NEEDLE_FLAG_TOMBSTONE) {
+      this.record({ kind: "dead-needle-checksum-mismatch", ...where });
+      return;
+    }
+    this.counters.corruptNeedleCount += 1;
+    log.error(where, "scrubber found a corrupt needle");
+    const finding = this.record({ kind: "needle-checksum-mismatch", ...where });
+    finding.reported = await this.report(volumeId, row.needleId);
   }
 
   private record(finding: Omit<ScrubFinding, "foundAtMs">): ScrubFinding {
@@ -307,5 +294,42 @@ export class Scrubber {
       log.warn({ error, volumeId, needleId }, "could not report a corrupt needle to placement");
       return false;
     }
+  }
+}
+
+/** Reads a volume file front to back at the limiter's pace, every byte through the file CRC once. */
+class FileWalk {
+  positionBytes = 0;
+  fileCrc32 = 0;
+
+  constructor(
+    private readonly access: VolumeScrubAccess,
+    private readonly limiter: RateLimiter,
+    private readonly onRead: (bytes: number) => void,
+  ) {}
+
+  async read(positionBytes: number, lengthBytes: number): Promise<Buffer> {
+    const bytes = await this.access.readBytes(positionBytes, lengthBytes);
+    this.onRead(bytes.length);
+    await this.limiter.consume(bytes.length);
+    return bytes;
+  }
+
+  /** Reads [positionBytes, untilBytes) into the file CRC. */
+  async readGap(untilBytes: number): Promise<void> {
+    while (this.positionBytes < untilBytes) {
+      const bytes = await this.read(this.positionBytes, Math.min(SCRUB_GAP_READ_SIZE_BYTES_MAX, untilBytes - this.positionBytes));
+      if (bytes.length === 0) return; // shorter than its footer says; the CRC comparison catches it
+      this.fileCrc32 = crc32(bytes, this.fileCrc32);
+      this.positionBytes += bytes.length;
+    }
+  }
+
+  /** Reads the needle at the current position into the file CRC and returns its bytes. */
+  async readNeedle(encodedSizeBytes: number): Promise<Buffer> {
+    const encoded = await this.read(this.positionBytes, encodedSizeBytes);
+    this.fileCrc32 = crc32(encoded, this.fileCrc32);
+    this.positionBytes += encoded.length;
+    return encoded;
   }
 }
