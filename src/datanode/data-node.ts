@@ -36,6 +36,7 @@ import {
 import {
   ChecksumMismatch,
   NeedleNotFound,
+  VolumeFull,
   VolumeNotFound,
   type NeedleStore,
   type ReadNeedleInput,
@@ -331,7 +332,39 @@ export class DataNode implements NeedleStore, CompactionTarget {
       log.debug({ volumeId: input.volumeId, needleId: input.needleId }, "write of a tombstoned needle ignored");
       return;
     }
+    if (existing !== undefined && existing.offsetBytes >= 0 && (volume.stateKind === "sealed" || volume.stateKind === "damaged")) {
+      await this.rewriteSealedNeedle(input);
+      return;
+    }
     await volume.appendNeedle(input.needleId, input.data);
+  }
+
+  /**
+   * A write of a needle a sealed volume already holds: a retry (the needle verifies; nothing to
+   * do) or repair of a needle the scrubber or a read found corrupt. A sealed file takes no
+   * appends, but the needle's slot has exactly the size of its good bytes, and a needle's
+   * encoding is deterministic, so writing them in place restores the file to the bytes its
+   * footer's checksum was computed over. A crash mid-write leaves the needle as corrupt as it
+   * was, never a good needle broken. Runs outside any compaction, so the slot cannot move.
+   */
+  private async rewriteSealedNeedle(input: WriteNeedleInput): Promise<void> {
+    while (this.compactionRunning !== undefined) await this.compactionRunning.catch(() => undefined);
+    const volume = this.volumes.get(input.volumeId);
+    const row = this.mapping.lookup(input.volumeId, input.needleId);
+    if (volume === undefined) throw new VolumeNotFound(input.volumeId);
+    if (row === undefined || row.flags & NEEDLE_FLAG_TOMBSTONE || row.offsetBytes < 0) return; // deleted meanwhile: stays dead
+    if (row.dataSizeBytes !== input.data.length) throw new VolumeFull(input.volumeId); // not this needle's bytes
+    try {
+      const stored = await volume.readNeedleData(input.needleId, row);
+      // Intact: a retried write. Needle ids are never reused for other bytes, so equal CRCs
+      // mean the same needle; anything else is refused as the sealed volume it is.
+      if (crc32(stored) !== input.crc32 >>> 0) throw new VolumeFull(input.volumeId);
+      return;
+    } catch (error) {
+      if (!(error instanceof ChecksumMismatch)) throw error;
+    }
+    await volume.rewriteNeedleInPlace(input.needleId, row, input.data);
+    log.warn({ volumeId: input.volumeId, needleId: input.needleId, offsetBytes: row.offsetBytes }, "corrupt needle of a sealed volume rewritten in place");
   }
 
   async readNeedle(input: ReadNeedleInput): Promise<Buffer> {

@@ -2,17 +2,18 @@
 // flipped in a live needle of a sealed volume file is found, reported once as a DamageReport
 // (checksum-mismatch, with the needle's id and the node's id) and recorded locally, while a clean
 // volume scrubs clean; a byte flipped between mapped needles (in a tombstone needle) fails only
-// the file checksum and reports no needle; a failing report is counted, not thrown; the rate
+// the file checksum and reports no needle; writing the needle's good bytes again (what repair
+// does) rewrites it in place so the file verifies against its old footer again; a failing report is counted, not thrown; the rate
 // bound holds (a lower bound on time, never a tight one) and foreground reads go on meanwhile.
 import { test } from "node:test";
 import * as http from "node:http";
 import type { AddressInfo } from "node:net";
 import assert from "node:assert/strict";
 import { open, readFile } from "node:fs/promises";
-import type { VolumeId } from "../base/index.js";
-import { createRpcHandler, type DamageReport } from "../cluster/index.js";
+import { crc32, type VolumeId } from "../base/index.js";
+import { ChecksumMismatch, createRpcHandler, VolumeFull, type DamageReport } from "../cluster/index.js";
 import { DataNode, HeartbeatSender, Scrubber, WriteStats } from "./index.js";
-import { fillSealAndDelete, makeTemporaryDisks, SMALL_VOLUME_SIZE_BYTES, TEST_NODE_ID, volumePath, type TemporaryDisks } from "./fixtures.js";
+import { fillSealAndDelete, makeNeedle, makeTemporaryDisks, SMALL_VOLUME_SIZE_BYTES, TEST_NODE_ID, volumePath, type TemporaryDisks } from "./fixtures.js";
 import { decodeNeedleHeader, NEEDLE_FLAG_TOMBSTONE, NEEDLE_HEADER_SIZE_BYTES, SUPERBLOCK_SIZE_BYTES } from "./needle-codec.js";
 
 const HIGH_RATE_BYTES_PER_SECOND = 1024 * 1024 * 1024;
@@ -84,6 +85,23 @@ test("a flipped byte in a live needle of a sealed volume is found, reported to p
     assert.ok(stats.bytesScrubbed >= 2 * 60_000, `read both volumes whole (${stats.bytesScrubbed} bytes)`);
     // Others still read; the survivors of the clean volume are untouched.
     for (const needle of second.live) assert.ok((await node.readNeedle(needle)).equals(needle.data));
+
+    // Repair writes the good bytes (from another replica) to this node: the sealed volume takes
+    // them in place, the needle reads again, and the whole file verifies against its old footer.
+    await assert.rejects(node.readNeedle(victim), ChecksumMismatch);
+    await node.writeNeedle(victim);
+    assert.ok((await node.readNeedle(victim)).equals(victim.data));
+    assert.equal((await node.verifySealedVolume(1 as VolumeId)).ok, true);
+    const [rescrubbed] = await scrubber.runOnce({ volumeId: 1 as VolumeId });
+    assert.equal(rescrubbed?.outcome, "clean");
+    assert.equal(reports.length, 1, "nothing new to report");
+    // A write of an intact needle to a sealed volume is a retry: acknowledged, file untouched;
+    // other bytes under an existing id, or a new needle, are refused as before.
+    await node.writeNeedle(second.live[0]!);
+    const impostor = { ...second.live[0]!, data: Buffer.from(second.live[0]!.data).fill(7) };
+    await assert.rejects(node.writeNeedle({ ...impostor, crc32: crc32(impostor.data) }), VolumeFull);
+    await assert.rejects(node.writeNeedle(makeNeedle(2 as VolumeId, 100)), VolumeFull);
+    assert.equal((await node.verifySealedVolume(2 as VolumeId)).ok, true);
     await scrubber.stop();
   } finally {
     await node.close();

@@ -295,6 +295,25 @@ export class Volume {
   }
 
   /**
+   * Writes a needle's good bytes over its corrupt copy in a sealed (or damaged) file, fsyncs, and
+   * verifies them by reading back (see DataNode.rewriteSealedNeedle for why this is sound).
+   */
+  async rewriteNeedleInPlace(needleId: NeedleId, row: NeedleRow, data: Buffer): Promise<void> {
+    assert(this.state.kind === "sealed" || this.state.kind === "damaged", "only a sealed volume's needle is rewritten in place");
+    assert(data.length === row.dataSizeBytes, "the good bytes fill exactly the needle's slot");
+    const header = { needleId, flags: 0, dataSizeBytes: data.length };
+    const encoded = Buffer.allocUnsafe(needleEncodedSizeBytes(header));
+    encodeNeedle({ header, data }, encoded);
+    assert(row.offsetBytes >= SUPERBLOCK_SIZE_BYTES && row.offsetBytes + encoded.length <= this.endOffsetBytes, "the slot lies within the sealed data");
+    if (this.closed) throw new VolumeClosed(this.volumeId);
+    await writeAllAt(this.fileHandle, [encoded], row.offsetBytes);
+    await this.fileHandle.datasync();
+    this.stats.fsyncCount += 1;
+    // A disk that does not keep what it is given fails here with ChecksumMismatch, as reads would.
+    await this.readNeedleData(needleId, row);
+  }
+
+  /**
    * Raw bytes [positionBytes, positionBytes + lengthBytes) of the file, shorter only at its end
    * (for compaction and the scrubber, which verify what they read themselves).
    */
