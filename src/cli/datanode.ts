@@ -93,7 +93,15 @@ export function startBackgroundWork(node: DataNode, settings: Settings, reportDa
     intervalMs: positive("compaction-interval-ms"),
     rateBytesPerSecond: positive("compaction-bytes-per-second"),
   });
-  const scrubber = new Scrubber({ node, intervalMs: positive("scrub-interval-ms"), rateBytesPerSecond: positive("scrub-bytes-per-second"), reportDamage });
+  const scrubber = new Scrubber({
+    node,
+    intervalMs: positive("scrub-interval-ms"),
+    rateBytesPerSecond: positive("scrub-bytes-per-second"),
+    reportDamage,
+    rewriteVolume: async (volumeId) => {
+      await node.compactVolume(volumeId, { force: true, rateBytesPerSecond: compactor.rateBytesPerSecond });
+    },
+  });
   compactor.start();
   scrubber.start();
   return {

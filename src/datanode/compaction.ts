@@ -125,6 +125,8 @@ export async function compactSealedVolume(input: {
   volume: Volume;
   garbageRatioMin: number;
   rateBytesPerSecond: number;
+  /** Rewrite even below the threshold: heals a file whose bytes between live needles rotted. */
+  force?: boolean;
   signal?: AbortSignal;
 }): Promise<CompactionResult> {
   const { host, volume } = input;
@@ -132,7 +134,7 @@ export async function compactSealedVolume(input: {
   const footer = volume.sealFooter;
   if (footer === undefined) return { volumeId, outcome: "skipped", reason: `volume is ${volume.stateKind}` };
   const garbage = garbageOf(host.mapping, volume);
-  if (garbage.garbageRatio < input.garbageRatioMin || garbage.reclaimableBytes === 0) {
+  if (input.force !== true && (garbage.garbageRatio < input.garbageRatioMin || garbage.reclaimableBytes === 0)) {
     return { volumeId, outcome: "skipped", reason: "garbage ratio below the threshold", garbageRatio: garbage.garbageRatio };
   }
   const compactPath = compactionPathOf(volume.path);
@@ -388,7 +390,7 @@ export interface CompactorOptions {
 /** The part of DataNode the compactor drives. */
 export interface CompactionTarget {
   sealedVolumeGarbage(): VolumeGarbage[];
-  compactVolume(volumeId: VolumeId, options: { garbageRatioMin: number; rateBytesPerSecond: number; signal?: AbortSignal }): Promise<CompactionResult>;
+  compactVolume(volumeId: VolumeId, options: { garbageRatioMin: number; rateBytesPerSecond: number; force?: boolean; signal?: AbortSignal }): Promise<CompactionResult>;
 }
 
 export class Compactor {

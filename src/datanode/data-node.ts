@@ -436,7 +436,7 @@ export class DataNode implements NeedleStore, CompactionTarget {
    */
   async compactVolume(
     volumeId: VolumeId,
-    options: { garbageRatioMin?: number; rateBytesPerSecond?: number; signal?: AbortSignal } = {},
+    options: { garbageRatioMin?: number; rateBytesPerSecond?: number; force?: boolean; signal?: AbortSignal } = {},
   ): Promise<CompactionResult> {
     while (this.compactionRunning !== undefined) await this.compactionRunning.catch(() => undefined);
     if (this.closed) return { volumeId, outcome: "aborted", reason: "data node closing" };
@@ -459,6 +459,7 @@ export class DataNode implements NeedleStore, CompactionTarget {
       volume,
       garbageRatioMin: options.garbageRatioMin ?? COMPACTION_GARBAGE_RATIO_MIN_DEFAULT,
       rateBytesPerSecond: options.rateBytesPerSecond ?? COMPACTION_RATE_BYTES_PER_SECOND_DEFAULT,
+      ...(options.force === undefined ? {} : { force: options.force }),
       ...(options.signal === undefined ? {} : { signal: options.signal }),
     });
     this.compactionRunning = running;

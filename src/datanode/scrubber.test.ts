@@ -2,7 +2,7 @@
 // flipped in a live needle of a sealed volume file is found, reported once as a DamageReport
 // (checksum-mismatch, with the needle's id and the node's id) and recorded locally, while a clean
 // volume scrubs clean; a byte flipped between mapped needles (in a tombstone needle) fails only
-// the file checksum and reports no needle; writing the needle's good bytes again (what repair
+// the file checksum, reports no needle and has the volume rewritten (a forced compaction); writing the needle's good bytes again (what repair
 // does) rewrites it in place so the file verifies against its old footer again; a failing report is counted, not thrown; the rate
 // bound holds (a lower bound on time, never a tight one) and foreground reads go on meanwhile.
 import { test } from "node:test";
@@ -109,7 +109,7 @@ test("a flipped byte in a live needle of a sealed volume is found, reported to p
   }
 });
 
-test("a flipped byte between mapped needles fails only the file checksum; a failing report is counted", async () => {
+test("a flipped byte between mapped needles fails only the file checksum and the volume is rewritten; a failing report is counted", async () => {
   const disks = await makeTemporaryDisks(1);
   const node = await openNode(disks);
   try {
@@ -118,6 +118,7 @@ test("a flipped byte between mapped needles fails only the file checksum; a fail
     // The tombstone needle written while the volume was writable: no mapping row points at it.
     await flipByte(path, (await firstTombstoneOffset(path)) + 10);
     let attempts = 0;
+    const rewrites: VolumeId[] = [];
     const scrubber = new Scrubber({
       node,
       rateBytesPerSecond: HIGH_RATE_BYTES_PER_SECOND,
@@ -125,12 +126,20 @@ test("a flipped byte between mapped needles fails only the file checksum; a fail
         attempts += 1;
         throw new Error("placement unreachable");
       },
+      rewriteVolume: async (volumeId) => {
+        rewrites.push(volumeId);
+        assert.equal((await node.compactVolume(volumeId, { force: true })).outcome, "compacted");
+      },
     });
     const [result] = await scrubber.runOnce();
     assert.equal(result?.outcome, "damaged");
     assert.deepEqual(result?.corruptNeedleIds, []);
     assert.equal(result?.fileChecksumOk, false);
     assert.equal(attempts, 0, "no needle to report");
+    // Every live needle verified, so the volume was rewritten (a forced compaction) and heals.
+    assert.deepEqual(rewrites, [1]);
+    assert.equal((await scrubber.runOnce())[0]?.outcome, "clean");
+    assert.equal((await node.verifySealedVolume(1 as VolumeId)).ok, true);
 
     // Now a live needle too, with placement unreachable: counted and recorded as unreported.
     const row = (node.scrubAccess(1 as VolumeId)?.needlesInFileOrder(-1, 100) ?? []).find((candidate) => (candidate.flags & NEEDLE_FLAG_TOMBSTONE) === 0);
@@ -141,6 +150,7 @@ test("a flipped byte between mapped needles fails only the file checksum; a fail
     assert.equal(attempts, 1);
     assert.equal(scrubber.stats().damageReportsFailed, 1);
     assert.equal(scrubber.findings().find((finding) => finding.kind === "needle-checksum-mismatch")?.reported, false);
+    assert.deepEqual(rewrites, [1], "no rewrite while a live needle is corrupt: repair fixes it in place first");
     await scrubber.stop();
   } finally {
     await node.close();

@@ -94,6 +94,13 @@ export interface ScrubberOptions {
   intervalMs?: number;
   /** Sends a damage report to placement; rejects when no placement took it. */
   reportDamage?: (report: DamageReport) => Promise<void>;
+  /**
+   * Rewrites a volume whose file checksum fails while every live needle verifies (rot between
+   * them: in tombstones, superseded copies, dead needles). A forced compaction does it: it copies
+   * only verified needles and writes a fresh footer. Not called when a live needle is corrupt:
+   * repair rewrites that needle in place first, which restores the footer's checksum.
+   */
+  rewriteVolume?: (volumeId: VolumeId) => Promise<void>;
   clock?: Clock;
 }
 
@@ -217,6 +224,7 @@ export class Scrubber {
     });
     await walk.readGap(SUPERBLOCK_SIZE_BYTES);
     let afterOffsetBytes = -1;
+    let liveCorruptCount = 0;
     for (;;) {
       const page = access.needlesInFileOrder(afterOffsetBytes, SCRUB_ROWS_PAGE_COUNT_MAX);
       if (page === undefined) {
@@ -237,7 +245,7 @@ export class Scrubber {
         result.needleCount += 1;
         if (!ok) {
           result.corruptNeedleIds.push(row.needleId);
-          await this.corruptNeedleFound(volumeId, row);
+          if (await this.corruptNeedleFound(volumeId, row)) liveCorruptCount += 1;
         }
         // Let foreground reads in between needles, whatever the rate allows.
         await yieldToEventLoop();
@@ -255,23 +263,32 @@ export class Scrubber {
       this.counters.fileChecksumMismatchCount += 1;
       log.error({ volumeId, expectedCrc32: footer.fileCrc32, actualCrc32: walk.fileCrc32 >>> 0 }, "scrubber found a volume whose file checksum does not match its footer");
       this.record({ kind: "file-checksum-mismatch", volumeId });
+      if (liveCorruptCount === 0 && this.options.rewriteVolume !== undefined) {
+        try {
+          await this.options.rewriteVolume(volumeId);
+          log.warn({ volumeId }, "rewrote a volume whose file checksum failed between its intact needles");
+        } catch (error) {
+          log.warn({ error, volumeId }, "could not rewrite a volume whose file checksum failed");
+        }
+      }
     }
     this.counters.volumeScrubCount += 1;
     result.outcome = fileChecksumOk && result.corruptNeedleIds.length === 0 ? "clean" : "damaged";
     return result;
   }
 
-  /** A live needle is reported for repair; a dead one is only noted (nothing to repair). */
-  private async corruptNeedleFound(volumeId: VolumeId, row: MappingRecord): Promise<void> {
+  /** A live needle is reported for repair (returns true); a dead one is only noted (nothing to repair). */
+  private async corruptNeedleFound(volumeId: VolumeId, row: MappingRecord): Promise<boolean> {
     const where = { volumeId, needleId: row.needleId, offsetBytes: row.offsetBytes };
     if (row.flags & NEEDLE_FLAG_TOMBSTONE) {
       this.record({ kind: "dead-needle-checksum-mismatch", ...where });
-      return;
+      return false;
     }
     this.counters.corruptNeedleCount += 1;
     log.error(where, "scrubber found a corrupt needle");
     const finding = this.record({ kind: "needle-checksum-mismatch", ...where });
     finding.reported = await this.report(volumeId, row.needleId);
+    return true;
   }
 
   private record(finding: Omit<ScrubFinding, "foundAtMs">): ScrubFinding {
