@@ -174,7 +174,15 @@ export async function compactSealedVolume(input: {
     await rm(compactPath, { force: true });
     return { volumeId, outcome: "aborted", reason: "data node closing", garbageRatio: garbage.garbageRatio };
   }
-  const counts: NeedleCounts = host.mapping.switchToCompacted(volumeId, { mappedUpToBytes: row.mappedUpToBytes, fileCrc32UpTo: row.fileCrc32UpTo });
+  let counts: NeedleCounts;
+  try {
+    counts = host.mapping.switchToCompacted(volumeId, { mappedUpToBytes: row.mappedUpToBytes, fileCrc32UpTo: row.fileCrc32UpTo });
+  } catch (error) {
+    // Rolled back: the mapping still describes the old file, which stays in service.
+    await next.close();
+    await rm(compactPath, { force: true });
+    throw error;
+  }
   next.setCounts(counts);
   host.replaceVolume(next);
   crashPoint("datanode.compaction.after-mapping-switch");
