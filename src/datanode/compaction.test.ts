@@ -135,3 +135,23 @@ test("reads and deletes while compaction runs and swaps the file never fail, ret
     await disks.cleanup();
   }
 });
+
+test("the background compactor finds and compacts a volume past the threshold on its own", async () => {
+  const disks = await makeTemporaryDisks(1);
+  const node = await openNode(disks);
+  const compactor = new Compactor(node, { garbageRatioMin: 0.5, intervalMs: 50 });
+  try {
+    const filled = await fillSealAndDelete(node, VOLUME, 0.8);
+    const path = volumePath(disks.disks[0]!, VOLUME);
+    const sizeBytesBefore = (await stat(path)).size;
+    compactor.start();
+    const deadlineMs = Date.now() + 10_000;
+    while ((await stat(path)).size === sizeBytesBefore && Date.now() < deadlineMs) await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.ok((await stat(path)).size < sizeBytesBefore / 2, "compacted without being asked");
+    await checkVolume(node, filled);
+  } finally {
+    await compactor.stop();
+    await node.close();
+    await disks.cleanup();
+  }
+});

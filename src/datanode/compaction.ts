@@ -459,11 +459,19 @@ export class Compactor {
     for (const candidate of candidates) {
       if (this.stopped) break;
       if (candidate.garbageRatio < garbageRatioMin) continue;
-      const result = await this.target.compactVolume(candidate.volumeId, {
-        garbageRatioMin,
-        rateBytesPerSecond: this.rateBytesPerSecond,
-        signal: this.abort.signal,
-      });
+      let result: CompactionResult;
+      try {
+        result = await this.target.compactVolume(candidate.volumeId, {
+          garbageRatioMin,
+          rateBytesPerSecond: this.rateBytesPerSecond,
+          signal: this.abort.signal,
+        });
+      } catch (error) {
+        // One volume's failure (a full disk for the new file, an IO error) must not stop the
+        // others; the volume stays as it was and the next pass tries again.
+        log.warn({ error, volumeId: candidate.volumeId }, "compaction of a volume failed");
+        result = { volumeId: candidate.volumeId, outcome: "aborted", reason: String(error), garbageRatio: candidate.garbageRatio };
+      }
       if (result.outcome === "compacted") this.reclaimedBytes += result.sizeBytesBefore - result.sizeBytesAfter;
       results.push(result);
     }
