@@ -14,9 +14,21 @@ import * as http from "node:http";
 import { promises as fs } from "node:fs";
 import * as path from "node:path";
 import { HTTP_BODY_IDLE_TIMEOUT_MS, HTTP_KEEP_ALIVE_TIMEOUT_MS, KIBIBYTE, log, NEEDLE_DATA_SIZE_BYTES_MAX, SECOND_MS } from "../base/index.js";
-import { createRpcHandler, EtcdKeyFollower, type RpcRoutes } from "../cluster/index.js";
+import { createRpcHandler, EtcdKeyFollower, type DamageReport, type RpcRoutes } from "../cluster/index.js";
 import { placementLeaderKey } from "../placement/index.js";
-import { createDataNodeRpcRoutes, DataNode, HeartbeatSender, WriteStats } from "../datanode/index.js";
+import {
+  COMPACTION_GARBAGE_RATIO_MIN_DEFAULT,
+  COMPACTION_INTERVAL_MS_DEFAULT,
+  COMPACTION_RATE_BYTES_PER_SECOND_DEFAULT,
+  Compactor,
+  createDataNodeRpcRoutes,
+  DataNode,
+  HeartbeatSender,
+  SCRUB_INTERVAL_MS_DEFAULT,
+  SCRUB_RATE_BYTES_PER_SECOND_DEFAULT,
+  Scrubber,
+  WriteStats,
+} from "../datanode/index.js";
 import { parseListenAddress, Settings, UsageError, type SettingSpec } from "./config.js";
 import { ETCD_FOLLOWER_SETTINGS, etcdClientOf, etcdPrefixOf } from "./placement.js";
 
@@ -27,6 +39,25 @@ import { ETCD_FOLLOWER_SETTINGS, etcdClientOf, etcdPrefixOf } from "./placement.
 const BLOB_SIZE_BYTES_SLACK = 64 * KIBIBYTE;
 /** On close, requests still running after this are cut off so shutdown cannot hang on a slow peer. */
 const SHUTDOWN_GRACE_MS = 5 * SECOND_MS;
+
+/** Compaction and scrubbing, shared by `cairn datanode` and `cairn server`. */
+export const BACKGROUND_WORK_SETTINGS: readonly SettingSpec[] = [
+  {
+    flag: "compaction-garbage-percent",
+    env: "CAIRN_COMPACTION_GARBAGE_PERCENT",
+    defaultValue: String(Math.round(COMPACTION_GARBAGE_RATIO_MIN_DEFAULT * 100)),
+    help: "compact a sealed volume once this percentage of it is garbage",
+  },
+  { flag: "compaction-interval-ms", env: "CAIRN_COMPACTION_INTERVAL_MS", defaultValue: String(COMPACTION_INTERVAL_MS_DEFAULT), help: "look for volumes to compact this often" },
+  {
+    flag: "compaction-bytes-per-second",
+    env: "CAIRN_COMPACTION_BYTES_PER_SECOND",
+    defaultValue: String(COMPACTION_RATE_BYTES_PER_SECOND_DEFAULT),
+    help: "compaction reads at most this many bytes per second",
+  },
+  { flag: "scrub-interval-ms", env: "CAIRN_SCRUB_INTERVAL_MS", defaultValue: String(SCRUB_INTERVAL_MS_DEFAULT), help: "re-read each sealed volume this long after its last scrub" },
+  { flag: "scrub-bytes-per-second", env: "CAIRN_SCRUB_BYTES_PER_SECOND", defaultValue: String(SCRUB_RATE_BYTES_PER_SECOND_DEFAULT), help: "the scrubber reads at most this many bytes per second" },
+];
 
 export const DATANODE_SETTINGS: readonly SettingSpec[] = [
   { flag: "data-dir", env: "CAIRN_DATA_DIR", defaultValue: "./data", help: "data directory (node id; default home of the disks)" },
@@ -39,7 +70,50 @@ export const DATANODE_SETTINGS: readonly SettingSpec[] = [
   { flag: "rack", env: "CAIRN_RACK", defaultValue: "rack-a", help: "failure domain: rack" },
   { flag: "volume-size-bytes", env: "CAIRN_VOLUME_SIZE_BYTES", defaultValue: undefined, help: "seal volumes at this size" },
   ...ETCD_FOLLOWER_SETTINGS,
+  ...BACKGROUND_WORK_SETTINGS,
 ];
+
+
+
+export interface BackgroundWork {
+  compactor: Compactor;
+  scrubber: Scrubber;
+  stop(): Promise<void>;
+}
+
+/** Starts the compactor and the scrubber over `node` with the BACKGROUND_WORK_SETTINGS. */
+export function startBackgroundWork(node: DataNode, settings: Settings, reportDamage: (report: DamageReport) => Promise<void>): BackgroundWork {
+  const garbagePercent = settings.integer("compaction-garbage-percent")!;
+  if (garbagePercent < 1 || garbagePercent > 100) throw new UsageError(`--compaction-garbage-percent must be 1..100, got ${garbagePercent}`);
+  const positive = (flag: string): number => {
+    const value = settings.integer(flag)!;
+    if (value < 1) throw new UsageError(`--${flag} must be at least 1, got ${value}`);
+    return value;
+  };
+  const compactor = new Compactor(node, {
+    garbageRatioMin: garbagePercent / 100,
+    intervalMs: positive("compaction-interval-ms"),
+    rateBytesPerSecond: positive("compaction-bytes-per-second"),
+  });
+  const scrubber = new Scrubber({
+    node,
+    intervalMs: positive("scrub-interval-ms"),
+    rateBytesPerSecond: positive("scrub-bytes-per-second"),
+    reportDamage,
+    rewriteVolume: async (volumeId) => {
+      await node.compactVolume(volumeId, { force: true, rateBytesPerSecond: compactor.rateBytesPerSecond });
+    },
+  });
+  compactor.start();
+  scrubber.start();
+  return {
+    compactor,
+    scrubber,
+    async stop() {
+      await Promise.all([compactor.stop(), scrubber.stop()]);
+    },
+  };
+}
 
 export interface RunningDatanode {
   port: number;
@@ -110,14 +184,17 @@ export async function runDatanode(settings: Settings): Promise<RunningDatanode> 
     writeCounters: writeStats,
   });
   let node: DataNode | undefined;
+  let background: BackgroundWork | undefined;
   try {
     // 2. Our id, persisted or assigned.
     const nodeId = await sender.ensureNodeId();
     // 3. The engine, then the routes over it.
     node = await DataNode.open({ nodeId, diskDirectories: disks, ...(volumeSizeBytes !== undefined ? { volumeSizeBytes } : {}) });
+    background = startBackgroundWork(node, settings, (report) => sender.reportDamage(report));
+    const { compactor, scrubber } = background;
     serve = createRpcHandler({
       secret,
-      routes: trackInFlight(createDataNodeRpcRoutes(node, { writeStats }), inFlight),
+      routes: trackInFlight(createDataNodeRpcRoutes(node, { writeStats, compactor, scrubber }), inFlight),
       blobSizeBytesMax: NEEDLE_DATA_SIZE_BYTES_MAX + BLOB_SIZE_BYTES_SLACK,
     });
     sender.start(node);
@@ -125,6 +202,7 @@ export async function runDatanode(settings: Settings): Promise<RunningDatanode> 
     process.stdout.write(JSON.stringify({ event: "listening", role: "datanode", port, nodeId }) + "\n");
     log.info({ nodeId, address, port, dataDirectory, disks, placementAddresses, zone, rack }, "cairn datanode listening");
   } catch (error) {
+    await background?.stop();
     await sender.stop();
     leader?.close();
     etcd?.close();
@@ -134,6 +212,7 @@ export async function runDatanode(settings: Settings): Promise<RunningDatanode> 
   }
 
   const openNode = node;
+  const openBackground = background;
   let closing: Promise<void> | undefined;
   return {
     port,
@@ -147,6 +226,7 @@ export async function runDatanode(settings: Settings): Promise<RunningDatanode> 
         // Handlers may outlive their sockets (cut off after the grace period); the engine
         // must not close under a running write.
         while (inFlight.size > 0) await Promise.allSettled([...inFlight]);
+        await openBackground.stop();
         await openNode.close();
       })();
       return closing;

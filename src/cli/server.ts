@@ -20,6 +20,7 @@ import { SqliteMetadataStore } from "../meta/index.js";
 import { EmbeddedPlacement } from "../placement/index.js";
 import { listenS3 } from "./s3-listener.js";
 import { Settings, type SettingSpec } from "./config.js";
+import { BACKGROUND_WORK_SETTINGS, startBackgroundWork } from "./datanode.js";
 import { ensureRootUser, loadOrCreateMasterKey, loadOrCreateRootCredentials } from "./credentials.js";
 
 export const SERVER_SETTINGS: readonly SettingSpec[] = [
@@ -35,6 +36,7 @@ export const SERVER_SETTINGS: readonly SettingSpec[] = [
     defaultValue: String(MULTIPART_UPLOAD_AGE_MS_MAX / 1000),
     help: "abort multipart uploads abandoned this long",
   },
+  ...BACKGROUND_WORK_SETTINGS,
 ];
 
 export interface RunningServer {
@@ -61,6 +63,7 @@ export async function runServer(settings: Settings): Promise<RunningServer> {
     ...(volumeSizeBytes !== undefined ? { volumeSizeBytes } : {}),
   });
   const placement = await EmbeddedPlacement.open({ databasePath: path.join(dataDirectory, "placement.sqlite"), node });
+  const background = startBackgroundWork(node, settings, async (report) => placement.reportDamage(report));
   const dataRouter = new DataRouter(placement);
   const garbageCollector = new GarbageCollector(meta, dataRouter);
   garbageCollector.start();
@@ -87,6 +90,7 @@ export async function runServer(settings: Settings): Promise<RunningServer> {
       await uploadSweeper.stop();
       await garbageCollector.stop();
       await dataRouter.close();
+      await background.stop();
       await placement.close();
       await node.close();
       await meta.close();

@@ -38,6 +38,8 @@ export interface NeedleStore {
    * Append one needle; resolves only once it is fsynced and in the object mapping.
    * Rejects with VolumeFull (the volume was sealed; write elsewhere), VolumeNotFound,
    * ChecksumMismatch (the data does not match `crc32`).
+   * A sealed volume that already holds the needle acknowledges the write: at once when its copy
+   * verifies (a retry), after rewriting its copy in place when that copy is corrupt (repair).
    */
   writeNeedle(input: WriteNeedleInput): Promise<void>;
   /**

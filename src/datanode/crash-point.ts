@@ -10,7 +10,19 @@ export type DataNodeCrashPoint =
   | "datanode.after-append-before-fsync"
   | "datanode.after-fsync-before-mapping"
   | "datanode.seal.after-footer"
-  | "datanode.seal.after-footer-fsync";
+  | "datanode.seal.after-footer-fsync"
+  | "datanode.compaction.after-new-file-written"
+  | "datanode.compaction.after-new-file-fsync"
+  | "datanode.compaction.after-mapping-switch"
+  | "datanode.compaction.after-rename";
+
+/** Compaction's crash points in protocol order (see compaction.ts); the crash test walks them all. */
+export const COMPACTION_CRASH_POINTS = [
+  "datanode.compaction.after-new-file-written",
+  "datanode.compaction.after-new-file-fsync",
+  "datanode.compaction.after-mapping-switch",
+  "datanode.compaction.after-rename",
+] as const satisfies readonly DataNodeCrashPoint[];
 
 export function crashPoint(name: DataNodeCrashPoint): void {
   if (enabledCrashPoint === undefined || enabledCrashPoint !== name) return;

@@ -5,14 +5,16 @@
  *
  * On disk:
  *   <disk>/volumes/<volumeId>.vol   one file per volume (layout in needle-codec.ts)
+ *   <disk>/volumes/<volumeId>.vol.compact   a compaction's new file until it is renamed into place
  *   <firstDisk>/mapping.sqlite      object_mapping and per-volume progress (object-mapping.ts)
  *
  * Tombstones: a writable volume gets a tombstone needle appended (fsynced) and the mapping flag
  * set; a sealed volume is never appended to again, so its tombstones are kept only in the
  * mapping, committed with synchronous=FULL. Losing the mapping database wholesale therefore
- * loses sealed-volume tombstones (needles and writable-volume tombstones are rebuilt from the
- * files); compaction, which rewrites sealed volumes without their dead needles, is what makes
- * those deletes permanent in the files.
+ * loses the sealed-volume tombstones recorded since the volume's last compaction (needles and
+ * writable-volume tombstones are rebuilt from the files); compaction rewrites a sealed volume
+ * without its dead needles but with a tombstone needle for each, which makes those deletes
+ * permanent in the file.
  */
 import { mkdir, open, readdir, rename, rm, statfs } from "node:fs/promises";
 import { join } from "node:path";
@@ -23,6 +25,8 @@ import {
   isNeedleId,
   log,
   NEEDLE_DATA_SIZE_BYTES_MAX,
+  systemClock,
+  type Clock,
   VOLUME_SIZE_BYTES_DEFAULT,
   VOLUME_SIZE_BYTES_MIN,
   type NeedleId,
@@ -32,12 +36,24 @@ import {
 import {
   ChecksumMismatch,
   NeedleNotFound,
+  VolumeFull,
   VolumeNotFound,
   type NeedleStore,
   type ReadNeedleInput,
   type VolumeStatus,
   type WriteNeedleInput,
 } from "../cluster/index.js";
+import {
+  COMPACTION_GARBAGE_RATIO_MIN_DEFAULT,
+  COMPACTION_RATE_BYTES_PER_SECOND_DEFAULT,
+  compactSealedVolume,
+  garbageOf,
+  settleCompactionLeftover,
+  type CompactionHost,
+  type CompactionResult,
+  type CompactionTarget,
+  type VolumeGarbage,
+} from "./compaction.js";
 import { crashPoint } from "./crash-point.js";
 import {
   encodeSuperblock,
@@ -46,7 +62,7 @@ import {
   SEAL_FOOTER_SIZE_BYTES,
   SUPERBLOCK_SIZE_BYTES,
 } from "./needle-codec.js";
-import { ObjectMapping, type NeedleCounts, type VolumeRow } from "./object-mapping.js";
+import { ObjectMapping, type MappingRecord, type NeedleCounts, type VolumeRow } from "./object-mapping.js";
 import { Volume, type DataNodeStats, type SealedVolumeVerification } from "./volume.js";
 
 export type { DataNodeStats, SealedVolumeVerification } from "./volume.js";
@@ -83,6 +99,7 @@ export class NeedleRangeInvalid extends Error {
 const MAPPING_FILE_NAME = "mapping.sqlite";
 const VOLUMES_DIRECTORY_NAME = "volumes";
 const VOLUME_FILE_PATTERN = /^([1-9][0-9]*)\.vol$/;
+const COMPACTION_FILE_PATTERN = /^([1-9][0-9]*)\.vol\.compact$/;
 /** Smallest volume even tests may ask for: superblock, one tombstone, footer. */
 const VOLUME_SIZE_BYTES_FLOOR_FOR_TESTS = SUPERBLOCK_SIZE_BYTES + 64 + SEAL_FOOTER_SIZE_BYTES;
 
@@ -93,7 +110,20 @@ interface PendingSealedTombstone {
   reject: (error: unknown) => void;
 }
 
-export class DataNode implements NeedleStore {
+/** A sealed volume as the scrubber reads it: its file, and its mapping rows in file order. */
+export interface VolumeScrubAccess {
+  readonly volumeId: VolumeId;
+  readonly stateKind: Volume["stateKind"];
+  readonly sealFooter: Volume["sealFooter"];
+  readBytes(positionBytes: number, lengthBytes: number): Promise<Buffer>;
+  /**
+   * The next rows after `afterOffsetBytes`, or undefined once compaction has replaced the
+   * volume (the rows would describe another file).
+   */
+  needlesInFileOrder(afterOffsetBytes: number, countMax: number): MappingRecord[] | undefined;
+}
+
+export class DataNode implements NeedleStore, CompactionTarget {
   readonly nodeId: NodeId;
   private readonly diskDirectories: readonly string[];
   private readonly volumeSizeBytes: number;
@@ -108,6 +138,9 @@ export class DataNode implements NeedleStore {
   private sealedTombstoneFlushRunning = false;
   private sealedTombstoneFlushDone: Promise<void> = Promise.resolve();
   private closed = false;
+  private readonly clock: Clock = systemClock;
+  /** The compaction running now: one at a time per node bounds the extra disk space and IO. */
+  private compactionRunning: Promise<CompactionResult> | undefined;
 
   private constructor(options: { nodeId: NodeId; diskDirectories: string[]; volumeSizeBytes: number; mapping: ObjectMapping }) {
     this.nodeId = options.nodeId;
@@ -145,6 +178,18 @@ export class DataNode implements NeedleStore {
     const counts = this.mapping.countNeedles();
     for (const disk of this.diskDirectories) {
       const directory = join(disk, VOLUMES_DIRECTORY_NAME);
+      // Compactions a crash interrupted are finished or undone before any volume file is read.
+      for (const name of await readdir(directory)) {
+        const match = COMPACTION_FILE_PATTERN.exec(name);
+        if (match?.[1] === undefined) continue;
+        const volumeId = Number(match[1]) as VolumeId;
+        await settleCompactionLeftover({
+          volumeId,
+          compactPath: join(directory, name),
+          volumePath: join(directory, `${volumeId}.vol`),
+          row: rows.get(volumeId),
+        });
+      }
       for (const name of await readdir(directory)) {
         if (name.endsWith(".tmp")) {
           // A createVolume that crashed before its rename; it was never acknowledged.
@@ -176,10 +221,18 @@ export class DataNode implements NeedleStore {
     }
   }
 
-  private openVolume(input: { volumeId: VolumeId; path: string; diskDirectory: string; row: VolumeRow | undefined; counts: NeedleCounts | undefined }): Promise<Volume> {
+  private openVolume(input: {
+    volumeId: VolumeId;
+    path: string;
+    openPath?: string;
+    diskDirectory: string;
+    row: VolumeRow | undefined;
+    counts: NeedleCounts | undefined;
+  }): Promise<Volume> {
     return Volume.open({
       volumeId: input.volumeId,
       path: input.path,
+      ...(input.openPath === undefined ? {} : { openPath: input.openPath }),
       diskDirectory: input.diskDirectory,
       row: input.row,
       mapping: this.mapping,
@@ -280,7 +333,39 @@ export class DataNode implements NeedleStore {
       log.debug({ volumeId: input.volumeId, needleId: input.needleId }, "write of a tombstoned needle ignored");
       return;
     }
+    if (existing !== undefined && existing.offsetBytes >= 0 && (volume.stateKind === "sealed" || volume.stateKind === "damaged")) {
+      await this.rewriteSealedNeedle(input);
+      return;
+    }
     await volume.appendNeedle(input.needleId, input.data, dataCrc32);
+  }
+
+  /**
+   * A write of a needle a sealed volume already holds: a retry (the needle verifies; nothing to
+   * do) or repair of a needle the scrubber or a read found corrupt. A sealed file takes no
+   * appends, but the needle's slot has exactly the size of its good bytes, and a needle's
+   * encoding is deterministic, so writing them in place restores the file to the bytes its
+   * footer's checksum was computed over. A crash mid-write leaves the needle as corrupt as it
+   * was, never a good needle broken. Runs outside any compaction, so the slot cannot move.
+   */
+  private async rewriteSealedNeedle(input: WriteNeedleInput): Promise<void> {
+    while (this.compactionRunning !== undefined) await this.compactionRunning.catch(() => undefined);
+    const volume = this.volumes.get(input.volumeId);
+    const row = this.mapping.lookup(input.volumeId, input.needleId);
+    if (volume === undefined) throw new VolumeNotFound(input.volumeId);
+    if (row === undefined || row.flags & NEEDLE_FLAG_TOMBSTONE || row.offsetBytes < 0) return; // deleted meanwhile: stays dead
+    if (row.dataSizeBytes !== input.data.length) throw new VolumeFull(input.volumeId); // not this needle's bytes
+    try {
+      const stored = await volume.readNeedleData(input.needleId, row);
+      // Intact: a retried write. Needle ids are never reused for other bytes, so equal CRCs
+      // mean the same needle; anything else is refused as the sealed volume it is.
+      if (crc32(stored) !== input.crc32 >>> 0) throw new VolumeFull(input.volumeId);
+      return;
+    } catch (error) {
+      if (!(error instanceof ChecksumMismatch)) throw error;
+    }
+    await volume.rewriteNeedleInPlace(input.needleId, row, input.data);
+    log.warn({ volumeId: input.volumeId, needleId: input.needleId, offsetBytes: row.offsetBytes }, "corrupt needle of a sealed volume rewritten in place");
   }
 
   async readNeedle(input: ReadNeedleInput): Promise<Buffer> {
@@ -335,6 +420,88 @@ export class DataNode implements NeedleStore {
     return volume.verifySealed();
   }
 
+  /** Garbage of every sealed volume (what a compaction of each would give back now). */
+  sealedVolumeGarbage(): VolumeGarbage[] {
+    const garbage: VolumeGarbage[] = [];
+    for (const volume of this.volumes.values()) {
+      if (volume.stateKind !== "sealed") continue;
+      // Only deletes make garbage in a sealed volume (and duplicate copies of a retried write).
+      garbage.push(garbageOf(this.mapping, volume));
+    }
+    return garbage.sort((a, b) => a.volumeId - b.volumeId);
+  }
+
+  /**
+   * Compacts one sealed volume if its garbage ratio is at least `garbageRatioMin` (protocol in
+   * compaction.ts). Compactions run one at a time; a second call waits for the first.
+   */
+  async compactVolume(
+    volumeId: VolumeId,
+    options: { garbageRatioMin?: number; rateBytesPerSecond?: number; force?: boolean; signal?: AbortSignal } = {},
+  ): Promise<CompactionResult> {
+    while (this.compactionRunning !== undefined) await this.compactionRunning.catch(() => undefined);
+    if (this.closed) return { volumeId, outcome: "aborted", reason: "data node closing" };
+    const volume = this.volumes.get(volumeId);
+    if (volume === undefined) throw new VolumeNotFound(volumeId);
+    const host: CompactionHost = {
+      mapping: this.mapping,
+      clock: this.clock,
+      isClosed: () => this.closed,
+      isCurrent: (candidate) => this.volumes.get(candidate.volumeId) === candidate,
+      openCompacted: ({ volume: old, openPath, row }) =>
+        this.openVolume({ volumeId: old.volumeId, path: old.path, openPath, diskDirectory: old.diskDirectory, row, counts: old.needleCounts }),
+      replaceVolume: (next) => {
+        assert(this.volumes.has(next.volumeId), "compaction replaces a volume the node serves");
+        this.volumes.set(next.volumeId, next);
+      },
+    };
+    const running = compactSealedVolume({
+      host,
+      volume,
+      garbageRatioMin: options.garbageRatioMin ?? COMPACTION_GARBAGE_RATIO_MIN_DEFAULT,
+      rateBytesPerSecond: options.rateBytesPerSecond ?? COMPACTION_RATE_BYTES_PER_SECOND_DEFAULT,
+      ...(options.force === undefined ? {} : { force: options.force }),
+      ...(options.signal === undefined ? {} : { signal: options.signal }),
+    });
+    this.compactionRunning = running;
+    try {
+      return await running;
+    } finally {
+      this.compactionRunning = undefined;
+    }
+  }
+
+  /** Ids of the volumes a scrubber should read (sealed or damaged), in id order. */
+  scrubbableVolumeIds(): VolumeId[] {
+    return [...this.volumes.values()]
+      .filter((volume) => volume.stateKind === "sealed" || volume.stateKind === "damaged")
+      .map((volume) => volume.volumeId)
+      .sort((a, b) => a - b);
+  }
+
+  /** When the scrubber last finished reading the volume (ms since the epoch), if ever. */
+  volumeScrubbedAtMs(volumeId: VolumeId): number | undefined {
+    return this.mapping.scrubbedAtMs(volumeId);
+  }
+
+  recordVolumeScrubbed(volumeId: VolumeId, scrubbedAtMs: number): void {
+    if (!this.closed) this.mapping.recordScrubbed(volumeId, scrubbedAtMs);
+  }
+
+  /** The volume the node serves now for `volumeId`, as the scrubber reads it. */
+  scrubAccess(volumeId: VolumeId): VolumeScrubAccess | undefined {
+    const volume = this.volumes.get(volumeId);
+    if (volume === undefined) return undefined;
+    return {
+      volumeId,
+      stateKind: volume.stateKind,
+      sealFooter: volume.sealFooter,
+      readBytes: (positionBytes, lengthBytes) => volume.readBytes(positionBytes, lengthBytes),
+      needlesInFileOrder: (afterOffsetBytes, countMax) =>
+        this.closed || this.volumes.get(volumeId) !== volume ? undefined : this.mapping.needlesInFileOrder(volumeId, afterOffsetBytes, countMax),
+    };
+  }
+
   /** Counters since open (fsyncs, group commits, appends). */
   stats(): DataNodeStats {
     return { ...this.statistics };
@@ -344,6 +511,9 @@ export class DataNode implements NeedleStore {
     if (this.closed) return;
     this.closed = true;
     await Promise.allSettled(this.volumesBeingCreated.values());
+    // A compaction sees `closed` at its next step and stops before switching, or finishes a
+    // switch it already made; either way it is done with the volumes before they close.
+    await this.compactionRunning?.catch(() => undefined);
     // Volumes first: a seal may route queued tombstones to the sealed-tombstone batch.
     await Promise.all([...this.volumes.values()].map((volume) => volume.close()));
     while (this.sealedTombstoneFlushRunning) await this.sealedTombstoneFlushDone;

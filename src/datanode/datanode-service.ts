@@ -8,11 +8,18 @@
  *   json  volumeStatuses({})                       -> VolumeStatus[]
  *   blob  writeNeedle?volumeId&needleId&crc32      (body: data) -> null
  *   blob  readNeedle?volumeId&needleId[&offsetBytes][&lengthBytes] -> data
+ *   json  volumeGarbage({})                        -> VolumeGarbage[]          (sealed volumes)
+ *   json  compactVolumes({ volumeId?, garbageRatioMin? }) -> CompactionResult[] (admin, tests)
+ *   json  scrubVolumes({ volumeId? })              -> VolumeScrubResult[]     (admin, tests)
+ *   json  scrubStatus({})                          -> { stats, findings }
+ * The last three exist only when the node runs a Compactor / Scrubber.
  */
 import { performance } from "node:perf_hooks";
 import { isNeedleId, NEEDLE_DATA_SIZE_BYTES_MAX, type NeedleId, type VolumeId } from "../base/index.js";
 import { registerRpcError, type ReadNeedleInput, type RpcRoutes } from "../cluster/index.js";
+import type { Compactor } from "./compaction.js";
 import { NeedleRangeInvalid, NeedleTooLarge, type DataNode } from "./data-node.js";
+import type { Scrubber } from "./scrubber.js";
 
 /** Weight of the newest write in the write-latency moving average: about the last ten writes count. */
 export const WRITE_LATENCY_EMA_WEIGHT = 0.2;
@@ -60,6 +67,10 @@ export interface DataNodeRpcRoutesOptions {
   writeStats?: WriteStats;
   /** Monotonic clock for latencies; performance.now() when absent. */
   nowMs?: () => number;
+  /** Serves compactVolumes (an on-demand pass) when present. */
+  compactor?: Compactor;
+  /** Serves scrubVolumes and scrubStatus when present. */
+  scrubber?: Scrubber;
 }
 
 export function createDataNodeRpcRoutes(node: DataNode, options: DataNodeRpcRoutesOptions = {}): RpcRoutes {
@@ -81,6 +92,12 @@ export function createDataNodeRpcRoutes(node: DataNode, options: DataNodeRpcRout
         if (body !== undefined && body !== null) jsonObject("volumeStatuses", body);
         return node.volumeStatuses();
       },
+      volumeGarbage: async (body) => {
+        if (body !== undefined && body !== null) jsonObject("volumeGarbage", body);
+        return node.sealedVolumeGarbage();
+      },
+      ...(options.compactor === undefined ? {} : { compactVolumes: compactVolumesRoute(options.compactor) }),
+      ...(options.scrubber === undefined ? {} : scrubRoutes(options.scrubber)),
     },
     blobWrite: {
       writeNeedle: async (query, data) => {
@@ -105,6 +122,33 @@ export function createDataNodeRpcRoutes(node: DataNode, options: DataNodeRpcRout
         // alone knows the needle's size.
         return node.readNeedle(input);
       },
+    },
+  };
+}
+
+function compactVolumesRoute(compactor: Compactor): (body: unknown) => Promise<unknown> {
+  return async (body) => {
+    const fields = body === undefined || body === null ? {} : jsonObject("compactVolumes", body);
+    const options: { volumeId?: VolumeId; garbageRatioMin?: number } = {};
+    if (fields.volumeId !== undefined) options.volumeId = jsonVolumeId("compactVolumes", fields);
+    if (fields.garbageRatioMin !== undefined) {
+      const ratio = fields.garbageRatioMin;
+      if (typeof ratio !== "number" || !(ratio > 0 && ratio <= 1)) throw new DataNodeRequestInvalid("compactVolumes", "garbageRatioMin");
+      options.garbageRatioMin = ratio;
+    }
+    return compactor.runOnce(options);
+  };
+}
+
+function scrubRoutes(scrubber: Scrubber): Record<string, (body: unknown) => Promise<unknown>> {
+  return {
+    scrubVolumes: async (body) => {
+      const fields = body === undefined || body === null ? {} : jsonObject("scrubVolumes", body);
+      return scrubber.runOnce(fields.volumeId === undefined ? {} : { volumeId: jsonVolumeId("scrubVolumes", fields) });
+    },
+    scrubStatus: async (body) => {
+      if (body !== undefined && body !== null) jsonObject("scrubStatus", body);
+      return { stats: scrubber.stats(), findings: scrubber.findings() };
     },
   };
 }

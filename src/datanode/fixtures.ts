@@ -40,3 +40,59 @@ export function makeNeedle(volumeId: VolumeId, sizeBytes: number): { volumeId: V
 export function volumePath(disk: string, volumeId: number): string {
   return join(disk, "volumes", `${volumeId}.vol`);
 }
+
+/** Needle payload size the compaction tests and their crash child use with 64 KiB volumes. */
+export const SMALL_VOLUME_SIZE_BYTES = 64 * 1024;
+export const SMALL_NEEDLE_SIZE_BYTES = 4000;
+
+export interface FilledVolume {
+  /** Needles still live. */
+  live: { volumeId: VolumeId; needleId: NeedleId; data: Buffer; crc32: number }[];
+  /** Needles deleted (their bytes are garbage), plus one never-written id deleted on the sealed volume. */
+  deleted: { volumeId: VolumeId; needleId: NeedleId }[];
+}
+
+/**
+ * Fills `volumeId` until it seals, deleting one needle while it is still writable (a tombstone
+ * needle in the file) and then `deleteShare` of the rest on the sealed volume (tombstones in the
+ * mapping only), plus one tombstone for a needle the volume never held.
+ */
+export async function fillSealAndDelete(
+  node: {
+    createVolume(volumeId: VolumeId): Promise<void>;
+    writeNeedle(input: { volumeId: VolumeId; needleId: NeedleId; data: Buffer; crc32: number }): Promise<void>;
+    deleteNeedle(input: { volumeId: VolumeId; needleId: NeedleId }): Promise<void>;
+  },
+  volumeId: VolumeId,
+  deleteShare: number,
+): Promise<FilledVolume> {
+  await node.createVolume(volumeId);
+  const written: FilledVolume["live"] = [];
+  const deleted: FilledVolume["deleted"] = [];
+  for (let index = 0; ; index++) {
+    const needle = makeNeedle(volumeId, index % 3 === 0 ? SMALL_NEEDLE_SIZE_BYTES : SMALL_NEEDLE_SIZE_BYTES - 13 * index);
+    try {
+      await node.writeNeedle(needle);
+    } catch (error) {
+      if ((error as Error).name === "VolumeFull") break;
+      throw error;
+    }
+    written.push(needle);
+    if (index === 2) {
+      await node.deleteNeedle(written[1]!);
+      deleted.push(written[1]!);
+    }
+  }
+  const candidates = written.filter((needle) => !deleted.includes(needle));
+  const deleteCount = Math.round(candidates.length * deleteShare);
+  // Every other one first, so survivors sit between dead needles.
+  const order = [...candidates.filter((_, index) => index % 2 === 0), ...candidates.filter((_, index) => index % 2 === 1)];
+  for (const needle of order.slice(0, deleteCount)) {
+    await node.deleteNeedle(needle);
+    deleted.push(needle);
+  }
+  const unknown = { volumeId, needleId: newNeedleId() };
+  await node.deleteNeedle(unknown);
+  deleted.push(unknown);
+  return { live: written.filter((needle) => !deleted.includes(needle)), deleted };
+}

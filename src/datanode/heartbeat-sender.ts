@@ -17,6 +17,7 @@ import { log, SECOND_MS, type NodeId } from "../base/index.js";
 import {
   HEARTBEAT_INTERVAL_MS,
   RpcClient,
+  type DamageReport,
   type DiskReport,
   type HeartbeatRequest,
   type HeartbeatResponse,
@@ -243,6 +244,11 @@ export class HeartbeatSender {
     return response;
   }
 
+  /** Sends a damage report (the scrubber's) to placement, trying each as a heartbeat does. */
+  async reportDamage(report: DamageReport): Promise<void> {
+    await this.callPlacement("reportDamage", report);
+  }
+
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer !== undefined) clearTimeout(this.timer);
@@ -268,6 +274,20 @@ export class HeartbeatSender {
 
   /** Tries each placement once: the leader etcd names, the one that answered last, the rest. */
   private async send(request: HeartbeatRequest): Promise<HeartbeatResponse> {
+    const response = await this.callPlacement<HeartbeatResponse>("heartbeat", request, (answer, baseUrl) => {
+      if (typeof answer !== "object" || answer === null || typeof answer.nodeId !== "string") {
+        throw new Error(`placement ${baseUrl} answered a heartbeat without a node id`);
+      }
+    });
+    if (typeof response.mapVersion === "number" && response.mapVersion > this.lastMapVersion) this.lastMapVersion = response.mapVersion;
+    return response;
+  }
+
+  /**
+   * Call placement: the leader first when one is known, then the last that answered, then each
+   * configured address. `check` throws on an answer that is no use (tried as a failure).
+   */
+  private async callPlacement<T>(method: string, body: unknown, check?: (answer: T, baseUrl: string) => void): Promise<T> {
     let lastError: unknown = new Error("no placement leader is known");
     const addresses = [this.options.leaderAddress?.(), this.preferredAddress, ...this.options.placementAddresses];
     for (const address of new Set(addresses.filter((value): value is string => value !== undefined && value !== ""))) {
@@ -277,13 +297,10 @@ export class HeartbeatSender {
         this.clients.set(address, client);
       }
       try {
-        const response = await client.call<HeartbeatResponse>("heartbeat", request, { timeoutMs: this.timeoutMs });
-        if (typeof response !== "object" || response === null || typeof response.nodeId !== "string") {
-          throw new Error(`placement ${client.baseUrl} answered a heartbeat without a node id`);
-        }
+        const answer = await client.call<T>(method, body, { timeoutMs: this.timeoutMs });
+        check?.(answer, client.baseUrl);
         this.preferredAddress = address;
-        if (typeof response.mapVersion === "number" && response.mapVersion > this.lastMapVersion) this.lastMapVersion = response.mapVersion;
-        return response;
+        return answer;
       } catch (error) {
         // A standby placement, or one that is down: the next may be the leader.
         lastError = error;

@@ -17,7 +17,14 @@
  */
 import Database from "better-sqlite3";
 import { assert, type NeedleId, type VolumeId } from "../base/index.js";
-import { NEEDLE_FLAG_TOMBSTONE, needleIdToBytes } from "./needle-codec.js";
+import {
+  NEEDLE_ALIGNMENT_BYTES,
+  NEEDLE_CHECKSUM_SIZE_BYTES,
+  NEEDLE_FLAG_TOMBSTONE,
+  NEEDLE_HEADER_SIZE_BYTES,
+  needleIdFromBytes,
+  needleIdToBytes,
+} from "./needle-codec.js";
 
 /** A tombstone kept only in the mapping (sealed volume) has no needle in the file. */
 export const OFFSET_NONE = -1;
@@ -115,6 +122,19 @@ export class ObjectMapping {
         flags INTEGER NOT NULL,
         PRIMARY KEY (volume_id, needle_id)
       ) WITHOUT ROWID;
+      -- Compaction and the scrubber walk a volume's needles in file order, a page at a time.
+      CREATE INDEX IF NOT EXISTS object_mapping_by_offset ON object_mapping (volume_id, offset_bytes);
+      -- Where compaction put each needle in the new file, staged in batches so a volume of many
+      -- small needles never needs them all in memory; applied in one transaction at the switch.
+      CREATE TABLE IF NOT EXISTS compaction_relocations (
+        volume_id INTEGER NOT NULL,
+        needle_id BLOB NOT NULL,
+        offset_bytes INTEGER NOT NULL,
+        data_size_bytes INTEGER NOT NULL,
+        PRIMARY KEY (volume_id, needle_id)
+      ) WITHOUT ROWID;
+      -- When the scrubber last read each volume whole, so restarts do not reset its schedule.
+      CREATE TABLE IF NOT EXISTS volume_scrubs (volume_id INTEGER PRIMARY KEY, scrubbed_at_ms INTEGER NOT NULL);
     `);
     const version = db.prepare("SELECT value FROM mapping_meta WHERE key = 'schema_version'").get() as
       | { value: number }
@@ -254,6 +274,105 @@ export class ObjectMapping {
         );
       }
       return deltas;
+    });
+    this.db.pragma("synchronous = FULL");
+    try {
+      return apply();
+    } finally {
+      this.db.pragma("synchronous = NORMAL");
+    }
+  }
+
+  /** Up to `countMax` needle rows (tombstoned ones too) at offsets past `afterOffsetBytes`, in file order. */
+  needlesInFileOrder(volumeId: VolumeId, afterOffsetBytes: number, countMax: number): MappingRecord[] {
+    const rows = this.db
+      .prepare(
+        `SELECT needle_id, offset_bytes, data_size_bytes, flags FROM object_mapping
+         WHERE volume_id = ? AND offset_bytes > ? ORDER BY offset_bytes LIMIT ?`,
+      )
+      .all(volumeId, Math.max(afterOffsetBytes, OFFSET_NONE), countMax) as (RawNeedleRow & { needle_id: Buffer })[];
+    return rows.map((row) => ({ needleId: needleIdFromBytes(row.needle_id), offsetBytes: row.offset_bytes, dataSizeBytes: row.data_size_bytes, flags: row.flags }));
+  }
+
+  /** Up to `countMax` tombstones kept only in the mapping (no needle in the file), by needle id. */
+  tombstonesWithoutNeedle(volumeId: VolumeId, afterNeedleId: NeedleId | undefined, countMax: number): NeedleId[] {
+    const after = afterNeedleId === undefined ? Buffer.alloc(0) : needleIdToBytes(afterNeedleId);
+    const rows = this.db
+      .prepare(
+        `SELECT needle_id FROM object_mapping WHERE volume_id = ? AND offset_bytes = ${OFFSET_NONE} AND needle_id > ?
+         ORDER BY needle_id LIMIT ?`,
+      )
+      .all(volumeId, after, countMax) as { needle_id: Buffer }[];
+    return rows.map((row) => needleIdFromBytes(row.needle_id));
+  }
+
+  /**
+   * What a compacted copy of the volume would hold: the encoded bytes of its live needles, and
+   * how many tombstones it has (each becomes a data-less tombstone needle in the copy).
+   */
+  compactedContentOf(volumeId: VolumeId): { liveEncodedBytes: number; tombstoneCount: number } {
+    const overheadBytes = NEEDLE_HEADER_SIZE_BYTES + NEEDLE_CHECKSUM_SIZE_BYTES + NEEDLE_ALIGNMENT_BYTES - 1;
+    const row = this.db
+      .prepare(
+        `SELECT
+           SUM(CASE WHEN (flags & ${NEEDLE_FLAG_TOMBSTONE}) = 0 AND offset_bytes >= 0
+                    THEN ((data_size_bytes + ${overheadBytes}) / ${NEEDLE_ALIGNMENT_BYTES}) * ${NEEDLE_ALIGNMENT_BYTES}
+                    ELSE 0 END) AS live_bytes,
+           SUM(flags & ${NEEDLE_FLAG_TOMBSTONE}) AS tombstone_count
+         FROM object_mapping WHERE volume_id = ?`,
+      )
+      .get(volumeId) as { live_bytes: number | null; tombstone_count: number | null };
+    return { liveEncodedBytes: row.live_bytes ?? 0, tombstoneCount: row.tombstone_count ?? 0 };
+  }
+
+  scrubbedAtMs(volumeId: VolumeId): number | undefined {
+    const row = this.db.prepare("SELECT scrubbed_at_ms FROM volume_scrubs WHERE volume_id = ?").get(volumeId) as { scrubbed_at_ms: number } | undefined;
+    return row?.scrubbed_at_ms;
+  }
+
+  /** Commits with synchronous=NORMAL: losing the newest scrub time only scrubs a volume early. */
+  recordScrubbed(volumeId: VolumeId, scrubbedAtMs: number): void {
+    this.db
+      .prepare("INSERT INTO volume_scrubs (volume_id, scrubbed_at_ms) VALUES (?, ?) ON CONFLICT (volume_id) DO UPDATE SET scrubbed_at_ms = excluded.scrubbed_at_ms")
+      .run(volumeId, scrubbedAtMs);
+  }
+
+  /** Forgets relocations a crashed or abandoned compaction of the volume staged. */
+  clearRelocations(volumeId: VolumeId): void {
+    this.db.prepare("DELETE FROM compaction_relocations WHERE volume_id = ?").run(volumeId);
+  }
+
+  /** Stages where needles sit in a volume's compacted file (not visible to reads until the switch). */
+  stageRelocations(volumeId: VolumeId, records: readonly MappingRecord[]): void {
+    const insert = this.db.prepare(
+      "INSERT OR REPLACE INTO compaction_relocations (volume_id, needle_id, offset_bytes, data_size_bytes) VALUES (?, ?, ?, ?)",
+    );
+    const stage = this.db.transaction(() => {
+      for (const record of records) insert.run(volumeId, needleIdToBytes(record.needleId), record.offsetBytes, record.dataSizeBytes);
+    });
+    stage();
+  }
+
+  /**
+   * The switch to a compacted file: every staged relocation moves its row (flags untouched, so a
+   * needle deleted while compaction ran stays deleted), the volume row takes the new file's end
+   * and checksum, and the staging rows go, in one transaction committed with synchronous=FULL.
+   * The volume row is the commit record recovery reads: a `.compact` file whose footer matches
+   * it is the volume; one that does not is an unfinished compaction and is deleted.
+   */
+  switchToCompacted(volumeId: VolumeId, progress: { mappedUpToBytes: number; fileCrc32UpTo: number }): NeedleCounts {
+    const apply = this.db.transaction((): NeedleCounts => {
+      this.db
+        .prepare(
+          `UPDATE object_mapping AS m SET offset_bytes = r.offset_bytes, data_size_bytes = r.data_size_bytes
+           FROM compaction_relocations AS r
+           WHERE m.volume_id = ? AND r.volume_id = m.volume_id AND r.needle_id = m.needle_id`,
+        )
+        .run(volumeId);
+      this.clearRelocations(volumeId);
+      const changed = this.updateVolumeProgress.run(progress.mappedUpToBytes, progress.fileCrc32UpTo >>> 0, "sealed", volumeId);
+      assert(changed.changes === 1, `volume ${volumeId} has a row`);
+      return this.countNeedlesOf(volumeId);
     });
     this.db.pragma("synchronous = FULL");
     try {

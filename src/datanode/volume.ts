@@ -45,6 +45,14 @@ export interface DataNodeStats {
   needleAppendCount: number;
 }
 
+/** A read through a Volume object that has been closed (replaced by compaction, or shut down). */
+export class VolumeClosed extends Error {
+  override name = "VolumeClosed";
+  constructor(readonly volumeId: VolumeId) {
+    super(`volume ${volumeId}'s file was closed`);
+  }
+}
+
 export type VolumeState =
   | { kind: "writable" }
   | { kind: "sealed"; footer: SealFooter }
@@ -75,6 +83,8 @@ interface PendingAppend {
 export interface VolumeOpenOptions {
   volumeId: VolumeId;
   path: string;
+  /** The file to open when it is not (yet) at `path`: compaction opens its new file before the rename. */
+  openPath?: string;
   diskDirectory: string;
   /** The mapping's row for this volume; absent when the file is new to the mapping. */
   row: VolumeRow | undefined;
@@ -107,6 +117,15 @@ export class Volume {
   /** Set and cleared synchronously, so an append queued as a loop ends always starts a new one. */
   private flushRunning = false;
   private flushDone: Promise<void> = Promise.resolve();
+  /**
+   * Positioned reads running on the file handle. Compaction swaps a volume for its rewritten
+   * file while reads that looked up their offsets in the old one may still be running; close()
+   * waits for them, so the old file's descriptor (and with it the unlinked old inode) outlives
+   * every read that needs it.
+   */
+  private readsInFlight = 0;
+  private readsDrained: (() => void) | undefined;
+  private closed = false;
 
   private constructor(options: VolumeOpenOptions, fileHandle: FileHandle, state: VolumeState, endOffsetBytes: number, fileCrc32: number) {
     this.volumeId = options.volumeId;
@@ -132,7 +151,7 @@ export class Volume {
    *   end (a crash after writing the footer, before recording the seal) seals the volume.
    */
   static async open(options: VolumeOpenOptions): Promise<Volume> {
-    const fileHandle = await open(options.path, "r+");
+    const fileHandle = await open(options.openPath ?? options.path, "r+");
     try {
       return await Volume.recover(options, fileHandle);
     } catch (error) {
@@ -225,6 +244,16 @@ export class Volume {
     return { ...this.counts };
   }
 
+  /** The seal footer, or undefined while writable (or damaged, failed). */
+  get sealFooter(): SealFooter | undefined {
+    return this.state.kind === "sealed" ? this.state.footer : undefined;
+  }
+
+  setCounts(counts: NeedleCounts): void {
+    this.counts.needleCount = counts.needleCount;
+    this.counts.deletedNeedleCount = counts.deletedNeedleCount;
+  }
+
   addCounts(delta: NeedleCounts): void {
     this.counts.needleCount += delta.needleCount;
     this.counts.deletedNeedleCount += delta.deletedNeedleCount;
@@ -259,10 +288,7 @@ export class Volume {
     const encodedSizeBytes = needleEncodedSizeBytes(row);
     assert(row.offsetBytes >= SUPERBLOCK_SIZE_BYTES, "a mapped needle starts after the superblock");
     assert(row.offsetBytes + encodedSizeBytes <= this.endOffsetBytes, "a mapped needle ends within the volume's mapped bytes");
-    const encoded =
-      encodedSizeBytes <= NEEDLE_READ_SYNC_SIZE_BYTES_MAX
-        ? readAtSync(this.fileHandle, encodedSizeBytes, row.offsetBytes)
-        : await readAt(this.fileHandle, encodedSizeBytes, row.offsetBytes);
+    const encoded = await this.readBytes(row.offsetBytes, encodedSizeBytes);
     const decoded = decodeNeedle(encoded);
     if (
       decoded.kind !== "needle" ||
@@ -276,6 +302,44 @@ export class Volume {
     return decoded.data;
   }
 
+  /**
+   * Writes a needle's good bytes over its corrupt copy in a sealed (or damaged) file, fsyncs, and
+   * verifies them by reading back (see DataNode.rewriteSealedNeedle for why this is sound).
+   */
+  async rewriteNeedleInPlace(needleId: NeedleId, row: NeedleRow, data: Buffer): Promise<void> {
+    assert(this.state.kind === "sealed" || this.state.kind === "damaged", "only a sealed volume's needle is rewritten in place");
+    assert(data.length === row.dataSizeBytes, "the good bytes fill exactly the needle's slot");
+    const header = { needleId, flags: 0, dataSizeBytes: data.length };
+    const encoded = Buffer.allocUnsafe(needleEncodedSizeBytes(header));
+    encodeNeedle({ header, data }, encoded);
+    assert(row.offsetBytes >= SUPERBLOCK_SIZE_BYTES && row.offsetBytes + encoded.length <= this.endOffsetBytes, "the slot lies within the sealed data");
+    if (this.closed) throw new VolumeClosed(this.volumeId);
+    await writeAllAt(this.fileHandle, [encoded], row.offsetBytes);
+    await this.fileHandle.datasync();
+    this.stats.fsyncCount += 1;
+    // A disk that does not keep what it is given fails here with ChecksumMismatch, as reads would.
+    await this.readNeedleData(needleId, row);
+  }
+
+  /**
+   * Raw bytes [positionBytes, positionBytes + lengthBytes) of the file, shorter only at its end
+   * (needle reads, compaction and the scrubber verify what they read themselves).
+   */
+  async readBytes(positionBytes: number, lengthBytes: number): Promise<Buffer> {
+    // Only a holder of a stale reference gets here (the scrubber, after compaction swapped
+    // the volume out); reads through the DataNode always find the current volume.
+    if (this.closed) throw new VolumeClosed(this.volumeId);
+    // A small read is one pread on the event loop: the thread-pool hand-off costs more than it.
+    if (lengthBytes <= NEEDLE_READ_SYNC_SIZE_BYTES_MAX) return readAtSync(this.fileHandle, lengthBytes, positionBytes);
+    this.readsInFlight += 1;
+    try {
+      return await readAt(this.fileHandle, lengthBytes, positionBytes);
+    } finally {
+      this.readsInFlight -= 1;
+      if (this.readsInFlight === 0) this.readsDrained?.();
+    }
+  }
+
   /** Re-reads a sealed volume and checks its whole-file checksum against the footer. */
   async verifySealed(): Promise<SealedVolumeVerification> {
     const state = this.state;
@@ -285,11 +349,11 @@ export class Volume {
     let actualCrc32 = 0;
     for (let offset = 0; offset < state.footer.dataEndOffsetBytes; offset += READ_CHUNK_SIZE_BYTES) {
       const length = Math.min(READ_CHUNK_SIZE_BYTES, state.footer.dataEndOffsetBytes - offset);
-      const chunk = await readAt(this.fileHandle, length, offset);
+      const chunk = await this.readBytes(offset, length);
       if (chunk.length !== length) return { volumeId: this.volumeId, ok: false, reason: "file is shorter than its footer says" };
       actualCrc32 = crc32(chunk, actualCrc32);
     }
-    const footerBytes = await readAt(this.fileHandle, SEAL_FOOTER_SIZE_BYTES, state.footer.dataEndOffsetBytes);
+    const footerBytes = await this.readBytes(state.footer.dataEndOffsetBytes, SEAL_FOOTER_SIZE_BYTES);
     const footer = decodeSealFooter(footerBytes);
     if (footer.kind !== "footer" || footer.footer.fileCrc32 !== state.footer.fileCrc32) {
       return { volumeId: this.volumeId, ok: false, reason: "footer on disk changed" };
@@ -304,6 +368,9 @@ export class Volume {
   /** Waits for queued appends, then closes the file. */
   async close(): Promise<void> {
     while (this.flushRunning) await this.flushDone;
+    while (this.readsInFlight > 0) await new Promise<void>((resolve) => (this.readsDrained = resolve));
+    if (this.closed) return;
+    this.closed = true;
     await this.fileHandle.close();
   }
 
