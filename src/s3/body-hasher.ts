@@ -21,6 +21,8 @@ export const HASH_OFFLOAD_SIZE_BYTES_MIN = 1 * MEBIBYTE;
 const HASH_BATCH_SIZE_BYTES = 1 * MEBIBYTE;
 /** Bytes of one body sent but not yet hashed; `update` waits beyond it. */
 const HASH_BYTES_IN_FLIGHT_MAX = 8 * MEBIBYTE;
+/** Batch buffers kept for reuse once the worker hands them back; more are allocated on demand. */
+const HASH_BATCH_POOL_COUNT_MAX = 32;
 /** Hashing threads: the cores left beside the event loop, at least one, at most this many. */
 const HASH_WORKER_COUNT_MAX = 4;
 
@@ -86,7 +88,7 @@ class OffloadedHasher implements BodyHasher {
     assert(!this.ended, "no update after digests");
     let offset = 0;
     while (offset < piece.length) {
-      this.batch ??= new Uint8Array(HASH_BATCH_SIZE_BYTES);
+      this.batch ??= takeBatch();
       const take = Math.min(piece.length - offset, HASH_BATCH_SIZE_BYTES - this.batchFilledBytes);
       this.batch.set(piece.subarray(offset, offset + take), this.batchFilledBytes);
       this.batchFilledBytes += take;
@@ -143,9 +145,7 @@ class OffloadedHasher implements BodyHasher {
     this.batch = undefined;
     this.batchFilledBytes = 0;
     this.bytesInFlight += sizeBytes;
-    // A partial last batch is cut to size, so the worker hashes exactly the body's bytes.
-    const buffer = sizeBytes === batch.length ? batch.buffer : batch.slice(0, sizeBytes).buffer;
-    this.worker.update(this.jobId, buffer as ArrayBuffer);
+    this.worker.update(this.jobId, batch.buffer as ArrayBuffer, sizeBytes);
   }
 }
 
@@ -170,6 +170,7 @@ class HashWorker {
       for (const job of failed) job.onFailed(error);
     });
     worker.on("message", (reply: HashWorkerReply) => {
+      if (reply.kind === "hashed") returnBatch(reply.batch);
       const job = this.jobs.get(reply.jobId);
       if (job === undefined) return; // abandoned
       if (reply.kind === "hashed") job.onHashed(reply.sizeBytes);
@@ -194,8 +195,8 @@ class HashWorker {
     return jobId;
   }
 
-  update(jobId: number, batch: ArrayBuffer): void {
-    this.post({ kind: "update", jobId, batch }, [batch]);
+  update(jobId: number, batch: ArrayBuffer, sizeBytes: number): void {
+    this.post({ kind: "update", jobId, batch, sizeBytes }, [batch]);
   }
 
   end(jobId: number): void {
@@ -211,6 +212,22 @@ class HashWorker {
   private post(request: HashWorkerRequest, transfer: ArrayBuffer[] = []): void {
     this.worker.postMessage(request, transfer);
   }
+}
+
+/**
+ * Batches come back from the worker and are reused: allocating a fresh 1 MiB buffer per batch
+ * (zero-filled, outside the heap) made garbage collection a tenth of a large PUT's main thread.
+ */
+const batchPool: ArrayBuffer[] = [];
+
+function takeBatch(): Uint8Array {
+  const recycled = batchPool.pop();
+  // allocUnsafeSlow: an ArrayBuffer of its own (transferable), not zero-filled.
+  return recycled !== undefined ? new Uint8Array(recycled) : new Uint8Array(Buffer.allocUnsafeSlow(HASH_BATCH_SIZE_BYTES).buffer, 0, HASH_BATCH_SIZE_BYTES);
+}
+
+function returnBatch(batch: ArrayBuffer): void {
+  if (batch.byteLength === HASH_BATCH_SIZE_BYTES && batchPool.length < HASH_BATCH_POOL_COUNT_MAX) batchPool.push(batch);
 }
 
 let workers: HashWorker[] | undefined;

@@ -9,11 +9,13 @@ import { newChecksummer, type ChecksumAlgorithm, type Checksummer } from "../bas
 
 export type HashWorkerRequest =
   | { kind: "begin"; jobId: number; checksumAlgorithm: ChecksumAlgorithm | undefined }
-  | { kind: "update"; jobId: number; batch: ArrayBuffer }
+  /** The first `sizeBytes` of `batch` are the body's next bytes. */
+  | { kind: "update"; jobId: number; batch: ArrayBuffer; sizeBytes: number }
   | { kind: "end"; jobId: number };
 
 export type HashWorkerReply =
-  | { kind: "hashed"; jobId: number; sizeBytes: number }
+  /** `batch` travels back, so the sender reuses it instead of allocating (and collecting) another. */
+  | { kind: "hashed"; jobId: number; sizeBytes: number; batch: ArrayBuffer }
   | { kind: "digests"; jobId: number; md5: Uint8Array; checksum: Uint8Array | undefined };
 
 interface Job {
@@ -34,11 +36,11 @@ port.on("message", (request: HashWorkerRequest) => {
       return;
     case "update": {
       const job = jobs.get(request.jobId);
-      const bytes = new Uint8Array(request.batch);
+      const bytes = new Uint8Array(request.batch, 0, request.sizeBytes);
       job?.md5.update(bytes);
       job?.checksummer?.update(bytes);
-      const reply: HashWorkerReply = { kind: "hashed", jobId: request.jobId, sizeBytes: bytes.length };
-      port.postMessage(reply);
+      const reply: HashWorkerReply = { kind: "hashed", jobId: request.jobId, sizeBytes: request.sizeBytes, batch: request.batch };
+      port.postMessage(reply, [request.batch]);
       return;
     }
     case "end": {
