@@ -424,18 +424,21 @@ const DELIMITER_PASSES = 3;
 
 // ---- systems -------------------------------------------------------------------------
 
-async function nullServerBaselines(): Promise<void> {
-  const server = await startNullServer();
-  try {
-    const system: System = { kind: "null-server", port: server.port, pids: [server.pid], loopProcess: server };
-    for (const operation of ["get", "put"] as const) {
-      await attempt(`null-${operation}-4k`, async () => {
-        await measure({ workload: `null-${operation}-4k`, system, bucket: "null", operation, objectSizeBytes: 4 * KIBIBYTE, connections: config.connections, keyPrefix: "k", keyPoolCount: 1000 });
-      });
+/**
+ * The null server runs beside the cairn server, and each of its workloads is measured right
+ * before the 4 KiB workload it is the baseline of: on a shared machine the load changes within
+ * a minute, and a baseline taken at the start of the run compared poorly with one taken later.
+ */
+let nullServer: System | undefined;
+
+async function nullBaseline(operation: "get" | "put"): Promise<void> {
+  await attempt(`null-${operation}-4k`, async () => {
+    if (nullServer === undefined) {
+      const server = await startNullServer();
+      nullServer = { kind: "null-server", port: server.port, pids: [server.pid], loopProcess: server };
     }
-  } finally {
-    await stopProcess(server);
-  }
+    await measure({ workload: `null-${operation}-4k`, system: nullServer, bucket: "null", operation, objectSizeBytes: 4 * KIBIBYTE, connections: config.connections, keyPrefix: "k", keyPoolCount: 1000 });
+  });
 }
 
 /** PUT then GET of one object size; the GET reads the keys the PUT wrote. */
@@ -443,10 +446,19 @@ async function putThenGet(system: System, bucket: string, label: string, sizeByt
   let pool = 0;
   const putName = `${namePrefix}put-${label}`;
   const getName = `${namePrefix}get-${label}`;
+  const baselines = system.kind === "cairn-server" && label === "4k";
+  if (baselines && sectionWanted([putName, "null-put-4k"])) await nullBaseline("put");
+  if (label === "64m" && sectionWanted([putName])) {
+    await attempt("baseline-md5", async () => {
+      md5 = measureMd5();
+      progress(`md5 (just before the 64 MiB PUT): ${round(md5.mibPerSecond, 1)} MiB/s`);
+    });
+  }
   await attempt(putName, async () => {
     const { load } = await measure({ workload: putName, system, bucket, operation: "put", objectSizeBytes: sizeBytes, connections, keyPrefix: `${label}/`, opsTotal: opsMax });
     pool = keyPoolAfterPut(load);
   });
+  if (baselines && sectionWanted([getName, "null-get-4k"])) await nullBaseline("get");
   await attempt(getName, async () => {
     if (pool === 0) {
       // GET alone (CAIRN_BENCH_ONLY=get-...): write a small pool first.
@@ -457,7 +469,7 @@ async function putThenGet(system: System, bucket: string, label: string, sizeByt
   });
 }
 
-const SERVER_WORKLOADS = ["put-4k", "get-4k", "put-1m", "get-1m", "put-64m", "get-64m", "mixed-4k", "list-v2-full", "list-v2-delimiter"];
+const SERVER_WORKLOADS = ["null-put-4k", "null-get-4k", "put-4k", "get-4k", "put-1m", "get-1m", "put-64m", "get-64m", "mixed-4k", "list-v2-full", "list-v2-delimiter"];
 
 async function serverWorkloads(): Promise<void> {
   const dataDirectory = makeTemporaryDirectory("server");
@@ -694,12 +706,14 @@ async function main(): Promise<number> {
   const startedAtMs = Date.now();
   const loadAverageAtStart = os.loadavg();
   progress(`config ${JSON.stringify(config)}`);
-  await attempt("baseline-md5", async () => {
-    md5 = measureMd5();
-    progress(`md5: ${round(md5.mibPerSecond, 1)} MiB/s`);
-  });
-  await attempt("null-server", nullServerBaselines, ["null-get-4k", "null-put-4k"]);
   await attempt("cairn-server", serverWorkloads, ["baseline-disk", ...SERVER_WORKLOADS]);
+  if (nullServer?.loopProcess !== undefined) await stopProcess(nullServer.loopProcess);
+  if (md5 === undefined && sectionWanted(["baseline-md5"])) {
+    await attempt("baseline-md5", async () => {
+      md5 = measureMd5();
+      progress(`md5: ${round(md5.mibPerSecond, 1)} MiB/s`);
+    });
+  }
   for (const kind of ["cluster-3-replica", "cluster-ec-4+2"] as const) await attempt(kind, () => clusterWorkloads(kind), [kind === "cluster-3-replica" ? "3r-" : "ec-"]);
 
   const targets = computeTargets();
