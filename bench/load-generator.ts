@@ -73,7 +73,9 @@ export async function runLoad(options: { spec: WorkloadSpec; workerCount: number
               resolve();
             }
           });
-          worker.once("exit", (code) => reject(new Error(`load worker ${workerIndex} exited (${code}) without a report`)));
+          // "close", not "exit": it comes after the IPC channel has delivered everything, while
+          // "exit" can overtake a report the worker sent just before it disconnected.
+          worker.once("close", (code) => reject(new Error(`load worker ${workerIndex} exited (${code}) without a report`)));
         }),
       );
       const assign: ParentMessage = { kind: "assign", assignment: { spec, workerIndex, workerCount } };
