@@ -210,7 +210,9 @@ export function trailerStringToSign(amzDate: string, scope: string, previousSign
 
 /** YYYYMMDD'T'HHMMSS'Z' of a time in ms. */
 export function formatAmzDate(timeMs: number): string {
-  return new Date(timeMs).toISOString().replace(/[-:]/g, "").replace(/\.\d{3}/, "");
+  // From "YYYY-MM-DDTHH:MM:SS.sssZ" by slicing: two regex replaces cost more per request.
+  const iso = new Date(timeMs).toISOString();
+  return iso.slice(0, 4) + iso.slice(5, 7) + iso.slice(8, 13) + iso.slice(14, 16) + iso.slice(17, 19) + "Z";
 }
 
 /** Parses YYYYMMDD'T'HHMMSS'Z'; undefined unless it is a real instant in exactly that form. */
