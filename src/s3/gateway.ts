@@ -2,7 +2,6 @@
  * The S3 gateway's HTTP handler: parse the request, authenticate it, route it to one
  * S3Operation, dispatch with one exhaustive switch, and turn any error into AWS's XML.
  */
-import { randomBytes } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { log, newRequestId, unreachable } from "../base/index.js";
 import { verifyRequest } from "../auth/index.js";
@@ -38,9 +37,9 @@ import {
 import { deleteObject, getOrHeadObject, putObject } from "./object-ops.js";
 import { parseTarget, routeRequest, type S3OperationName } from "./router.js";
 import type { S3Error } from "./s3-errors.js";
+import { commonHeaders, HOST_ID } from "./responses.js";
 import { escapeXml } from "./xml.js";
 
-const HOST_ID = randomBytes(24).toString("base64");
 
 export function createS3Handler(services: GatewayServices): (req: IncomingMessage, res: ServerResponse) => void {
   return (req, res) => {
@@ -50,9 +49,6 @@ export function createS3Handler(services: GatewayServices): (req: IncomingMessag
 
 async function handle(services: GatewayServices, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const requestId = newRequestId();
-  res.setHeader("x-amz-request-id", requestId);
-  res.setHeader("x-amz-id-2", HOST_ID);
-  res.setHeader("Server", "Cairn");
   const method = (req.method ?? "GET").toUpperCase();
   const rawUrl = req.url ?? "/";
   const questionMark = rawUrl.indexOf("?");
@@ -170,6 +166,7 @@ function sendError(req: IncomingMessage, res: ServerResponse, method: string, er
             `${details}<Resource>${escapeXml(resource)}</Resource><RequestId>${requestId}</RequestId><HostId>${HOST_ID}</HostId></Error>`,
         );
   res.writeHead(error.statusCode, {
+    ...commonHeaders(requestId),
     ...error.headers,
     ...(method === "HEAD" ? {} : { "Content-Type": "application/xml" }),
     "Content-Length": String(body.length),

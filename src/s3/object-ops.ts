@@ -22,7 +22,7 @@ import {
   versionResponseHeaders,
 } from "./object-headers.js";
 import { newBodyHasher, type BodyDigests } from "./body-hasher.js";
-import { sendEmpty } from "./responses.js";
+import { commonHeaders, sendEmpty } from "./responses.js";
 import { S3Error, s3Errors, s3ErrorWithMessage } from "./s3-errors.js";
 import { parseTaggingHeader, validateObjectKey } from "./validation.js";
 import { httpDate } from "./xml.js";
@@ -264,11 +264,11 @@ async function readableVersion(ctx: RequestContext, services: GatewayServices): 
 
 export async function getOrHeadObject(ctx: RequestContext, services: GatewayServices): Promise<void> {
   const { bucket, version } = await readableVersion(ctx, services);
-  const headers = versionResponseHeaders(version, { versioned: bucket.versioning !== "Unversioned" });
+  const headers = { ...commonHeaders(ctx.requestId), ...versionResponseHeaders(version, { versioned: bucket.versioning !== "Unversioned" }) };
   const outcome = evaluateConditions(ctx, version);
   if (outcome === "precondition-failed") throw s3Errors.preconditionFailed({ Condition: "If-Match" });
   if (outcome === "not-modified") {
-    ctx.res.writeHead(304, { ETag: headers.ETag!, "Last-Modified": headers["Last-Modified"]! });
+    ctx.res.writeHead(304, { ...commonHeaders(ctx.requestId), ETag: headers.ETag!, "Last-Modified": headers["Last-Modified"]! });
     ctx.res.end();
     return;
   }
