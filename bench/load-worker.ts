@@ -119,8 +119,13 @@ process.once("message", (message: ParentMessage) => {
   if (message.kind !== "assign") return;
   run(message.assignment).then(
     (report) => {
-      send({ kind: "report", report });
-      process.disconnect();
+      // Disconnect only once the report is written: a large report (latency samples) could be
+      // cut off by a disconnect right after send, and the parent saw a worker without a report.
+      const message: WorkerMessage = { kind: "report", report };
+      process.send!(message, undefined, {}, (error: Error | null) => {
+        if (error !== null) console.error(error);
+        process.disconnect();
+      });
     },
     (error: unknown) => {
       console.error(error);
