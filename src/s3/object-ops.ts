@@ -198,13 +198,15 @@ export async function putObject(ctx: RequestContext, services: GatewayServices):
     partSizesBytes: undefined,
     chunks: received.chunks,
   };
+  let result;
   try {
-    await services.meta.putObjectVersion(version, condition);
+    result = await services.meta.putObjectVersion(version, condition);
   } catch (error) {
     await services.dataRouter.deleteChunks(received.chunks);
     throw error;
   }
-  services.garbageCollector?.runOnce().catch(() => undefined);
+  // Only a replaced version leaves garbage; a pass after every PUT cost a query each.
+  if (result.removed.length > 0) services.garbageCollector?.runOnce().catch(() => undefined);
   sendEmpty(ctx, 200, {
     ETag: `"${version.etag}"`,
     ...versionIdHeader(bucket, versionId),
