@@ -5,6 +5,7 @@ import { log, systemClock } from "../base/index.js";
 import { NotLeader } from "../cluster/index.js";
 import { createMetadataRpcRoutes, SqliteMetadataStore } from "../meta/index.js";
 import { ADMIN_SETTINGS, ADMIN_USAGE, runAdmin } from "./admin.js";
+import { drainNode, printRepairStatus } from "./admin-repair.js";
 import { printClusterStatus } from "./admin-status.js";
 import { masterKeyFromClusterSecret } from "./cluster-keys.js";
 import { CONFIG_SETTING, parseFlags, Settings, UsageError } from "./config.js";
@@ -26,6 +27,8 @@ commands:
   admin       operator commands
 
 ${ADMIN_USAGE}  cairn admin status --placement URL --cluster-secret S   print the cluster map
+  cairn admin repair status --placement URL --cluster-secret S   under-replicated volumes, repair progress
+  cairn admin node drain <node-id> --placement URL --cluster-secret S   move a node's replicas away
 
 server flags (flag, environment variable, meaning):
 ${Settings.help(SERVER_SETTINGS)}
@@ -130,6 +133,14 @@ export async function main(argv: string[]): Promise<void> {
             if (!(error instanceof NotLeader) || error.leaderUrl === "") throw error;
             await printClusterStatus(error.leaderUrl, secret, process.stdout);
           }
+          return;
+        }
+        if (positionals[0] === "repair" && positionals[1] === "status") {
+          await printRepairStatus(settings.require("placement"), settings.require("cluster-secret"), process.stdout);
+          return;
+        }
+        if (positionals[0] === "node" && positionals[1] === "drain") {
+          await drainNode(settings.require("placement"), settings.require("cluster-secret"), positionals[2], process.stdout);
           return;
         }
         await runAdmin(positionals, settings);

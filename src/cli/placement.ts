@@ -14,7 +14,15 @@ import { promises as fs } from "node:fs";
 import * as path from "node:path";
 import { HTTP_KEEP_ALIVE_TIMEOUT_MS, log, NEEDLE_DATA_SIZE_BYTES_MAX, SECOND_MS, systemClock } from "../base/index.js";
 import { createRpcHandler, EtcdClient, NODE_DOWN_AFTER_MS, RemoteNeedleStore, type NeedleStore, type NodeRecord, type RpcRoutes } from "../cluster/index.js";
-import { ClusterMapStore, createPlacementRpcRoutes, ElectedPlacement, PlacementService, REPLICA_COUNT_DEFAULT } from "../placement/index.js";
+import {
+  ClusterMapStore,
+  createPlacementRpcRoutes,
+  ElectedPlacement,
+  NODE_OUT_AFTER_MS_DEFAULT,
+  PlacementService,
+  REPAIR_COPY_BYTES_PER_SECOND_DEFAULT,
+  REPLICA_COUNT_DEFAULT,
+} from "../placement/index.js";
 import { parseListenAddress, Settings, UsageError, type SettingSpec } from "./config.js";
 
 /** On close, requests still running after this are cut off so shutdown cannot hang on a slow peer. */
@@ -30,6 +38,18 @@ export const PLACEMENT_SETTINGS: readonly SettingSpec[] = [
     env: "CAIRN_NODE_DOWN_AFTER_MS",
     defaultValue: String(NODE_DOWN_AFTER_MS),
     help: "a data node silent this long is down",
+  },
+  {
+    flag: "node-out-after-ms",
+    env: "CAIRN_NODE_OUT_AFTER_MS",
+    defaultValue: String(NODE_OUT_AFTER_MS_DEFAULT),
+    help: "a data node down this long is out: repair re-creates its replicas elsewhere",
+  },
+  {
+    flag: "repair-bytes-per-second",
+    env: "CAIRN_REPAIR_BYTES_PER_SECOND",
+    defaultValue: String(REPAIR_COPY_BYTES_PER_SECOND_DEFAULT),
+    help: "repair and drain copy at most this many bytes per second",
   },
   { flag: "etcd", env: "CAIRN_ETCD", defaultValue: undefined, help: "etcd client URL(s), comma-separated: elect a leader and keep the map there" },
   { flag: "etcd-prefix", env: "CAIRN_ETCD_PREFIX", defaultValue: "/cairn", help: "key prefix of this cluster in etcd" },
@@ -80,6 +100,10 @@ export async function runPlacement(
   if (replicaCount < 1) throw new UsageError("--replicas must be at least 1");
   const nodeDownAfterMs = settings.integer("node-down-after-ms") ?? NODE_DOWN_AFTER_MS;
   if (nodeDownAfterMs < 1) throw new UsageError("--node-down-after-ms must be at least 1");
+  const nodeOutAfterMs = settings.integer("node-out-after-ms") ?? NODE_OUT_AFTER_MS_DEFAULT;
+  if (nodeOutAfterMs < nodeDownAfterMs) throw new UsageError("--node-out-after-ms must be at least --node-down-after-ms");
+  const repairCopyBytesPerSecond = settings.integer("repair-bytes-per-second") ?? REPAIR_COPY_BYTES_PER_SECOND_DEFAULT;
+  if (repairCopyBytesPerSecond < 1) throw new UsageError("--repair-bytes-per-second must be at least 1");
   const listen = parseListenAddress(settings.require("listen"));
   await fs.mkdir(dataDirectory, { recursive: true, mode: 0o700 });
 
@@ -93,7 +117,7 @@ export async function runPlacement(
   let placementRoutes: RpcRoutes;
   if (etcd === undefined) {
     store = ClusterMapStore.open(path.join(dataDirectory, "cluster-map.sqlite"));
-    service = new PlacementService({ clock: systemClock, store, replicaCount, nodeDownAfterMs, storeFor: reachNode });
+    service = new PlacementService({ clock: systemClock, store, replicaCount, nodeDownAfterMs, nodeOutAfterMs, repairCopyBytesPerSecond, storeFor: reachNode });
     placementRoutes = createPlacementRpcRoutes(service);
   } else {
     elected = new ElectedPlacement({
@@ -102,7 +126,7 @@ export async function runPlacement(
       // Known once the port is bound (port 0); read by start(), after listen.
       advertiseUrl: () => advertiseUrl,
       storeFor: reachNode,
-      service: { clock: systemClock, replicaCount, nodeDownAfterMs },
+      service: { clock: systemClock, replicaCount, nodeDownAfterMs, nodeOutAfterMs, repairCopyBytesPerSecond },
     });
     placementRoutes = elected.routes;
   }
@@ -133,7 +157,7 @@ export async function runPlacement(
   service?.start();
   await elected?.start();
   process.stdout.write(JSON.stringify({ event: "listening", role: "placement", port }) + "\n");
-  log.info({ host: listen.host, port, dataDirectory, replicaCount, nodeDownAfterMs, etcd: etcd?.endpoints, advertiseUrl }, "cairn placement listening");
+  log.info({ host: listen.host, port, dataDirectory, replicaCount, nodeDownAfterMs, nodeOutAfterMs, etcd: etcd?.endpoints, advertiseUrl }, "cairn placement listening");
 
   return {
     port,

@@ -9,10 +9,14 @@
  *               growVolumes({}) -> ClusterMap        (ensure writable volumes exist now)
  *               reportDamage(DamageReport) -> null
  *               volumeUsage({}) -> VolumeUsage[]       (bytes per volume per node, from heartbeats)
+ *               repairStatus({}) -> RepairStatus
+ *               drainNode({ nodeId }) -> RepairStatus
  *   data node:  createVolume({ volumeId }) -> null
  *               deleteNeedle({ volumeId, needleId }) -> null
  *               volumeStatuses({}) -> VolumeStatus[]
+ *               listNeedles({ volumeId, afterNeedleId?, countMax }) -> NeedleListEntry[]
  *               blob writeNeedle?volumeId&needleId&crc32 (body: data) -> null
+ *               blob rewriteNeedle?volumeId&needleId&crc32 (body: data) -> RewriteNeedleOutcome
  *               blob readNeedle?volumeId&needleId[&offsetBytes&lengthBytes] -> data
  */
 import type { NodeId, VolumeId } from "../base/index.js";
@@ -101,4 +105,45 @@ export interface DamageReport {
   needleId: string;
   nodeId: NodeId;
   reason: "checksum-mismatch" | "needle-missing" | "unreachable";
+}
+
+/** Where repair stands, for `cairn admin repair status`. */
+export interface RepairStatus {
+  /** A node down this long is out: its replicas are re-created elsewhere. */
+  nodeOutAfterMs: number;
+  nodes: Array<{ nodeId: NodeId; address: string; zone: string; state: NodeState; out: boolean; draining: boolean; volumeCount: number }>;
+  /** Volumes with a replica on a down, out or draining node, with the task moving it if any. */
+  volumes: Array<{
+    volumeId: VolumeId;
+    replicas: NodeId[];
+    /** Replicas not serving (down or out); a draining replica still serves. */
+    missing: NodeId[];
+    task: RepairTaskStatus | undefined;
+  }>;
+  /** Damaged needles reported and not yet rewritten. */
+  damagedNeedlesPending: number;
+  totals: RepairTotals;
+  /** Why repair could not go on the last time it stopped short (no target node, no source). */
+  lastProblem: string | undefined;
+}
+
+export interface RepairTaskStatus {
+  kind: "replace" | "drain";
+  fromNodeId: NodeId;
+  toNodeId: NodeId;
+  phase: "queued" | "settling" | "copying" | "verifying";
+  createdAtMs: number;
+  needlesCopied: number;
+  bytesCopied: number;
+  tombstonesCopied: number;
+}
+
+export interface RepairTotals {
+  replicasReplaced: number;
+  needlesCopied: number;
+  bytesCopied: number;
+  tombstonesPropagated: number;
+  needlesRewritten: number;
+  /** Needles with no healthy copy left anywhere (logged as errors). */
+  needlesLost: number;
 }

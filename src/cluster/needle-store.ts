@@ -53,6 +53,54 @@ export interface NeedleStore {
   close(): Promise<void>;
 }
 
+/** One needle as a volume's object mapping holds it: what repair compares across replicas. */
+export interface NeedleListEntry {
+  needleId: NeedleId;
+  /** Payload size; 0 for a tombstone of a needle this replica never held. */
+  dataSizeBytes: number;
+  /** Mark-deleted here: this needle must never be copied anywhere again. */
+  tombstone: boolean;
+}
+
+export interface ListNeedlesInput {
+  volumeId: VolumeId;
+  /** Entries strictly after this id, in needle-id order; from the first when absent. */
+  afterNeedleId?: NeedleId;
+  countMax: number;
+}
+
+/** What rewriteNeedle did with a good copy of a needle. */
+export type RewriteNeedleOutcome =
+  /** The needle's bytes were written again at its mapped offset (sealed volume). */
+  | "rewritten-in-place"
+  /** Appended: the replica had no row for it, or a rotted one, and its volume is writable. */
+  | "appended"
+  /** The replica's copy verified and matches: nothing written (a stale damage report). */
+  | "intact"
+  /** The replica holds a tombstone for it: nothing written, it stays dead. */
+  | "tombstoned";
+
+/**
+ * The calls repair and drain make on a data node, beside the data path's. Kept apart from
+ * NeedleStore so the data path (and its test fakes) need not know them.
+ */
+export interface RepairNeedleStore extends NeedleStore {
+  /** A page of a volume's needles and tombstones in needle-id order (at most countMax). */
+  listNeedles(input: ListNeedlesInput): Promise<NeedleListEntry[]>;
+  /**
+   * Put a verified copy of a needle back on a replica that lost or rotted it. Rejects with
+   * NeedleNotFound when the replica has no row for it and its volume is sealed (nothing can
+   * be appended there: the replica has to be re-created whole), ChecksumMismatch when `data`
+   * does not match `crc32` or the mapped size.
+   */
+  rewriteNeedle(input: WriteNeedleInput): Promise<RewriteNeedleOutcome>;
+}
+
+export function isRepairNeedleStore(store: NeedleStore): store is RepairNeedleStore {
+  const candidate = store as Partial<RepairNeedleStore>;
+  return typeof candidate.listNeedles === "function" && typeof candidate.rewriteNeedle === "function";
+}
+
 // ---- Operating errors: expected, typed, carrying ids (mapped to S3 errors at the edge) ----
 
 export class VolumeFull extends Error {

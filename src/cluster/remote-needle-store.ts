@@ -8,7 +8,15 @@
  * `timeoutMs`, rejects with PeerUnavailable: read another replica, never wait on a hung node.
  */
 import type { NeedleId, NodeId, VolumeId } from "../base/index.js";
-import type { NeedleStore, ReadNeedleInput, VolumeStatus, WriteNeedleInput } from "./needle-store.js";
+import type {
+  ListNeedlesInput,
+  NeedleListEntry,
+  ReadNeedleInput,
+  RepairNeedleStore,
+  RewriteNeedleOutcome,
+  VolumeStatus,
+  WriteNeedleInput,
+} from "./needle-store.js";
 import { PeerUnavailable, RPC_TIMEOUT_MS_DEFAULT, RpcClient } from "./rpc.js";
 
 export interface RemoteNeedleStoreOptions {
@@ -21,7 +29,7 @@ export interface RemoteNeedleStoreOptions {
   timeoutMs?: number;
 }
 
-export class RemoteNeedleStore implements NeedleStore {
+export class RemoteNeedleStore implements RepairNeedleStore {
   readonly nodeId: NodeId;
   readonly address: string;
   private readonly client: RpcClient;
@@ -64,6 +72,15 @@ export class RemoteNeedleStore implements NeedleStore {
 
   async volumeStatuses(): Promise<VolumeStatus[]> {
     return this.client.call<VolumeStatus[]>("volumeStatuses", {}, { timeoutMs: this.timeoutMs });
+  }
+
+  async listNeedles(input: ListNeedlesInput): Promise<NeedleListEntry[]> {
+    return this.client.call<NeedleListEntry[]>("listNeedles", { ...input }, { timeoutMs: this.timeoutMs });
+  }
+
+  async rewriteNeedle(input: WriteNeedleInput): Promise<RewriteNeedleOutcome> {
+    const query = { volumeId: String(input.volumeId), needleId: input.needleId, crc32: String(input.crc32 >>> 0) };
+    return this.client.writeBlob<RewriteNeedleOutcome>("rewriteNeedle", query, input.data, { timeoutMs: this.timeoutMs });
   }
 
   /** Closes the pooled sockets to this peer; the data node itself keeps running. */

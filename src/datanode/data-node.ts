@@ -38,8 +38,11 @@ import {
   NeedleNotFound,
   VolumeFull,
   VolumeNotFound,
-  type NeedleStore,
+  type ListNeedlesInput,
+  type NeedleListEntry,
   type ReadNeedleInput,
+  type RepairNeedleStore,
+  type RewriteNeedleOutcome,
   type VolumeStatus,
   type WriteNeedleInput,
 } from "../cluster/index.js";
@@ -62,7 +65,7 @@ import {
   SEAL_FOOTER_SIZE_BYTES,
   SUPERBLOCK_SIZE_BYTES,
 } from "./needle-codec.js";
-import { ObjectMapping, type MappingRecord, type NeedleCounts, type VolumeRow } from "./object-mapping.js";
+import { ObjectMapping, OFFSET_NONE, type MappingRecord, type NeedleCounts, type VolumeRow } from "./object-mapping.js";
 import { Volume, type DataNodeStats, type SealedVolumeVerification } from "./volume.js";
 
 export type { DataNodeStats, SealedVolumeVerification } from "./volume.js";
@@ -123,7 +126,7 @@ export interface VolumeScrubAccess {
   needlesInFileOrder(afterOffsetBytes: number, countMax: number): MappingRecord[] | undefined;
 }
 
-export class DataNode implements NeedleStore, CompactionTarget {
+export class DataNode implements RepairNeedleStore, CompactionTarget {
   readonly nodeId: NodeId;
   private readonly diskDirectories: readonly string[];
   private readonly volumeSizeBytes: number;
@@ -411,6 +414,54 @@ export class DataNode implements NeedleStore, CompactionTarget {
       statuses.push({ volumeId: volume.volumeId, state, sizeBytes: volume.sizeBytes, ...volume.needleCounts });
     }
     return statuses;
+  }
+
+  /** Repair: a page of a volume's needles and tombstones in needle-id order. */
+  async listNeedles(input: ListNeedlesInput): Promise<NeedleListEntry[]> {
+    assert(!this.closed, "data node is open");
+    if (!this.volumes.has(input.volumeId)) throw new VolumeNotFound(input.volumeId);
+    return this.mapping.listNeedles(input.volumeId, input.afterNeedleId, input.countMax).map((row) => ({
+      needleId: row.needleId,
+      dataSizeBytes: row.dataSizeBytes,
+      tombstone: (row.flags & NEEDLE_FLAG_TOMBSTONE) !== 0,
+    }));
+  }
+
+  /**
+   * Repair: put back a needle this node lost or rotted, from a copy the caller read (verified)
+   * on another replica. A tombstone wins; an intact copy is left alone (a stale report). In a
+   * writable volume the good copy is appended (the later copy's row wins); in a sealed one it
+   * is written over the rotted bytes in place (rewriteSealedNeedle, which waits out compaction),
+   * so the file's footer checksum holds again. A sealed volume with no row for the needle cannot
+   * take it: NeedleNotFound, and the caller re-creates the replica elsewhere.
+   */
+  async rewriteNeedle(input: WriteNeedleInput): Promise<RewriteNeedleOutcome> {
+    assert(!this.closed, "data node is open");
+    assert(isNeedleId(input.needleId), "needle id is 32 lowercase hex characters");
+    const volume = this.volumes.get(input.volumeId);
+    if (volume === undefined) throw new VolumeNotFound(input.volumeId);
+    if (input.data.length > NEEDLE_DATA_SIZE_BYTES_MAX) throw new NeedleTooLarge(input.volumeId, input.needleId, input.data.length);
+    if (crc32(input.data) !== input.crc32 >>> 0) throw new ChecksumMismatch(input.volumeId, input.needleId);
+    const row = this.mapping.lookup(input.volumeId, input.needleId);
+    if (row !== undefined && row.flags & NEEDLE_FLAG_TOMBSTONE) return "tombstoned";
+    if (row === undefined || row.offsetBytes === OFFSET_NONE) {
+      if (volume.stateKind !== "writable") throw new NeedleNotFound(input.volumeId, input.needleId);
+      await volume.appendNeedle(input.needleId, input.data, input.crc32 >>> 0);
+      return "appended";
+    }
+    // Same id, different size: not a copy of this needle. Refuse rather than overwrite a neighbour.
+    if (row.dataSizeBytes !== input.data.length) throw new ChecksumMismatch(input.volumeId, input.needleId);
+    try {
+      if (crc32(await volume.readNeedleData(input.needleId, row)) === input.crc32 >>> 0) return "intact";
+    } catch (error) {
+      if (!(error instanceof ChecksumMismatch)) throw error;
+    }
+    if (volume.stateKind === "writable") {
+      await volume.appendNeedle(input.needleId, input.data, input.crc32 >>> 0);
+      return "appended";
+    }
+    await this.rewriteSealedNeedle(input);
+    return "rewritten-in-place";
   }
 
   /** Re-reads a sealed volume and checks its whole-file checksum (for the scrubber). */

@@ -6,6 +6,8 @@
  *   json  createVolume({ volumeId })               -> null
  *   json  deleteNeedle({ volumeId, needleId })     -> null
  *   json  volumeStatuses({})                       -> VolumeStatus[]
+ *   json  listNeedles({ volumeId, afterNeedleId?, countMax }) -> NeedleListEntry[]   (repair)
+ *   blob  rewriteNeedle?volumeId&needleId&crc32    (body: data) -> RewriteNeedleOutcome (repair)
  *   blob  writeNeedle?volumeId&needleId&crc32      (body: data) -> null
  *   blob  readNeedle?volumeId&needleId[&offsetBytes][&lengthBytes] -> data
  *   json  volumeGarbage({})                        -> VolumeGarbage[]          (sealed volumes)
@@ -16,13 +18,15 @@
  */
 import { performance } from "node:perf_hooks";
 import { isNeedleId, NEEDLE_DATA_SIZE_BYTES_MAX, type NeedleId, type VolumeId } from "../base/index.js";
-import { registerRpcError, type ReadNeedleInput, type RpcRoutes } from "../cluster/index.js";
+import { registerRpcError, type ListNeedlesInput, type ReadNeedleInput, type RpcRoutes } from "../cluster/index.js";
 import type { Compactor } from "./compaction.js";
 import { NeedleRangeInvalid, NeedleTooLarge, type DataNode } from "./data-node.js";
 import type { Scrubber } from "./scrubber.js";
 
 /** Weight of the newest write in the write-latency moving average: about the last ten writes count. */
 export const WRITE_LATENCY_EMA_WEIGHT = 0.2;
+/** A repair listing page holds at most this many needles (about 100 bytes each in JSON). */
+export const LIST_NEEDLES_COUNT_MAX = 10_000;
 /** Volume ids are positive integers (64-bit in the superblock); JSON and JS carry them exactly up to here. */
 const VOLUME_ID_MAX = Number.MAX_SAFE_INTEGER;
 
@@ -92,6 +96,16 @@ export function createDataNodeRpcRoutes(node: DataNode, options: DataNodeRpcRout
         if (body !== undefined && body !== null) jsonObject("volumeStatuses", body);
         return node.volumeStatuses();
       },
+      listNeedles: async (body) => {
+        const fields = jsonObject("listNeedles", body);
+        const countMax = fields.countMax;
+        if (typeof countMax !== "number" || !Number.isSafeInteger(countMax) || countMax < 1 || countMax > LIST_NEEDLES_COUNT_MAX) {
+          throw new DataNodeRequestInvalid("listNeedles", "countMax");
+        }
+        const input: ListNeedlesInput = { volumeId: jsonVolumeId("listNeedles", fields), countMax };
+        if (fields.afterNeedleId !== undefined) input.afterNeedleId = jsonNeedleId("listNeedles", { needleId: fields.afterNeedleId });
+        return node.listNeedles(input);
+      },
       volumeGarbage: async (body) => {
         if (body !== undefined && body !== null) jsonObject("volumeGarbage", body);
         return node.sealedVolumeGarbage();
@@ -109,6 +123,13 @@ export function createDataNodeRpcRoutes(node: DataNode, options: DataNodeRpcRout
         await node.writeNeedle({ volumeId, needleId, data, crc32 });
         writeStats.record(nowMs() - startedAtMs);
         return null;
+      },
+      rewriteNeedle: async (query, data) => {
+        const volumeId = queryVolumeId("rewriteNeedle", query);
+        const needleId = queryNeedleId("rewriteNeedle", query);
+        const crc32 = queryInteger("rewriteNeedle", query, "crc32", 0xffff_ffff);
+        if (crc32 === undefined) throw new DataNodeRequestInvalid("rewriteNeedle", "crc32");
+        return node.rewriteNeedle({ volumeId, needleId, data, crc32 });
       },
     },
     blobRead: {

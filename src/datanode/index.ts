@@ -9,7 +9,7 @@ export {
 export type { CompactionResult, CompactorOptions, VolumeGarbage } from "./compaction.js";
 export { SCRUB_INTERVAL_MS_DEFAULT, SCRUB_RATE_BYTES_PER_SECOND_DEFAULT, Scrubber } from "./scrubber.js";
 export type { ScrubFinding, ScrubStats, ScrubberOptions, VolumeScrubResult } from "./scrubber.js";
-export { createDataNodeRpcRoutes, DataNodeRequestInvalid, WRITE_LATENCY_EMA_WEIGHT, WriteStats } from "./datanode-service.js";
+export { createDataNodeRpcRoutes, DataNodeRequestInvalid, LIST_NEEDLES_COUNT_MAX, WRITE_LATENCY_EMA_WEIGHT, WriteStats } from "./datanode-service.js";
 export type { DataNodeRpcRoutesOptions } from "./datanode-service.js";
 export {
   HEARTBEAT_TIMEOUT_MS,

@@ -283,6 +283,19 @@ export class ObjectMapping {
     }
   }
 
+  /**
+   * A page of a volume's rows in needle-id order, after `afterNeedleId` (for repair, which
+   * merges the listings of every replica). Tombstoned rows included, flagged.
+   */
+  listNeedles(volumeId: VolumeId, afterNeedleId: NeedleId | undefined, countMax: number): Array<{ needleId: NeedleId; dataSizeBytes: number; flags: number }> {
+    assert(Number.isSafeInteger(countMax) && countMax > 0, "a listing page holds at least one row");
+    const after = afterNeedleId === undefined ? Buffer.alloc(0) : needleIdToBytes(afterNeedleId);
+    const rows = this.db
+      .prepare("SELECT needle_id, data_size_bytes, flags FROM object_mapping WHERE volume_id = ? AND needle_id > ? ORDER BY needle_id LIMIT ?")
+      .all(volumeId, after, countMax) as Array<{ needle_id: Buffer; data_size_bytes: number; flags: number }>;
+    return rows.map((row) => ({ needleId: needleIdFromBytes(row.needle_id), dataSizeBytes: row.data_size_bytes, flags: row.flags }));
+  }
+
   /** Up to `countMax` needle rows (tombstoned ones too) at offsets past `afterOffsetBytes`, in file order. */
   needlesInFileOrder(volumeId: VolumeId, afterOffsetBytes: number, countMax: number): MappingRecord[] {
     const rows = this.db

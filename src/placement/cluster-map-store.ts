@@ -34,6 +34,24 @@ interface VolumeRow {
   ec_json: string | null;
 }
 
+/** A replica being re-created on another node: `to` takes `from`'s place once it holds a full copy. */
+export interface RepairTask {
+  volumeId: VolumeId;
+  /** replace: `from` is out (down for good); drain: `from` is up and being emptied. */
+  kind: "replace" | "drain";
+  fromNodeId: NodeId;
+  toNodeId: NodeId;
+  createdAtMs: number;
+}
+
+interface RepairTaskRow {
+  volume_id: number;
+  kind: "replace" | "drain";
+  from_node_id: string;
+  to_node_id: string;
+  created_at_ms: number;
+}
+
 /**
  * What the placement service needs of a durable cluster map. Reads are synchronous (the service
  * derives node states and serves maps from them on every call); the three steps that must be
@@ -56,6 +74,17 @@ export interface ClusterMapRecords {
   insertVolume(volume: VolumeRecord): number | Promise<number>;
   sealVolume(volumeId: VolumeId): boolean | Promise<boolean>;
   snapshot(stateOf: (node: StoredNode) => NodeRecord["state"], replicaCount: number): ClusterMap;
+  // Repair and drain (repair.ts). Each write is durable before it resolves: a task before any
+  // copy is made for it, a replica swap before any map shows it.
+  repairTasks(): RepairTask[];
+  /** false when the volume already has a task. */
+  insertRepairTask(task: RepairTask): boolean | Promise<boolean>;
+  deleteRepairTask(volumeId: VolumeId): void | Promise<void>;
+  /** `to` takes `from`'s place in the replica set and the task goes, at once; false if moot. */
+  replaceReplica(volumeId: VolumeId, fromNodeId: NodeId, toNodeId: NodeId): boolean | Promise<boolean>;
+  drainingNodes(): Set<NodeId>;
+  /** false when the node was draining already. */
+  setDraining(nodeId: NodeId, sinceMs: number): boolean | Promise<boolean>;
 }
 
 export class ClusterMapStore implements ClusterMapRecords {
@@ -86,6 +115,22 @@ export class ClusterMapStore implements ClusterMapRecords {
         volume_id INTEGER PRIMARY KEY,
         state TEXT NOT NULL CHECK (state IN ('writable', 'sealed')),
         replicas_json TEXT NOT NULL
+      );
+    `);
+    // Repair and drain (repair.ts): the tasks in progress, so a restarted placement resumes each
+    // onto the node it chose (copies already made are found and skipped), and the nodes being
+    // drained, which take no new volumes.
+    db.exec(`
+      CREATE TABLE IF NOT EXISTS repair_tasks (
+        volume_id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL CHECK (kind IN ('replace', 'drain')),
+        from_node_id TEXT NOT NULL,
+        to_node_id TEXT NOT NULL,
+        created_at_ms INTEGER NOT NULL
+      );
+      CREATE TABLE IF NOT EXISTS draining_nodes (
+        node_id TEXT PRIMARY KEY,
+        since_ms INTEGER NOT NULL
       );
     `);
     // Maps written before erasure coding have no ec_json column: every volume there is replicated.
@@ -177,6 +222,58 @@ export class ClusterMapStore implements ClusterMapRecords {
       this.bump();
       return true;
     })();
+  }
+
+  // ---- Repair and drain (see repair.ts) ----
+
+  repairTasks(): RepairTask[] {
+    const rows = this.db.prepare("SELECT * FROM repair_tasks ORDER BY volume_id").all() as RepairTaskRow[];
+    return rows.map((row) => ({
+      volumeId: row.volume_id as VolumeId,
+      kind: row.kind,
+      fromNodeId: row.from_node_id as NodeId,
+      toNodeId: row.to_node_id as NodeId,
+      createdAtMs: row.created_at_ms,
+    }));
+  }
+
+  /** Record a task before any copy is made; false when the volume already has one. */
+  insertRepairTask(task: RepairTask): boolean {
+    const result = this.db
+      .prepare("INSERT OR IGNORE INTO repair_tasks (volume_id, kind, from_node_id, to_node_id, created_at_ms) VALUES (?, ?, ?, ?, ?)")
+      .run(task.volumeId, task.kind, task.fromNodeId, task.toNodeId, task.createdAtMs);
+    return result.changes === 1;
+  }
+
+  deleteRepairTask(volumeId: VolumeId): void {
+    this.db.prepare("DELETE FROM repair_tasks WHERE volume_id = ?").run(volumeId);
+  }
+
+  /**
+   * The last step of a repair or drain: `to` takes `from`'s place in the volume's replica set
+   * (same index), and the task goes, in one transaction with the version bump. False, with
+   * nothing changed, when the volume no longer has `from` or already has `to`.
+   */
+  replaceReplica(volumeId: VolumeId, fromNodeId: NodeId, toNodeId: NodeId): boolean {
+    return this.db.transaction(() => {
+      const volume = this.volume(volumeId);
+      if (volume === undefined || !volume.replicas.includes(fromNodeId) || volume.replicas.includes(toNodeId)) return false;
+      const replicas = volume.replicas.map((nodeId) => (nodeId === fromNodeId ? toNodeId : nodeId));
+      this.db.prepare("UPDATE volumes SET replicas_json = ? WHERE volume_id = ?").run(JSON.stringify(replicas), volumeId);
+      this.db.prepare("DELETE FROM repair_tasks WHERE volume_id = ?").run(volumeId);
+      this.bump();
+      return true;
+    })();
+  }
+
+  drainingNodes(): Set<NodeId> {
+    const rows = this.db.prepare("SELECT node_id FROM draining_nodes").all() as Array<{ node_id: string }>;
+    return new Set(rows.map((row) => row.node_id as NodeId));
+  }
+
+  /** Mark a node draining (idempotent); returns whether it was newly marked. */
+  setDraining(nodeId: NodeId, sinceMs: number): boolean {
+    return this.db.prepare("INSERT OR IGNORE INTO draining_nodes (node_id, since_ms) VALUES (?, ?)").run(nodeId, sinceMs).changes === 1;
   }
 
   /** The stored map; every node is reported with the state the caller derives. */

@@ -6,6 +6,8 @@
  *   volumes/<volumeId, 12 digits>  VolumeRecord
  *   next-volume-id                 decimal
  *   version                        a marker rewritten to announce a change with no record
+ *   repair-tasks/<volumeId, 12 d.> RepairTask in progress (repair.ts), written before any copy
+ *   draining/<nodeId>              { sinceMs }: a node being drained
  *
  * The leader holds an in-memory copy, loaded once when it takes office, and serves reads from
  * it synchronously. Writes go through to etcd one at a time, in order, each a transaction that
@@ -29,7 +31,7 @@
  */
 import { assert, log, type NodeId, type VolumeId } from "../base/index.js";
 import type { ClusterMap, EtcdClient, LeaderTerm, NodeRecord, TxnOperation, VolumeRecord } from "../cluster/index.js";
-import type { ClusterMapRecords, StoredNode } from "./cluster-map-store.js";
+import type { ClusterMapRecords, RepairTask, StoredNode } from "./cluster-map-store.js";
 
 /** Volume ids are zero-padded in keys so that etcd's key order is id order. */
 const VOLUME_ID_DIGITS = 12;
@@ -63,6 +65,8 @@ export class EtcdClusterMapStore implements ClusterMapRecords {
   private readonly persistedRegistrations = new Map<NodeId, string>();
   private readonly registrationsInFlight = new Set<NodeId>();
   private readonly volumeRecords = new Map<VolumeId, VolumeRecord>();
+  private readonly repairTaskRecords = new Map<VolumeId, RepairTask>();
+  private readonly drainingNodeIds = new Set<NodeId>();
   private nextVolumeId = 1;
   private currentVersion = 0;
   /** The tail of the write queue: each write starts when the one before has settled. */
@@ -85,6 +89,11 @@ export class EtcdClusterMapStore implements ClusterMapRecords {
       } else if (name.startsWith("volumes/")) {
         const volume = JSON.parse(kv.value) as VolumeRecord;
         store.volumeRecords.set(volume.volumeId, { ...volume, ec: volume.ec ?? null });
+      } else if (name.startsWith("repair-tasks/")) {
+        const task = JSON.parse(kv.value) as RepairTask;
+        store.repairTaskRecords.set(task.volumeId, task);
+      } else if (name.startsWith("draining/")) {
+        store.drainingNodeIds.add(name.slice("draining/".length) as NodeId);
       } else if (name === "next-volume-id") {
         store.nextVolumeId = Number(kv.value);
       }
@@ -177,6 +186,60 @@ export class EtcdClusterMapStore implements ClusterMapRecords {
     });
   }
 
+  repairTasks(): RepairTask[] {
+    return [...this.repairTaskRecords.values()].sort((left, right) => left.volumeId - right.volumeId);
+  }
+
+  insertRepairTask(task: RepairTask): Promise<boolean> {
+    return this.enqueue(async () => {
+      if (this.repairTaskRecords.has(task.volumeId)) return false;
+      await this.commit([{ put: { key: this.repairTaskKey(task.volumeId), value: JSON.stringify(task) } }]);
+      this.repairTaskRecords.set(task.volumeId, task);
+      return true;
+    });
+  }
+
+  deleteRepairTask(volumeId: VolumeId): Promise<void> {
+    return this.enqueue(async () => {
+      if (!this.repairTaskRecords.has(volumeId)) return;
+      await this.commit([{ deleteRange: { key: this.repairTaskKey(volumeId) } }]);
+      this.repairTaskRecords.delete(volumeId);
+    });
+  }
+
+  replaceReplica(volumeId: VolumeId, fromNodeId: NodeId, toNodeId: NodeId): Promise<boolean> {
+    return this.enqueue(async () => {
+      const volume = this.volumeRecords.get(volumeId);
+      if (volume === undefined || !volume.replicas.includes(fromNodeId) || volume.replicas.includes(toNodeId)) return false;
+      const target = this.nodeRecords.get(toNodeId);
+      assert(target !== undefined, "a replica moves to a known node");
+      const moved: VolumeRecord = { ...volume, replicas: volume.replicas.map((nodeId) => (nodeId === fromNodeId ? toNodeId : nodeId)) };
+      // The target's record goes with it, so the stored volume never names a node etcd lacks.
+      await this.commit([
+        { put: { key: this.volumeKey(volumeId), value: JSON.stringify(moved) } },
+        { put: { key: this.nodeKey(toNodeId), value: JSON.stringify(target) } },
+        { deleteRange: { key: this.repairTaskKey(volumeId) } },
+      ]);
+      this.persistedRegistrations.set(toNodeId, registration(target));
+      this.volumeRecords.set(volumeId, moved);
+      this.repairTaskRecords.delete(volumeId);
+      return true;
+    });
+  }
+
+  drainingNodes(): Set<NodeId> {
+    return new Set(this.drainingNodeIds);
+  }
+
+  setDraining(nodeId: NodeId, sinceMs: number): Promise<boolean> {
+    return this.enqueue(async () => {
+      if (this.drainingNodeIds.has(nodeId)) return false;
+      await this.commit([{ put: { key: this.key(`draining/${nodeId}`), value: JSON.stringify({ sinceMs }) } }]);
+      this.drainingNodeIds.add(nodeId);
+      return true;
+    });
+  }
+
   snapshot(stateOf: (node: StoredNode) => NodeRecord["state"], replicaCount: number): ClusterMap {
     return {
       version: this.currentVersion,
@@ -222,6 +285,10 @@ export class EtcdClusterMapStore implements ClusterMapRecords {
 
   private nodeKey(nodeId: NodeId): string {
     return this.key(`nodes/${nodeId}`);
+  }
+
+  private repairTaskKey(volumeId: VolumeId): string {
+    return this.key(`repair-tasks/${String(volumeId).padStart(VOLUME_ID_DIGITS, "0")}`);
   }
 
   private volumeKey(volumeId: VolumeId): string {

@@ -1,6 +1,6 @@
 export * from "./placement.js";
 export { EmbeddedPlacement, EMBEDDED_WRITABLE_VOLUME_COUNT } from "./embedded-placement.js";
-export { ClusterMapStore, clusterMapProblems, type ClusterMapRecords, type StoredNode } from "./cluster-map-store.js";
+export { ClusterMapStore, clusterMapProblems, type ClusterMapRecords, type RepairTask, type StoredNode } from "./cluster-map-store.js";
 export {
   allocateReplicas,
   candidateFromNode,
@@ -37,3 +37,16 @@ export {
 } from "./cluster-placement.js";
 export { EtcdClusterMapStore, LeadershipLost, clusterMapPrefix, type EtcdClusterMapStoreOptions } from "./etcd-cluster-map-store.js";
 export { ElectedPlacement, placementLeaderKey, type ElectedPlacementOptions } from "./elected-placement.js";
+export {
+  needleIdBefore,
+  RepairPlanner,
+  NODE_OUT_AFTER_MS_DEFAULT,
+  REPAIR_COPY_BYTES_PER_SECOND_DEFAULT,
+  REPAIR_DAMAGE_BATCH_COUNT_MAX,
+  REPAIR_DAMAGE_PENDING_COUNT_MAX,
+  REPAIR_LIST_PAGE_COUNT_MAX,
+  REPAIR_SETTLE_MS,
+  REPAIR_SWEEP_INTERVAL_MS,
+  REPAIR_VOLUMES_IN_FLIGHT_MAX,
+  type RepairPlannerOptions,
+} from "./repair.js";

@@ -21,6 +21,7 @@ import {
   type NeedleStore,
   type NodeRecord,
   type NodeState,
+  type RepairStatus,
   type RpcRoutes,
   type VolumeStatus,
   type VolumeUsage,
@@ -28,6 +29,7 @@ import {
 import { clusterMapProblems, type ClusterMapRecords, type StoredNode } from "./cluster-map-store.js";
 import { EC_SHARD_COUNT_MAX, type EcScheme } from "../ec/index.js";
 import { layoutName, sameLayout } from "./placement.js";
+import { RepairPlanner } from "./repair.js";
 import { allocateReplicas, candidateFromNode, InsufficientNodes } from "./volume-allocator.js";
 
 export const REPLICA_COUNT_DEFAULT = 3;
@@ -64,6 +66,10 @@ export interface PlacementServiceOptions {
   replicaCount?: number;
   writableVolumeTarget?: number;
   nodeDownAfterMs?: number;
+  /** A node down this long is out and repair re-creates its replicas (NODE_OUT_AFTER_MS_DEFAULT). */
+  nodeOutAfterMs?: number;
+  /** Repair's copy rate over all tasks (REPAIR_COPY_BYTES_PER_SECOND_DEFAULT). */
+  repairCopyBytesPerSecond?: number;
   /** Float in [0, 1); seeded in tests. */
   random?: () => number;
   newNodeId?: () => NodeId;
@@ -89,6 +95,7 @@ export class PlacementService {
   private readonly growing = new Map<string, Promise<void>>();
   /** Erasure-coding schemes gateways have asked for: the tick keeps writable volumes of each. */
   private readonly ecSchemesInUse = new Map<string, EcScheme>();
+  readonly repair: RepairPlanner;
   private lastGrowthProblem: string | undefined;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
@@ -106,6 +113,18 @@ export class PlacementService {
     assert(Number.isInteger(this.replicaCount) && this.replicaCount >= 1, "replicaCount is a positive integer");
     assert(Number.isInteger(this.writableVolumeTarget) && this.writableVolumeTarget >= 1, "writableVolumeTarget is a positive integer");
     assert(this.nodeDownAfterMs > 0, "nodeDownAfterMs is positive");
+    this.repair = new RepairPlanner({
+      clock: this.clock,
+      store: this.store,
+      clusterMap: () => this.clusterMap(),
+      storeOf: (node) => this.needleStoreOf(node),
+      startedAtMs: this.startedAtMs,
+      random: this.random,
+      ...(options.nodeOutAfterMs !== undefined ? { nodeOutAfterMs: options.nodeOutAfterMs } : {}),
+      ...(options.repairCopyBytesPerSecond !== undefined ? { copyBytesPerSecond: options.repairCopyBytesPerSecond } : {}),
+    });
+    // Out must come after down: a node is first avoided, and only later written off.
+    assert(this.repair.nodeOutAfterMs >= this.nodeDownAfterMs, "nodeOutAfterMs is at least nodeDownAfterMs");
   }
 
   /** Start the background tick (down-node detection and growth). */
@@ -127,6 +146,8 @@ export class PlacementService {
     if (this.closed) return;
     // Serving the map also notices nodes that went down since the last look.
     const map = this.clusterMap();
+    // Repair runs beside growth, one pass at a time, never holding up the tick.
+    this.repair.kick();
     // Right after start, data nodes are still registering: growing now would spread replicas
     // over whichever zones happened to answer first. Background growth waits one down-timeout
     // (every live node heartbeats within it); a gateway that needs a volume asks growVolumes.
@@ -274,7 +295,8 @@ export class PlacementService {
    */
   private async allocateVolume(map: ClusterMap, ec: EcScheme | null): Promise<void> {
     const nodeCount = ec === null ? this.replicaCount : ec.k + ec.m;
-    const upNodes = map.nodes.filter((node) => node.state === "up");
+    const draining = this.store.drainingNodes(); // a draining node takes no new volumes
+    const upNodes = map.nodes.filter((node) => node.state === "up" && !draining.has(node.nodeId));
     if (upNodes.length < nodeCount) throw new InsufficientNodes(nodeCount, upNodes.length);
     const volumeId = await this.store.reserveVolumeId();
     const excluded = new Set<NodeId>();
@@ -311,9 +333,10 @@ export class PlacementService {
     return store;
   }
 
-  /** Repair is not built yet: damage is logged and kept for it. */
+  /** A read or the scrubber found a needle rotted or missing: repair rewrites it from a peer. */
   reportDamage(report: DamageReport): void {
     log.warn({ ...report }, "damage reported");
+    this.repair.noteDamage(report);
     this.damage.push(report);
     if (this.damage.length > DAMAGE_REPORTS_KEPT_MAX) this.damage.splice(0, this.damage.length - DAMAGE_REPORTS_KEPT_MAX);
   }
@@ -334,10 +357,22 @@ export class PlacementService {
     return this.damage;
   }
 
+  repairStatus(): RepairStatus {
+    return this.repair.status();
+  }
+
+  /** `cairn admin node drain`: the node takes no new volumes and its replicas move away. */
+  async drainNode(nodeId: NodeId): Promise<RepairStatus> {
+    if (this.store.node(nodeId) === undefined) throw new InvalidPlacementRequest(`no data node ${nodeId}`);
+    await this.repair.drain(nodeId);
+    return this.repair.status();
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     if (this.timer !== undefined) clearInterval(this.timer);
     this.timer = undefined;
+    await this.repair.close();
     await Promise.allSettled(this.growing.values());
     const stores = [...this.needleStores.values()];
     this.needleStores.clear();
@@ -361,6 +396,8 @@ export function createPlacementRpcRoutes(service: PlacementService): RpcRoutes {
         service.reportDamage(parseDamageReport(body));
         return null;
       },
+      repairStatus: async () => service.repairStatus(),
+      drainNode: async (body) => service.drainNode(parseNodeId(field(body, "nodeId"))),
     },
   };
 }
