@@ -77,7 +77,14 @@ export class TestCluster {
 
   private constructor(
     readonly root: string,
-    private readonly options: { nodeDownAfterMs: number; ack: string; gatewayArgs: string[]; gatewayEnv: Record<string, string> },
+    private readonly options: {
+      nodeDownAfterMs: number;
+      ack: string;
+      gatewayArgs: string[];
+      gatewayEnv: Record<string, string>;
+      placementFlags: string[];
+      volumeSizeBytes: number | undefined;
+    },
     etcdUrl: string | undefined,
   ) {
     if (etcdUrl !== undefined) this.etcd = { client: new EtcdClient(etcdUrl), url: etcdUrl, prefix: `/cairn-test-${randomBytes(6).toString("hex")}` };
@@ -94,6 +101,8 @@ export class TestCluster {
     gatewayEnv?: Record<string, string>;
     /** etcd client URL: placement instances elect a leader there; others follow it. */
     etcdUrl?: string;
+    /** Extra placement flags, e.g. --node-out-after-ms 15000 */
+    placementFlags?: string[];
     /** Placement instances (more than one needs etcdUrl). */
     placementCount?: number;
   }): Promise<TestCluster> {
@@ -106,6 +115,8 @@ export class TestCluster {
         ack: options.ack ?? "all",
         gatewayArgs: options.gatewayArgs ?? [],
         gatewayEnv: options.gatewayEnv ?? {},
+        placementFlags: options.placementFlags ?? [],
+        volumeSizeBytes: options.volumeSizeBytes,
       },
       options.etcdUrl,
     );
@@ -144,6 +155,7 @@ export class TestCluster {
     const dataDirectory = path.join(this.root, name);
     mkdirSync(dataDirectory, { recursive: true });
     const args = ["--data-dir", dataDirectory, "--listen", "127.0.0.1:0", "--cluster-secret", CLUSTER_SECRET, "--node-down-after-ms", String(this.options.nodeDownAfterMs)];
+    args.push(...this.options.placementFlags);
     if (this.etcd !== undefined) args.push("--etcd", this.etcd.url, "--etcd-prefix", this.etcd.prefix);
     const placement = await spawnRole("placement", name, args, {
       CAIRN_ROOT_ACCESS_KEY: TEST_ACCESS_KEY_ID,
@@ -178,6 +190,12 @@ export class TestCluster {
       ...(volumeSizeBytes !== undefined ? ["--volume-size-bytes", String(volumeSizeBytes)] : []),
     ];
     this.processes.set(spec.name, await spawnRole("datanode", spec.name, args, {}));
+  }
+
+  /** Add a data node to the running cluster (a new machine joining). */
+  async addDataNode(spec: DataNodeSpec): Promise<RoleProcess> {
+    await this.startDataNode(spec, this.options.volumeSizeBytes);
+    return this.get(spec.name);
   }
 
   /** Start a gateway of this cluster; `args` replaces the flags the cluster would pass (e.g. --config). */
