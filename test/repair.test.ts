@@ -1,0 +1,328 @@
+// Proves the repair planner on real data-node engines (DataNode over temporary disks, called
+// in-process) and a real placement service on a SQLite cluster map, with a hand-driven clock:
+// - a node out past the out-timeout has its replica re-created on a node of the missing zone,
+//   with every live needle copied, tombstones copied, and deleted needles never copied back
+//   (also those only one replica had the tombstone for, which the others then get);
+// - a replica that missed deletes while it was down gets their tombstones when it comes back;
+// - a rotted needle in a sealed replica is rewritten in place from a healthy replica (the
+//   sealed file's whole checksum holds again); a second rotted copy is never used as a source;
+// - a placement restarted mid-task resumes it onto the node it chose;
+// - a drained node leaves every replica set and takes no new volume.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { open } from "node:fs/promises";
+import { join } from "node:path";
+import { crc32, GIBIBYTE, newNeedleId, type NeedleId, type NodeId, type VolumeId } from "../src/base/index.js";
+import { ChecksumMismatch, type NeedleListEntry, type NodeRecord } from "../src/cluster/index.js";
+import { DataNode } from "../src/datanode/index.js";
+import { ClusterMapStore, PlacementService, REPAIR_SETTLE_MS, seededRandom } from "../src/placement/index.js";
+import { makeDataDirectory, removeDataDirectory } from "./helpers/cairn-process.js";
+
+const DOWN_AFTER_MS = 3_000;
+const OUT_AFTER_MS = 20_000;
+const ZONES: Record<string, string> = { "node-a": "zone-a", "node-b": "zone-b", "node-c": "zone-c", "node-d": "zone-c" };
+/** Tiny volumes (test-only option) so a handful of needles seals one. */
+const VOLUME_SIZE_BYTES = 64 * 1024;
+
+interface Harness {
+  nodes: Map<NodeId, DataNode>;
+  service: PlacementService;
+  advance(ms: number): void;
+  /** Heartbeat every node not in `silent` (with its real volume statuses). */
+  heartbeat(silent?: ReadonlySet<NodeId>): Promise<void>;
+  /** The disk directory of a node's engine. */
+  diskOf(nodeId: NodeId): string;
+  /** `count` passes of heartbeat + tick + repair, one second apart. */
+  passes(count: number, silent?: ReadonlySet<NodeId>): Promise<void>;
+  /** Heartbeat and tick until `done` holds (bounded passes), waiting for each repair pass. */
+  settle(done: () => boolean, silent?: ReadonlySet<NodeId>): Promise<void>;
+  reopenPlacement(): Promise<void>;
+  close(): Promise<void>;
+}
+
+async function harness(options: { nodeIds?: string[]; writableVolumeTarget?: number } = {}): Promise<Harness> {
+  const root = makeDataDirectory("repair");
+  let nowMs = 1_000_000;
+  const clock = { nowMs: () => nowMs };
+  const nodes = new Map<NodeId, DataNode>();
+  for (const nodeId of options.nodeIds ?? ["node-a", "node-b", "node-c", "node-d"]) {
+    nodes.set(
+      nodeId as NodeId,
+      await DataNode.open({ nodeId: nodeId as NodeId, diskDirectories: [join(root, nodeId)], volumeSizeBytes: VOLUME_SIZE_BYTES, allowVolumeSizeBelowMinimumForTests: true }),
+    );
+  }
+  const mapPath = join(root, "cluster-map.sqlite");
+  // The engines are shared by every placement instance: closing a placement must not close them.
+  const storeFor = (node: NodeRecord) => {
+    const engine = nodes.get(node.nodeId)!;
+    return new Proxy(engine, {
+      get: (target, name) => {
+        if (name === "close") return async () => undefined;
+        const value: unknown = Reflect.get(target, name, target);
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+  };
+  const open = () =>
+    new PlacementService({
+      clock,
+      store: ClusterMapStore.open(mapPath),
+      storeFor,
+      replicaCount: 3,
+      writableVolumeTarget: options.writableVolumeTarget ?? 1,
+      nodeDownAfterMs: DOWN_AFTER_MS,
+      nodeOutAfterMs: OUT_AFTER_MS,
+      random: seededRandom(7),
+    });
+  let service = open();
+  const heartbeat = async (silent: ReadonlySet<NodeId> = new Set()) => {
+    for (const [nodeId, node] of nodes) {
+      if (silent.has(nodeId)) continue;
+      service.heartbeat({
+        nodeId,
+        address: `http://${nodeId}`,
+        zone: ZONES[nodeId]!,
+        rack: "rack-1",
+        disks: [{ path: "/disk0", capacityBytes: 100 * GIBIBYTE, freeBytes: 50 * GIBIBYTE, usedBytes: 0 }],
+        volumes: await node.volumeStatuses(),
+        writeCount: 0,
+        writeLatencyMs: 1,
+      });
+    }
+  };
+  const h: Harness = {
+    nodes,
+    get service() {
+      return service;
+    },
+    advance: (ms) => (nowMs += ms),
+    heartbeat,
+    diskOf: (nodeId) => join(root, nodeId),
+    async passes(count, silent = new Set()) {
+      for (let pass = 0; pass < count; pass++) {
+        nowMs += 1_000;
+        await heartbeat(silent);
+        await service.tick();
+        await service.repair.idle();
+      }
+    },
+    async settle(done, silent = new Set()) {
+      for (let pass = 0; pass < 40 && !done(); pass++) {
+        nowMs += 1_000;
+        await heartbeat(silent);
+        await service.tick();
+        await service.repair.idle();
+      }
+      assert.ok(done(), "repair reached the expected state within 40 passes");
+    },
+    async reopenPlacement() {
+      await service.close();
+      service = open();
+    },
+    async close() {
+      await service.close();
+      for (const node of nodes.values()) await node.close();
+      removeDataDirectory(root);
+    },
+  };
+  // Growth waits one down-window after start, with every node heartbeating.
+  await heartbeat();
+  nowMs += DOWN_AFTER_MS + 1;
+  await heartbeat();
+  await service.tick();
+  return h;
+}
+
+function needle(volumeId: VolumeId, sizeBytes: number) {
+  const needleId = newNeedleId();
+  const data = Buffer.alloc(sizeBytes, needleId.slice(-2));
+  data.write(needleId);
+  return { volumeId, needleId, data, crc32: crc32(data) };
+}
+
+async function listing(node: DataNode, volumeId: VolumeId): Promise<{ live: Set<NeedleId>; dead: Set<NeedleId> }> {
+  const entries: NeedleListEntry[] = await node.listNeedles({ volumeId, countMax: 10_000 });
+  return {
+    live: new Set(entries.filter((entry) => !entry.tombstone).map((entry) => entry.needleId)),
+    dead: new Set(entries.filter((entry) => entry.tombstone).map((entry) => entry.needleId)),
+  };
+}
+
+function firstVolume(h: Harness) {
+  const volume = h.service.clusterMap().volumes[0];
+  assert.ok(volume !== undefined, "growth created a volume");
+  return volume;
+}
+
+/** Flip one byte inside the payload of `needleId` in a node's volume file. */
+async function flipByte(root: string, volumeId: VolumeId, needleId: NeedleId): Promise<void> {
+  const file = await open(join(root, "volumes", `${volumeId}.vol`), "r+");
+  try {
+    const bytes = await file.readFile();
+    const at = bytes.indexOf(Buffer.from(needleId, "hex"));
+    assert.ok(at > 0, "needle found in the file");
+    const position = at + 16 + 4 + 10; // past the id and the size field, into the data
+    const original = Buffer.alloc(1);
+    await file.read(original, 0, 1, position);
+    await file.write(Buffer.from([original[0]! ^ 0xff]), 0, 1, position);
+  } finally {
+    await file.close();
+  }
+}
+
+test("a node out past the out-timeout has its replica re-created in the missing zone; tombstones travel, deleted needles never do", async () => {
+  const h = await harness();
+  try {
+    const volume = firstVolume(h);
+    const victim = volume.replicas.find((nodeId) => ZONES[nodeId] === "zone-c")!;
+    const spare = (["node-c", "node-d"] as NodeId[]).find((nodeId) => nodeId !== victim)!;
+    const replicas = volume.replicas.map((nodeId) => h.nodes.get(nodeId)!);
+    const kept = [needle(volume.volumeId, 3000), needle(volume.volumeId, 1), needle(volume.volumeId, 2000)];
+    const deletedEverywhere = needle(volume.volumeId, 1500);
+    const deletedOnOne = needle(volume.volumeId, 1200);
+    for (const item of [...kept, deletedEverywhere, deletedOnOne]) for (const node of replicas) await node.writeNeedle(item);
+    for (const node of replicas) await node.deleteNeedle(deletedEverywhere);
+    await h.nodes.get(volume.replicas[0]!)!.deleteNeedle(deletedOnOne); // the others missed this delete
+
+    const silent = new Set([victim]);
+    h.advance(OUT_AFTER_MS + 1);
+    await h.settle(() => {
+      const now = h.service.clusterMap().volumes.find((candidate) => candidate.volumeId === volume.volumeId)!;
+      return now.replicas.includes(spare) && !now.replicas.includes(victim);
+    }, silent);
+
+    const target = await listing(h.nodes.get(spare)!, volume.volumeId);
+    assert.deepEqual([...target.live].sort(), kept.map((item) => item.needleId).sort(), "every live needle, and only those, copied");
+    assert.ok(target.dead.has(deletedEverywhere.needleId) && target.dead.has(deletedOnOne.needleId), "tombstones copied");
+    for (const item of kept) assert.ok((await h.nodes.get(spare)!.readNeedle(item)).equals(item.data));
+    for (const nodeId of volume.replicas.filter((id) => id !== victim)) {
+      assert.ok((await listing(h.nodes.get(nodeId)!, volume.volumeId)).dead.has(deletedOnOne.needleId), `${nodeId} got the tombstone it missed`);
+    }
+    const status = h.service.repairStatus();
+    assert.equal(status.totals.replicasReplaced, 1);
+    assert.equal(status.totals.needlesCopied, kept.length);
+    assert.equal(status.totals.needlesLost, 0);
+    assert.equal(h.service.clusterMap().volumes.find((candidate) => candidate.volumeId === volume.volumeId)!.state, "sealed", "repair sealed the volume in the map");
+  } finally {
+    await h.close();
+  }
+});
+
+test("a replica that missed deletes while it was down gets their tombstones when it comes back", async () => {
+  const h = await harness({ nodeIds: ["node-a", "node-b", "node-c"] });
+  try {
+    const volume = firstVolume(h);
+    const [first, second, late] = volume.replicas.map((nodeId) => h.nodes.get(nodeId)!) as [DataNode, DataNode, DataNode];
+    const items = [needle(volume.volumeId, 500), needle(volume.volumeId, 600)];
+    for (const item of items) for (const node of [first, second, late]) await node.writeNeedle(item);
+    const silent = new Set([late.nodeId]);
+    h.advance(DOWN_AFTER_MS + 1);
+    await h.heartbeat(silent);
+    await h.service.tick();
+    assert.equal(h.service.clusterMap().nodes.find((node) => node.nodeId === late.nodeId)!.state, "down");
+    for (const node of [first, second]) await node.deleteNeedle(items[0]!);
+    assert.ok((await listing(late, volume.volumeId)).live.has(items[0]!.needleId), "the late replica still has the deleted needle live");
+
+    await h.passes(3); // every node up again
+    const after = await listing(late, volume.volumeId);
+    assert.ok(after.dead.has(items[0]!.needleId), "the tombstone reached the returned replica");
+    assert.ok(after.live.has(items[1]!.needleId), "the other needle stays live");
+    await assert.rejects(late.readNeedle(items[0]!), (error: unknown) => (error as Error).name === "NeedleNotFound");
+    // A late write of the deleted needle (a retry, a stale copy) changes nothing.
+    await first.writeNeedle(items[0]!);
+    assert.ok((await listing(first, volume.volumeId)).dead.has(items[0]!.needleId));
+    assert.ok(h.service.repairStatus().totals.tombstonesPropagated >= 1);
+  } finally {
+    await h.close();
+  }
+});
+
+test("a rotted needle in a sealed replica is rewritten in place from a healthy one, never from a second rotted copy", async () => {
+  const h = await harness({ nodeIds: ["node-a", "node-b", "node-c"] });
+  try {
+    const volume = firstVolume(h);
+    const replicas = volume.replicas.map((nodeId) => h.nodes.get(nodeId)!);
+    const items = [];
+    // Fill until every replica seals the volume (each append past the limit answers VolumeFull).
+    for (let index = 0; index < 40; index++) {
+      const item = needle(volume.volumeId, 4000);
+      const outcomes = await Promise.allSettled(replicas.map((node) => node.writeNeedle(item)));
+      if (outcomes.some((outcome) => outcome.status === "rejected")) break;
+      items.push(item);
+    }
+    for (const node of replicas) assert.equal((await node.volumeStatuses())[0]!.state, "sealed");
+    const [bad, alsoBad, good] = replicas as [DataNode, DataNode, DataNode];
+    const victim = items[3]!;
+    await flipByte(h.diskOf(bad.nodeId), volume.volumeId, victim.needleId);
+    await flipByte(h.diskOf(alsoBad.nodeId), volume.volumeId, victim.needleId);
+    await assert.rejects(bad.readNeedle(victim), ChecksumMismatch);
+    assert.equal((await bad.verifySealedVolume(volume.volumeId)).ok, false);
+
+    h.service.reportDamage({ volumeId: volume.volumeId, needleId: victim.needleId, nodeId: bad.nodeId, reason: "checksum-mismatch" });
+    await h.settle(() => h.service.repairStatus().damagedNeedlesPending === 0);
+    for (const node of [bad, alsoBad, good]) {
+      assert.ok((await node.readNeedle(victim)).equals(victim.data), `${node.nodeId} serves the needle`);
+      assert.equal((await node.verifySealedVolume(volume.volumeId)).ok, true, `${node.nodeId}'s sealed file checksum holds again`);
+    }
+    assert.equal(h.service.repairStatus().totals.needlesRewritten, 2, "both rotted copies rewritten from the good one");
+  } finally {
+    await h.close();
+  }
+});
+
+test("a placement restarted mid-task resumes it onto the node it chose", async () => {
+  const h = await harness();
+  try {
+    const volume = firstVolume(h);
+    const victim = volume.replicas.find((nodeId) => ZONES[nodeId] === "zone-c")!;
+    const items = [needle(volume.volumeId, 700), needle(volume.volumeId, 800)];
+    for (const nodeId of volume.replicas) for (const item of items) await h.nodes.get(nodeId)!.writeNeedle(item);
+    const silent = new Set([victim]);
+    h.advance(OUT_AFTER_MS + 1);
+    await h.heartbeat(silent);
+    await h.service.tick();
+    await h.service.repair.idle();
+    const task = h.service.repairStatus().volumes.find((entry) => entry.volumeId === volume.volumeId)?.task;
+    assert.ok(task !== undefined && task.phase === "settling", "a task waits out the settle time");
+
+    await h.reopenPlacement();
+    h.advance(REPAIR_SETTLE_MS);
+    await h.settle(() => !h.service.clusterMap().volumes.find((candidate) => candidate.volumeId === volume.volumeId)!.replicas.includes(victim), silent);
+    const now = h.service.clusterMap().volumes.find((candidate) => candidate.volumeId === volume.volumeId)!;
+    assert.ok(now.replicas.includes(task.toNodeId), "the replica went to the node chosen before the restart");
+    assert.equal((await listing(h.nodes.get(task.toNodeId)!, volume.volumeId)).live.size, items.length);
+  } finally {
+    await h.close();
+  }
+});
+
+test("a drained node leaves every replica set, serving until each copy is complete, and takes no new volume", async () => {
+  const h = await harness({ writableVolumeTarget: 2 });
+  try {
+    const map = h.service.clusterMap();
+    const drained = "node-c" as NodeId;
+    const held = map.volumes.filter((volume) => volume.replicas.includes(drained));
+    assert.ok(held.length > 0, "the drained node holds replicas");
+    for (const volume of held) {
+      const item = needle(volume.volumeId, 900 + volume.volumeId);
+      for (const nodeId of volume.replicas) await h.nodes.get(nodeId)!.writeNeedle(item);
+    }
+    h.service.drainNode(drained);
+    // Until its copy is complete, the drained replica stays in the set: never fewer than 3.
+    await h.settle(() => {
+      const volumes = h.service.clusterMap().volumes;
+      for (const volume of volumes) assert.equal(volume.replicas.length, 3);
+      return volumes.every((volume) => !volume.replicas.includes(drained));
+    });
+    for (const volume of held) {
+      const now = h.service.clusterMap().volumes.find((candidate) => candidate.volumeId === volume.volumeId)!;
+      assert.ok(now.replicas.includes("node-d" as NodeId), "zone c's other node took the replica");
+      assert.equal((await listing(h.nodes.get("node-d" as NodeId)!, volume.volumeId)).live.size, 1);
+    }
+    const status = h.service.repairStatus();
+    assert.equal(status.nodes.find((node) => node.nodeId === drained)!.draining, true);
+    assert.equal(status.nodes.find((node) => node.nodeId === drained)!.volumeCount, 0);
+  } finally {
+    await h.close();
+  }
+});
