@@ -7,7 +7,9 @@
 // - a rotted needle in a sealed replica is rewritten in place from a healthy replica (the
 //   sealed file's whole checksum holds again); a second rotted copy is never used as a source;
 // - a placement restarted mid-task resumes it onto the node it chose;
-// - a drained node leaves every replica set and takes no new volume.
+// - a drained node leaves every replica set and takes no new volume;
+// - an erasure-coded volume whose shard node is out has that shard rebuilt by decoding on a node
+//   of the same zone, and a rotted shard is rebuilt in place.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { open } from "node:fs/promises";
@@ -15,6 +17,7 @@ import { join } from "node:path";
 import { crc32, GIBIBYTE, newNeedleId, type NeedleId, type NodeId, type VolumeId } from "../src/base/index.js";
 import { ChecksumMismatch, type NeedleListEntry, type NodeRecord } from "../src/cluster/index.js";
 import { DataNode } from "../src/datanode/index.js";
+import { ReedSolomon, splitIntoDataShards } from "../src/ec/index.js";
 import { ClusterMapStore, PlacementService, REPAIR_SETTLE_MS, seededRandom } from "../src/placement/index.js";
 import { makeDataDirectory, removeDataDirectory } from "./helpers/cairn-process.js";
 
@@ -322,6 +325,56 @@ test("a drained node leaves every replica set, serving until each copy is comple
     const status = h.service.repairStatus();
     assert.equal(status.nodes.find((node) => node.nodeId === drained)!.draining, true);
     assert.equal(status.nodes.find((node) => node.nodeId === drained)!.volumeCount, 0);
+  } finally {
+    await h.close();
+  }
+});
+
+test("an erasure-coded volume's shard on an out node is rebuilt by decoding, and a rotted shard is rebuilt in place", async () => {
+  const h = await harness();
+  try {
+    const map = await h.service.growVolumes({ k: 2, m: 1 });
+    const volume = map.volumes.find((candidate) => candidate.ec !== null);
+    assert.ok(volume !== undefined && volume.replicas.length === 3, "a 2+1 volume on three nodes");
+    const codec = new ReedSolomon(2, 1);
+    const chunks = [5_001, 4_096, 333].map((sizeBytes) => {
+      const needleId = newNeedleId();
+      const data = Buffer.alloc(sizeBytes);
+      for (let index = 0; index < sizeBytes; index++) data[index] = (index * 31 + sizeBytes) & 0xff;
+      const dataShards = splitIntoDataShards(data, 2);
+      const shards = [...dataShards, ...codec.encode(dataShards)].map((shard) => Buffer.from(shard));
+      return { needleId, shards };
+    });
+    for (const chunk of chunks) {
+      for (const [shardIndex, nodeId] of volume.replicas.entries()) {
+        const shard = chunk.shards[shardIndex]!;
+        await h.nodes.get(nodeId)!.writeNeedle({ volumeId: volume.volumeId, needleId: chunk.needleId, data: shard, crc32: crc32(shard) });
+      }
+    }
+    const deletedChunk = chunks[2]!;
+    for (const nodeId of volume.replicas) await h.nodes.get(nodeId)!.deleteNeedle({ volumeId: volume.volumeId, needleId: deletedChunk.needleId });
+
+    // A rotted shard (here on the first node) is rebuilt from the other two.
+    const rotted = volume.replicas[0]!;
+    await flipByte(h.diskOf(rotted), volume.volumeId, chunks[0]!.needleId);
+    await assert.rejects(h.nodes.get(rotted)!.readNeedle({ volumeId: volume.volumeId, needleId: chunks[0]!.needleId }), ChecksumMismatch);
+    h.service.reportDamage({ volumeId: volume.volumeId, needleId: chunks[0]!.needleId, nodeId: rotted, reason: "checksum-mismatch" });
+    await h.settle(() => h.service.repairStatus().damagedNeedlesPending === 0);
+    assert.ok((await h.nodes.get(rotted)!.readNeedle({ volumeId: volume.volumeId, needleId: chunks[0]!.needleId })).equals(chunks[0]!.shards[0]!));
+
+    // The zone-c shard node goes out: its shard index moves to zone c's other node, rebuilt.
+    const victim = volume.replicas.find((nodeId) => ZONES[nodeId] === "zone-c")!;
+    const shardIndex = volume.replicas.indexOf(victim);
+    const spare = (["node-c", "node-d"] as NodeId[]).find((nodeId) => nodeId !== victim)!;
+    h.advance(OUT_AFTER_MS + 1);
+    await h.settle(() => h.service.clusterMap().volumes.find((candidate) => candidate.volumeId === volume.volumeId)!.replicas[shardIndex] === spare, new Set([victim]));
+    for (const chunk of chunks.slice(0, 2)) {
+      const rebuilt = await h.nodes.get(spare)!.readNeedle({ volumeId: volume.volumeId, needleId: chunk.needleId });
+      assert.ok(rebuilt.equals(chunk.shards[shardIndex]!), `shard ${shardIndex} of ${chunk.needleId} rebuilt byte for byte`);
+    }
+    const target = await listing(h.nodes.get(spare)!, volume.volumeId);
+    assert.ok(target.dead.has(deletedChunk.needleId) && !target.live.has(deletedChunk.needleId), "the deleted chunk's tombstone travelled, its shard did not");
+    assert.equal(h.service.repairStatus().totals.needlesLost, 0);
   } finally {
     await h.close();
   }

@@ -35,8 +35,12 @@
  * tombstoned needle id is ignored. So a replica that missed a delete and comes back can only
  * lose its live copy to the tombstones of its peers, never give it back to them.
  *
- * Erasure-coded volumes (VolumeRecord.ec !== null) are left out: rebuilding a lost shard by
- * decoding is not built yet; they are listed in the status as under-replicated but get no task.
+ * Erasure-coded volumes (VolumeRecord.ec !== null) go through the same steps, but node i holds
+ * shard i of every chunk: the target takes the leaving node's index, and a shard it lacks is
+ * rebuilt by Reed-Solomon decoding from k other shards, each read with its needle CRC verified
+ * by its data node. When a (k+1)-th shard is readable the rebuild is checked against it too, and
+ * a rebuild that disagrees is never written (the chunk's own CRC lives in the metadata store,
+ * out of placement's reach; the gateway checks it on every decoded read).
  */
 import {
   crc32,
@@ -66,6 +70,7 @@ import {
   type RepairTotals,
   type VolumeRecord,
 } from "../cluster/index.js";
+import { ReedSolomon, type EcScheme } from "../ec/index.js";
 import type { ClusterMapRecords, RepairTask } from "./cluster-map-store.js";
 import { CLUSTER_MAP_REFRESH_INTERVAL_MS } from "./cluster-placement.js";
 import { candidateFromNode, nodeWeight, type AllocationCandidate } from "./volume-allocator.js";
@@ -114,6 +119,8 @@ interface TaskProgress {
 interface Member {
   nodeId: NodeId;
   store: RepairNeedleStore;
+  /** The member's index in the replica set: the shard it holds of an erasure-coded volume. */
+  shardIndex: number;
 }
 
 /** One needle id of the merged walk: the entry each member holds for it (absent: none). */
@@ -132,6 +139,7 @@ export class RepairPlanner {
   private readonly copyBytesPerSecond: number;
   private readonly random: () => number;
   private readonly damaged = new Map<string, DamageReport>();
+  private readonly codecs = new Map<string, ReedSolomon>();
   private readonly progress = new Map<VolumeId, TaskProgress>();
   /** Nodes whose volumes are to be synchronised with their peers (they came back up). */
   private readonly nodesToSync = new Set<NodeId>();
@@ -278,7 +286,7 @@ export class RepairPlanner {
     const tasked = new Set(this.store.repairTasks().map((task) => task.volumeId));
     // Volumes missing the most replicas first: they are closest to loss.
     const candidates = map.volumes
-      .filter((volume) => volume.ec === null && !tasked.has(volume.volumeId) && volume.replicas.some((nodeId) => leaving.has(nodeId)))
+      .filter((volume) => !tasked.has(volume.volumeId) && volume.replicas.some((nodeId) => leaving.has(nodeId)))
       .sort((left, right) => countLeaving(right, leaving) - countLeaving(left, leaving));
     for (const volume of candidates) {
       // An out replica before a draining one: the draining one still serves.
@@ -303,21 +311,28 @@ export class RepairPlanner {
   }
 
   /**
-   * The node that best keeps the spread: one in a zone no other replica uses, else in a rack
-   * none uses, else any; among those, drawn by nodeWeight (free space, latency), as allocation.
+   * The node that best keeps the spread: one in the zone holding the fewest of the volume's other
+   * replicas (for a replicated volume: a zone none uses), then in the rack holding the fewest;
+   * among those, drawn by nodeWeight (free space, latency) as allocation draws.
    */
   private chooseTarget(map: ClusterMap, volume: VolumeRecord, fromNodeId: NodeId): NodeId | undefined {
     const draining = this.store.drainingNodes();
     const nodes = new Map(map.nodes.map((node) => [node.nodeId, node]));
-    const kept = volume.replicas.filter((nodeId) => nodeId !== fromNodeId).map((nodeId) => nodes.get(nodeId));
-    const usedZones = new Set(kept.map((node) => node?.zone));
-    const usedRacks = new Set(kept.map((node) => (node === undefined ? undefined : `${node.zone}\u0000${node.rack}`)));
+    const zoneCounts = new Map<string, number>();
+    const rackCounts = new Map<string, number>();
+    for (const nodeId of volume.replicas) {
+      const node = nodes.get(nodeId);
+      if (nodeId === fromNodeId || node === undefined) continue;
+      zoneCounts.set(node.zone, (zoneCounts.get(node.zone) ?? 0) + 1);
+      rackCounts.set(rackKey(node), (rackCounts.get(rackKey(node)) ?? 0) + 1);
+    }
     const candidates = map.nodes
-      .filter((node) => node.state === "up" && !draining.has(node.nodeId) && !volume.replicas.includes(node.nodeId))
+      .filter((node) => node.state === "up" && !this.isOut(node) && !draining.has(node.nodeId) && !volume.replicas.includes(node.nodeId))
       .map(candidateFromNode);
-    const newZone = candidates.filter((candidate) => !usedZones.has(candidate.zone));
-    const newRack = candidates.filter((candidate) => !usedRacks.has(`${candidate.zone}\u0000${candidate.rack}`));
-    const tier = newZone.length > 0 ? newZone : newRack.length > 0 ? newRack : candidates;
+    const fewestZone = Math.min(...candidates.map((candidate) => zoneCounts.get(candidate.zone) ?? 0));
+    const inZone = candidates.filter((candidate) => (zoneCounts.get(candidate.zone) ?? 0) === fewestZone);
+    const fewestRack = Math.min(...inZone.map((candidate) => rackCounts.get(rackKey(candidate)) ?? 0));
+    const tier = inZone.filter((candidate) => (rackCounts.get(rackKey(candidate)) ?? 0) === fewestRack);
     return weightedPick(tier, this.random)?.nodeId;
   }
 
@@ -342,7 +357,7 @@ export class RepairPlanner {
 
   private async runTask(map: ClusterMap, task: RepairTask): Promise<void> {
     const volume = this.store.volume(task.volumeId);
-    if (volume === undefined || volume.ec !== null || !volume.replicas.includes(task.fromNodeId) || volume.replicas.includes(task.toNodeId)) {
+    if (volume === undefined || !volume.replicas.includes(task.fromNodeId) || volume.replicas.includes(task.toNodeId)) {
       await this.store.deleteRepairTask(task.volumeId); // done already, or no longer meaningful
       this.progress.delete(task.volumeId);
       return;
@@ -366,10 +381,7 @@ export class RepairPlanner {
       return;
     }
     const targetStore = this.repairStoreOf(target);
-    const sources = volume.replicas
-      .map((nodeId) => nodes.get(nodeId))
-      .filter((node): node is NodeRecord => node !== undefined && node.state === "up")
-      .map((node) => ({ nodeId: node.nodeId, store: this.repairStoreOf(node) }));
+    const sources = this.upMembers(volume, nodes);
     if (sources.length === 0) {
       this.noteProblem(`volume ${volume.volumeId}: no replica is up to copy from`);
       progress.phase = "queued";
@@ -377,10 +389,11 @@ export class RepairPlanner {
     }
     progress.phase = "copying";
     await targetStore.createVolume(volume.volumeId);
-    const members = [...sources, { nodeId: target.nodeId, store: targetStore }];
-    await this.syncVolume({ volumeId: volume.volumeId, members, copyTo: new Set([target.nodeId]), progress });
+    // The target stands in for the leaving node: for a coded volume it holds that node's shard.
+    const members = [...sources, { nodeId: target.nodeId, store: targetStore, shardIndex: volume.replicas.indexOf(task.fromNodeId) }];
+    await this.syncVolume({ volume, members, copyTo: new Set([target.nodeId]), progress });
     progress.phase = "verifying";
-    const stragglers = await this.syncVolume({ volumeId: volume.volumeId, members, copyTo: new Set([target.nodeId]), progress });
+    const stragglers = await this.syncVolume({ volume, members, copyTo: new Set([target.nodeId]), progress });
     if (stragglers > 0) {
       log.info({ volumeId: volume.volumeId, stragglers }, "repair copied late needles; verifying again next pass");
       return;
@@ -410,14 +423,11 @@ export class RepairPlanner {
   /** Rewrite one reported needle on its replica; true when nothing is left to do for it. */
   private async repairNeedle(map: ClusterMap, report: DamageReport): Promise<boolean> {
     const volume = this.store.volume(report.volumeId);
-    if (volume === undefined || volume.ec !== null || !volume.replicas.includes(report.nodeId)) return true;
+    if (volume === undefined || !volume.replicas.includes(report.nodeId)) return true;
     const nodes = new Map(map.nodes.map((node) => [node.nodeId, node]));
     const bad = nodes.get(report.nodeId);
     if (bad === undefined || bad.state !== "up") return false; // wait; if it stays down it goes out
-    const members = volume.replicas
-      .map((nodeId) => nodes.get(nodeId))
-      .filter((node): node is NodeRecord => node !== undefined && node.state === "up")
-      .map((node) => ({ nodeId: node.nodeId, store: this.repairStoreOf(node) }));
+    const members = this.upMembers(volume, nodes);
     const entries = new Map<NodeId, NeedleListEntry>();
     await Promise.all(
       members.map(async (member) => {
@@ -431,7 +441,7 @@ export class RepairPlanner {
       return true;
     }
     const holders = members.filter((member) => member.nodeId !== report.nodeId && entries.get(member.nodeId) !== undefined);
-    const copy = await this.readVerified(report.volumeId, report.needleId as NeedleId, holders);
+    const copy = await this.produce(volume, report.needleId as NeedleId, holders, volume.replicas.indexOf(report.nodeId));
     if (copy === undefined) {
       if (holders.length > 0 || entries.has(report.nodeId)) {
         this.totals.needlesLost += 1;
@@ -480,12 +490,12 @@ export class RepairPlanner {
       if (this.closed) return;
       let complete = true;
       for (const volume of map.volumes) {
-        if (volume.ec !== null || tasked.has(volume.volumeId) || !volume.replicas.includes(nodeId)) continue;
-        const up = volume.replicas.map((id) => nodes.get(id)).filter((node): node is NodeRecord => node !== undefined && node.state === "up");
-        if (up.length < 2 || !up.some((node) => node.nodeId === nodeId)) continue;
+        if (tasked.has(volume.volumeId) || !volume.replicas.includes(nodeId)) continue;
+        if (nodes.get(nodeId)?.state !== "up") continue;
         try {
-          const members = up.map((node) => ({ nodeId: node.nodeId, store: this.repairStoreOf(node) }));
-          await this.syncVolume({ volumeId: volume.volumeId, members, copyTo: new Set([nodeId]), progress: undefined });
+          const members = this.upMembers(volume, nodes);
+          if (members.length < 2) continue;
+          await this.syncVolume({ volume, members, copyTo: new Set([nodeId]), progress: undefined });
         } catch (error) {
           complete = false;
           log.warn({ volumeId: volume.volumeId, nodeId, error }, "replica sync failed; retried next pass");
@@ -500,8 +510,9 @@ export class RepairPlanner {
    * needles not tombstoned anywhere are copied to the members in `copyTo` lacking them.
    * Returns how many needles were copied.
    */
-  private async syncVolume(input: { volumeId: VolumeId; members: Member[]; copyTo: ReadonlySet<NodeId>; progress: TaskProgress | undefined }): Promise<number> {
-    const { volumeId, members, copyTo, progress } = input;
+  private async syncVolume(input: { volume: VolumeRecord; members: Member[]; copyTo: ReadonlySet<NodeId>; progress: TaskProgress | undefined }): Promise<number> {
+    const { volume, members, copyTo, progress } = input;
+    const volumeId = volume.volumeId;
     let copied = 0;
     for await (const merged of mergedListing(volumeId, members)) {
       if (this.closed) throw new Error("placement closing");
@@ -514,13 +525,13 @@ export class RepairPlanner {
       const lacking = members.filter((member) => copyTo.has(member.nodeId) && !merged.entries.has(member.nodeId));
       if (lacking.length === 0) continue;
       const holders = members.filter((member) => merged.entries.has(member.nodeId));
-      const data = await this.readVerified(volumeId, merged.needleId, holders);
-      if (data === undefined) {
-        this.totals.needlesLost += 1;
-        log.error({ volumeId, needleId: merged.needleId }, "needle has no healthy copy to repair from");
-        continue;
-      }
       for (const member of lacking) {
+        const data = await this.produce(volume, merged.needleId, holders, member.shardIndex);
+        if (data === undefined) {
+          this.totals.needlesLost += 1;
+          log.error({ volumeId, needleId: merged.needleId, nodeId: member.nodeId }, "needle has no healthy copy to repair from");
+          continue;
+        }
         await this.throttle(data.length);
         try {
           // rewriteNeedle appends on a writable replica and never revives a tombstoned needle.
@@ -557,7 +568,71 @@ export class RepairPlanner {
     return count;
   }
 
+  // ---- Sources: a verified copy, or a shard rebuilt from k verified others ----
+
+  /** What the member at `shardIndex` should hold of a needle; undefined when nothing sound is left. */
+  private async produce(volume: VolumeRecord, needleId: NeedleId, holders: readonly Member[], shardIndex: number): Promise<Buffer | undefined> {
+    if (volume.ec === null) return this.readVerified(volume.volumeId, needleId, holders);
+    return this.rebuildShard(volume.volumeId, volume.ec, needleId, holders, shardIndex);
+  }
+
+  /**
+   * Decode shard `shardIndex` of a chunk from k other shards (each CRC-verified by its data
+   * node on read). With one more shard readable, the rebuild is re-derived against it, so a
+   * shard that is CRC-sound but wrong (a bug, a mixed-up write) is caught, not spread.
+   */
+  private async rebuildShard(volumeId: VolumeId, ec: EcScheme, needleId: NeedleId, holders: readonly Member[], shardIndex: number): Promise<Buffer | undefined> {
+    const shards: Array<Buffer | undefined> = new Array<Buffer | undefined>(ec.k + ec.m).fill(undefined);
+    let presentCount = 0;
+    let check: { shardIndex: number; data: Buffer } | undefined;
+    for (const holder of holders) {
+      if (holder.shardIndex === shardIndex || holder.shardIndex < 0) continue;
+      if (presentCount >= ec.k && check !== undefined) break;
+      const data = await this.readVerified(volumeId, needleId, [holder]);
+      if (data === undefined) continue;
+      if (presentCount < ec.k) {
+        shards[holder.shardIndex] = data;
+        presentCount += 1;
+      } else {
+        check = { shardIndex: holder.shardIndex, data };
+      }
+    }
+    if (presentCount < ec.k) return undefined;
+    const present = shards.filter((shard): shard is Buffer => shard !== undefined);
+    if (present.some((shard) => shard.length !== present[0]!.length) || (check !== undefined && check.data.length !== present[0]!.length)) {
+      log.error({ volumeId, needleId }, "shards of one chunk differ in size; not rebuilding");
+      return undefined;
+    }
+    const rebuilt = this.codecOf(ec).reconstruct(shards);
+    if (check !== undefined && !Buffer.from(rebuilt[check.shardIndex]!).equals(check.data)) {
+      log.error({ volumeId, needleId, shardIndex, checkedShardIndex: check.shardIndex }, "rebuilt shards disagree with a stored one; not writing the rebuild");
+      return undefined;
+    }
+    const shard = rebuilt[shardIndex]!;
+    return Buffer.from(shard.buffer, shard.byteOffset, shard.byteLength);
+  }
+
+  private codecOf(ec: EcScheme): ReedSolomon {
+    const key = `${ec.k}+${ec.m}`;
+    let codec = this.codecs.get(key);
+    if (codec === undefined) {
+      codec = new ReedSolomon(ec.k, ec.m);
+      this.codecs.set(key, codec);
+    }
+    return codec;
+  }
+
   // ---- Helpers ----
+
+  /** The volume's replicas on up nodes, each with its index (its shard, when coded). */
+  private upMembers(volume: VolumeRecord, nodes: ReadonlyMap<NodeId, NodeRecord>): Member[] {
+    const members: Member[] = [];
+    volume.replicas.forEach((nodeId, shardIndex) => {
+      const node = nodes.get(nodeId);
+      if (node !== undefined && node.state === "up") members.push({ nodeId, store: this.repairStoreOf(node), shardIndex });
+    });
+    return members;
+  }
 
   private repairStoreOf(node: NodeRecord): RepairNeedleStore {
     const store = this.storeOf(node);
@@ -578,6 +653,11 @@ export class RepairPlanner {
     if (problem !== this.lastProblem) log.warn({ problem }, "repair stalled");
     this.lastProblem = problem;
   }
+}
+
+/** Rack names are unique within a zone only. */
+function rackKey(node: { zone: string; rack: string }): string {
+  return `${node.zone}\u0000${node.rack}`;
 }
 
 function countLeaving(volume: VolumeRecord, leaving: ReadonlyMap<NodeId, unknown>): number {
