@@ -8,6 +8,7 @@
 //   sealed file's whole checksum holds again); a second rotted copy is never used as a source;
 // - a placement restarted mid-task resumes it onto the node it chose;
 // - a drained node leaves every replica set and takes no new volume;
+// - a new, empty node in a cluster of nearly full ones receives the new volumes first;
 // - an erasure-coded volume whose shard node is out has that shard rebuilt by decoding on a node
 //   of the same zone, and a rotted shard is rebuilt in place.
 import { test } from "node:test";
@@ -23,7 +24,7 @@ import { makeDataDirectory, removeDataDirectory } from "./helpers/cairn-process.
 
 const DOWN_AFTER_MS = 3_000;
 const OUT_AFTER_MS = 20_000;
-const ZONES: Record<string, string> = { "node-a": "zone-a", "node-b": "zone-b", "node-c": "zone-c", "node-d": "zone-c" };
+const ZONES: Record<string, string> = { "node-a": "zone-a", "node-b": "zone-b", "node-c": "zone-c", "node-d": "zone-c", "node-e": "zone-c" };
 /** Tiny volumes (test-only option) so a handful of needles seals one. */
 const VOLUME_SIZE_BYTES = 64 * 1024;
 
@@ -43,7 +44,7 @@ interface Harness {
   close(): Promise<void>;
 }
 
-async function harness(options: { nodeIds?: string[]; writableVolumeTarget?: number } = {}): Promise<Harness> {
+async function harness(options: { nodeIds?: string[]; writableVolumeTarget?: number; freeBytesOf?: (nodeId: NodeId) => number } = {}): Promise<Harness> {
   const root = makeDataDirectory("repair");
   let nowMs = 1_000_000;
   const clock = { nowMs: () => nowMs };
@@ -86,7 +87,7 @@ async function harness(options: { nodeIds?: string[]; writableVolumeTarget?: num
         address: `http://${nodeId}`,
         zone: ZONES[nodeId]!,
         rack: "rack-1",
-        disks: [{ path: "/disk0", capacityBytes: 100 * GIBIBYTE, freeBytes: 50 * GIBIBYTE, usedBytes: 0 }],
+        disks: [{ path: "/disk0", capacityBytes: 100 * GIBIBYTE, freeBytes: options.freeBytesOf?.(nodeId) ?? 50 * GIBIBYTE, usedBytes: 0 }],
         volumes: await node.volumeStatuses(),
         writeCount: 0,
         writeLatencyMs: 1,
@@ -375,6 +376,23 @@ test("an erasure-coded volume's shard on an out node is rebuilt by decoding, and
     const target = await listing(h.nodes.get(spare)!, volume.volumeId);
     assert.ok(target.dead.has(deletedChunk.needleId) && !target.live.has(deletedChunk.needleId), "the deleted chunk's tombstone travelled, its shard did not");
     assert.equal(h.service.repairStatus().totals.needlesLost, 0);
+  } finally {
+    await h.close();
+  }
+});
+
+test("a new node added to a cluster of nearly full nodes receives new volumes first", async () => {
+  const h = await harness({
+    nodeIds: ["node-a", "node-b", "node-c", "node-d", "node-e"],
+    writableVolumeTarget: 20,
+    freeBytesOf: (nodeId) => (nodeId === "node-e" ? 90 * GIBIBYTE : 1 * GIBIBYTE),
+  });
+  try {
+    const volumes = h.service.clusterMap().volumes;
+    assert.equal(volumes.length, 20);
+    const onNewNode = volumes.filter((volume) => volume.replicas.includes("node-e" as NodeId)).length;
+    // Zone c's replica goes to the new node with probability 90 / (90 + 1 + 1) per volume.
+    assert.ok(onNewNode >= 17, `the new node holds ${onNewNode} of 20 new volumes`);
   } finally {
     await h.close();
   }
