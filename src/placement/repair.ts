@@ -482,27 +482,31 @@ export class RepairPlanner {
 
   // ---- Synchronisation of replicas ----
 
+  /**
+   * Each volume with a replica on a node to sync is walked once, with every up replica taking
+   * part: tombstones reach every replica lacking one, live needles reach the nodes being synced.
+   * A node leaves the set once all its volumes were walked.
+   */
   private async syncReturnedNodes(map: ClusterMap): Promise<void> {
     if (this.nodesToSync.size === 0) return;
     const nodes = new Map(map.nodes.map((node) => [node.nodeId, node]));
     const tasked = new Set(this.store.repairTasks().map((task) => task.volumeId));
-    for (const nodeId of [...this.nodesToSync]) {
+    const syncing = new Set([...this.nodesToSync].filter((nodeId) => nodes.get(nodeId)?.state === "up"));
+    const failed = new Set<NodeId>();
+    for (const volume of map.volumes) {
       if (this.closed) return;
-      let complete = true;
-      for (const volume of map.volumes) {
-        if (tasked.has(volume.volumeId) || !volume.replicas.includes(nodeId)) continue;
-        if (nodes.get(nodeId)?.state !== "up") continue;
-        try {
-          const members = this.upMembers(volume, nodes);
-          if (members.length < 2) continue;
-          await this.syncVolume({ volume, members, copyTo: new Set([nodeId]), progress: undefined });
-        } catch (error) {
-          complete = false;
-          log.warn({ volumeId: volume.volumeId, nodeId, error }, "replica sync failed; retried next pass");
-        }
+      const copyTo = new Set(volume.replicas.filter((nodeId) => syncing.has(nodeId)));
+      if (copyTo.size === 0 || tasked.has(volume.volumeId)) continue;
+      try {
+        const members = this.upMembers(volume, nodes);
+        if (members.length < 2) continue;
+        await this.syncVolume({ volume, members, copyTo, progress: undefined });
+      } catch (error) {
+        for (const nodeId of copyTo) failed.add(nodeId);
+        log.warn({ volumeId: volume.volumeId, error }, "replica sync failed; retried next pass");
       }
-      if (complete) this.nodesToSync.delete(nodeId);
     }
+    for (const nodeId of syncing) if (!failed.has(nodeId)) this.nodesToSync.delete(nodeId);
   }
 
   /**
