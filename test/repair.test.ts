@@ -8,12 +8,14 @@
 //   sealed file's whole checksum holds again); a second rotted copy is never used as a source;
 // - a placement restarted mid-task resumes it onto the node it chose;
 // - a drained node leaves every replica set and takes no new volume;
+// - a replica whose volume file is gone from its node (a replaced disk) is re-created elsewhere
+//   once the node comes back;
 // - a new, empty node in a cluster of nearly full ones receives the new volumes first;
 // - an erasure-coded volume whose shard node is out has that shard rebuilt by decoding on a node
 //   of the same zone, and a rotted shard is rebuilt in place.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { open } from "node:fs/promises";
+import { open, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { crc32, GIBIBYTE, newNeedleId, type NeedleId, type NodeId, type VolumeId } from "../src/base/index.js";
 import { ChecksumMismatch, type NeedleListEntry, type NodeRecord } from "../src/cluster/index.js";
@@ -41,6 +43,8 @@ interface Harness {
   /** Heartbeat and tick until `done` holds (bounded passes), waiting for each repair pass. */
   settle(done: () => boolean, silent?: ReadonlySet<NodeId>): Promise<void>;
   reopenPlacement(): Promise<void>;
+  /** Close a node's engine, run `change` on its disk, open it again. */
+  reopenNode(nodeId: NodeId, change: (disk: string) => Promise<void>): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -57,16 +61,16 @@ async function harness(options: { nodeIds?: string[]; writableVolumeTarget?: num
   }
   const mapPath = join(root, "cluster-map.sqlite");
   // The engines are shared by every placement instance: closing a placement must not close them.
-  const storeFor = (node: NodeRecord) => {
-    const engine = nodes.get(node.nodeId)!;
-    return new Proxy(engine, {
-      get: (target, name) => {
+  // (looked up at each call, so a test may reopen a node's engine).
+  const storeFor = (node: NodeRecord) =>
+    new Proxy({} as DataNode, {
+      get: (_target, name) => {
         if (name === "close") return async () => undefined;
-        const value: unknown = Reflect.get(target, name, target);
-        return typeof value === "function" ? value.bind(target) : value;
+        const engine = nodes.get(node.nodeId)!;
+        const value: unknown = Reflect.get(engine, name, engine);
+        return typeof value === "function" ? value.bind(engine) : value;
       },
     });
-  };
   const open = () =>
     new PlacementService({
       clock,
@@ -118,6 +122,11 @@ async function harness(options: { nodeIds?: string[]; writableVolumeTarget?: num
         await service.repair.idle();
       }
       assert.ok(done(), "repair reached the expected state within 40 passes");
+    },
+    async reopenNode(nodeId, change) {
+      await nodes.get(nodeId)!.close();
+      await change(join(root, nodeId));
+      nodes.set(nodeId, await DataNode.open({ nodeId, diskDirectories: [join(root, nodeId)], volumeSizeBytes: VOLUME_SIZE_BYTES, allowVolumeSizeBelowMinimumForTests: true }));
     },
     async reopenPlacement() {
       await service.close();
@@ -393,6 +402,29 @@ test("a new node added to a cluster of nearly full nodes receives new volumes fi
     const onNewNode = volumes.filter((volume) => volume.replicas.includes("node-e" as NodeId)).length;
     // Zone c's replica goes to the new node with probability 90 / (90 + 1 + 1) per volume.
     assert.ok(onNewNode >= 17, `the new node holds ${onNewNode} of 20 new volumes`);
+  } finally {
+    await h.close();
+  }
+});
+
+test("a replica whose volume file is gone from its node is re-created elsewhere once the node is back", async () => {
+  const h = await harness();
+  try {
+    const volume = firstVolume(h);
+    const victim = volume.replicas.find((nodeId) => ZONES[nodeId] === "zone-c")!;
+    const spare = (["node-c", "node-d"] as NodeId[]).find((nodeId) => nodeId !== victim)!;
+    const item = needle(volume.volumeId, 2_500);
+    for (const nodeId of volume.replicas) await h.nodes.get(nodeId)!.writeNeedle(item);
+    // The node restarts with its volume file gone (a replaced disk); placement sees it down, then up.
+    await h.reopenNode(victim, (disk) => rm(join(disk, "volumes", `${volume.volumeId}.vol`)));
+    h.advance(DOWN_AFTER_MS + 1);
+    await h.heartbeat(new Set([victim]));
+    await h.service.tick();
+    await h.settle(() => {
+      const now = h.service.clusterMap().volumes.find((candidate) => candidate.volumeId === volume.volumeId)!;
+      return now.replicas.includes(spare) && !now.replicas.includes(victim);
+    });
+    assert.ok((await h.nodes.get(spare)!.readNeedle(item)).equals(item.data));
   } finally {
     await h.close();
   }

@@ -58,6 +58,7 @@ import {
   isRepairNeedleStore,
   NeedleNotFound,
   RPC_TIMEOUT_MS_DEFAULT,
+  VolumeNotFound,
   type ClusterMap,
   type DamageReport,
   type NeedleListEntry,
@@ -381,7 +382,7 @@ export class RepairPlanner {
       return;
     }
     const targetStore = this.repairStoreOf(target);
-    const sources = this.upMembers(volume, nodes);
+    const sources = await this.withoutLostReplicas(map, volume, this.upMembers(volume, nodes));
     if (sources.length === 0) {
       this.noteProblem(`volume ${volume.volumeId}: no replica is up to copy from`);
       progress.phase = "queued";
@@ -427,7 +428,8 @@ export class RepairPlanner {
     const nodes = new Map(map.nodes.map((node) => [node.nodeId, node]));
     const bad = nodes.get(report.nodeId);
     if (bad === undefined || bad.state !== "up") return false; // wait; if it stays down it goes out
-    const members = this.upMembers(volume, nodes);
+    const members = await this.withoutLostReplicas(map, volume, this.upMembers(volume, nodes));
+    if (!members.some((member) => member.nodeId === report.nodeId)) return true; // the whole replica is being re-created
     const entries = new Map<NodeId, NeedleListEntry>();
     await Promise.all(
       members.map(async (member) => {
@@ -498,7 +500,7 @@ export class RepairPlanner {
       const copyTo = new Set(volume.replicas.filter((nodeId) => syncing.has(nodeId)));
       if (copyTo.size === 0 || tasked.has(volume.volumeId)) continue;
       try {
-        const members = this.upMembers(volume, nodes);
+        const members = await this.withoutLostReplicas(map, volume, this.upMembers(volume, nodes));
         if (members.length < 2) continue;
         await this.syncVolume({ volume, members, copyTo, progress: undefined });
       } catch (error) {
@@ -627,6 +629,26 @@ export class RepairPlanner {
   }
 
   // ---- Helpers ----
+
+  /**
+   * Drops members whose node answers that it has no such volume at all (its file was lost or
+   * could not be opened: a replaced disk, say), and plans their re-creation elsewhere. Reads of
+   * such a replica already fail over to its peers; without this only reads would know.
+   */
+  private async withoutLostReplicas(map: ClusterMap, volume: VolumeRecord, members: readonly Member[]): Promise<Member[]> {
+    const kept: Member[] = [];
+    for (const member of members) {
+      try {
+        await member.store.listNeedles({ volumeId: volume.volumeId, countMax: 1 });
+        kept.push(member);
+      } catch (error) {
+        if (!(error instanceof VolumeNotFound)) throw error;
+        log.error({ volumeId: volume.volumeId, nodeId: member.nodeId }, "a replica's volume is gone from its node; re-creating it elsewhere");
+        if (!this.store.repairTasks().some((task) => task.volumeId === volume.volumeId)) this.createTask(map, volume, member.nodeId, "replace");
+      }
+    }
+    return kept;
+  }
 
   /** The volume's replicas on up nodes, each with its index (its shard, when coded). */
   private upMembers(volume: VolumeRecord, nodes: ReadonlyMap<NodeId, NodeRecord>): Member[] {
