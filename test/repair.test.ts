@@ -10,6 +10,7 @@
 // - a drained node leaves every replica set and takes no new volume;
 // - a replica whose volume file is gone from its node (a replaced disk) is re-created elsewhere
 //   once the node comes back;
+// - copies are paced to the configured bytes per second;
 // - a new, empty node in a cluster of nearly full ones receives the new volumes first;
 // - an erasure-coded volume whose shard node is out has that shard rebuilt by decoding on a node
 //   of the same zone, and a rotted shard is rebuilt in place.
@@ -48,7 +49,9 @@ interface Harness {
   close(): Promise<void>;
 }
 
-async function harness(options: { nodeIds?: string[]; writableVolumeTarget?: number; freeBytesOf?: (nodeId: NodeId) => number } = {}): Promise<Harness> {
+async function harness(
+  options: { nodeIds?: string[]; writableVolumeTarget?: number; freeBytesOf?: (nodeId: NodeId) => number; repairCopyBytesPerSecond?: number } = {},
+): Promise<Harness> {
   const root = makeDataDirectory("repair");
   let nowMs = 1_000_000;
   const clock = { nowMs: () => nowMs };
@@ -80,6 +83,7 @@ async function harness(options: { nodeIds?: string[]; writableVolumeTarget?: num
       writableVolumeTarget: options.writableVolumeTarget ?? 1,
       nodeDownAfterMs: DOWN_AFTER_MS,
       nodeOutAfterMs: OUT_AFTER_MS,
+      ...(options.repairCopyBytesPerSecond !== undefined ? { repairCopyBytesPerSecond: options.repairCopyBytesPerSecond } : {}),
       random: seededRandom(7),
     });
   let service = open();
@@ -425,6 +429,25 @@ test("a replica whose volume file is gone from its node is re-created elsewhere 
       return now.replicas.includes(spare) && !now.replicas.includes(victim);
     });
     assert.ok((await h.nodes.get(spare)!.readNeedle(item)).equals(item.data));
+  } finally {
+    await h.close();
+  }
+});
+
+test("repair copies at no more than the configured bytes per second", async () => {
+  const RATE_BYTES_PER_SECOND = 10_000;
+  const h = await harness({ repairCopyBytesPerSecond: RATE_BYTES_PER_SECOND });
+  try {
+    const volume = firstVolume(h);
+    const victim = volume.replicas.find((nodeId) => ZONES[nodeId] === "zone-c")!;
+    const items = [needle(volume.volumeId, 10_000), needle(volume.volumeId, 10_000), needle(volume.volumeId, 10_000)];
+    for (const nodeId of volume.replicas) for (const item of items) await h.nodes.get(nodeId)!.writeNeedle(item);
+    h.advance(OUT_AFTER_MS + REPAIR_SETTLE_MS + 1);
+    const startedAtMs = Date.now();
+    await h.settle(() => !h.service.clusterMap().volumes.find((candidate) => candidate.volumeId === volume.volumeId)!.replicas.includes(victim), new Set([victim]));
+    const elapsedMs = Date.now() - startedAtMs;
+    // 30,000 bytes at 10,000 bytes/s: the first needle goes at once, the others wait their turn.
+    assert.ok(elapsedMs >= 1_800, `copying 30 kB took ${elapsedMs} ms at 10 kB/s`);
   } finally {
     await h.close();
   }

@@ -4,7 +4,7 @@
  * placement/repair.ts.
  */
 import { systemClock } from "../base/index.js";
-import { RpcClient, type RepairStatus } from "../cluster/index.js";
+import { RemoteError, RpcClient, type RepairStatus } from "../cluster/index.js";
 import { formatBytes } from "./admin-status.js";
 import { UsageError } from "./config.js";
 
@@ -24,7 +24,14 @@ export async function printRepairStatus(placementUrl: string, secret: string, ou
 
 export async function drainNode(placementUrl: string, secret: string, nodeId: string | undefined, out: NodeJS.WritableStream): Promise<void> {
   if (nodeId === undefined || nodeId === "") throw new UsageError("node drain needs a node id (see cairn admin status)");
-  const status = await callPlacement<RepairStatus>(placementUrl, secret, "drainNode", { nodeId });
+  let status: RepairStatus;
+  try {
+    status = await callPlacement<RepairStatus>(placementUrl, secret, "drainNode", { nodeId });
+  } catch (error) {
+    // Placement refuses an unknown or malformed node id: the operator's mistake, not a crash.
+    if (error instanceof RemoteError && error.remoteName === "InvalidPlacementRequest") throw new UsageError(error.message);
+    throw error;
+  }
   out.write(`node ${nodeId} is draining: it takes no new volumes, and each of its replicas is copied to another node before it leaves the replica set\n\n`);
   out.write(formatRepairStatus(status, systemClock.nowMs()));
 }
