@@ -324,7 +324,7 @@ test("a drained node leaves every replica set, serving until each copy is comple
       const item = needle(volume.volumeId, 900 + volume.volumeId);
       for (const nodeId of volume.replicas) await h.nodes.get(nodeId)!.writeNeedle(item);
     }
-    h.service.drainNode(drained);
+    await h.service.drainNode(drained);
     // Until its copy is complete, the drained replica stays in the set: never fewer than 3.
     await h.settle(() => {
       const volumes = h.service.clusterMap().volumes;

@@ -644,7 +644,7 @@ export class RepairPlanner {
       } catch (error) {
         if (!(error instanceof VolumeNotFound)) throw error;
         log.error({ volumeId: volume.volumeId, nodeId: member.nodeId }, "a replica's volume is gone from its node; re-creating it elsewhere");
-        if (!this.store.repairTasks().some((task) => task.volumeId === volume.volumeId)) this.createTask(map, volume, member.nodeId, "replace");
+        if (!this.store.repairTasks().some((task) => task.volumeId === volume.volumeId)) await this.createTask(map, volume, member.nodeId, "replace");
       }
     }
     return kept;
