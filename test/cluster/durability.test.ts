@@ -6,7 +6,9 @@
 // - objects deleted while one replica's node is stopped stay deleted when it comes back, and
 //   its copies of their needles get tombstones;
 // - a node drained while a client writes and reads leaves every replica set with no request
-//   failing, and takes no new volumes.
+//   failing, and takes no new volumes;
+// - bytes flipped in a needle of a sealed volume file are found by the data node's scrubber,
+//   reported to placement, and rewritten in place by repair from a healthy replica.
 // Each test ends with every object MD5-correct and every volume at full redundancy: all
 // replicas up, in distinct zones, and each replica holding the same live needles (each read
 // and CRC-checked on every replica) and the same tombstones.
@@ -14,6 +16,8 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
+import { closeSync, openSync, readFileSync, writeSync } from "node:fs";
+import * as path from "node:path";
 import { promisify } from "node:util";
 import { CreateBucketCommand, DeleteObjectCommand, GetObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import type { NodeId, VolumeId } from "../../src/base/index.js";
@@ -255,4 +259,65 @@ test("a node drained while a client writes and reads leaves every replica set, w
   assert.match(stdout, new RegExp(`${drained}\\s+zone-c\\s+up, drained\\s+0`));
   await readAll("after the drain");
   await assertFullRedundancy("after the drain", new Set([...gone, drained]));
+});
+
+test("bytes flipped in a sealed volume file: the scrubber finds the needle and repair rewrites it from a peer", async () => {
+  // A volume sealed on the node itself (repair seals volumes only in the map; the scrubber reads
+  // what the node has sealed).
+  const map = await cluster.clusterMap();
+  let choice: { volume: ClusterMap["volumes"][number]; nodeId: NodeId } | undefined;
+  for (const volume of map.volumes) {
+    const nodeId = volume.replicas[0]!;
+    const probe = storeOf(map, nodeId);
+    try {
+      const statuses = await probe.volumeStatuses();
+      if (statuses.some((status) => status.volumeId === volume.volumeId && status.state === "sealed")) choice = { volume, nodeId };
+    } finally {
+      await probe.close();
+    }
+    if (choice !== undefined) break;
+  }
+  assert.ok(choice !== undefined, "a volume is sealed on a node");
+  const { volume, nodeId } = choice;
+  const nodeName = [...cluster.processes.values()].find((process) => process.nodeId === nodeId)!.name;
+  const store = storeOf(map, nodeId);
+  const rpc = new RpcClient(store.address, CLUSTER_SECRET);
+  try {
+    // A sealed volume is full by size, not by count of live needles: pick one that is live.
+    const live = (await listAll(store, volume.volumeId)).filter((entry) => !entry.tombstone && entry.dataSizeBytes > 64);
+    const victim = live[Math.floor(live.length / 2)]!;
+    const file = path.join(cluster.root, nodeName, "disk0", "volumes", `${volume.volumeId}.vol`);
+    const bytes = readFileSync(file);
+    const at = bytes.indexOf(Buffer.from(victim.needleId, "hex"));
+    assert.ok(at > 0, "the needle is in the file");
+    const position = at + 16 + 4 + 32; // into the payload
+    const handle = openSync(file, "r+");
+    try {
+      writeSync(handle, Buffer.from([bytes[position]! ^ 0x5a]), 0, 1, position);
+    } finally {
+      closeSync(handle);
+    }
+    await assert.rejects(store.readNeedle({ volumeId: volume.volumeId, needleId: victim.needleId }), (error: unknown) => (error as Error).name === "ChecksumMismatch");
+
+    const first = await rpc.call<Array<{ volumeId: number; outcome: string }>>("scrubVolumes", { volumeId: volume.volumeId }, { timeoutMs: 60_000 });
+    assert.deepEqual(first.map((result) => result.outcome), ["damaged"], "the scrubber finds the flipped needle");
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      try {
+        await store.readNeedle({ volumeId: volume.volumeId, needleId: victim.needleId });
+        break;
+      } catch (error) {
+        if (Date.now() > deadline) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 500));
+      }
+    }
+    const again = await rpc.call<Array<{ volumeId: number; outcome: string; fileChecksumOk?: boolean }>>("scrubVolumes", { volumeId: volume.volumeId }, { timeoutMs: 60_000 });
+    assert.deepEqual(again.map((result) => [result.outcome, result.fileChecksumOk]), [["clean", true]], "the rewritten file verifies whole again");
+    assert.ok((await repairStatus()).totals.needlesRewritten >= 1);
+  } finally {
+    rpc.close();
+    await store.close();
+  }
+  await readAll("after the scrubber and repair");
+  await assertFullRedundancy("after the scrubber and repair", gone);
 });
