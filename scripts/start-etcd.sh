@@ -21,8 +21,9 @@ URL="http://$HOST:$CLIENT_PORT"
 say() { echo "start-etcd: $*" >&2; }
 
 healthy() {
-  # etcd answers {"health":"true"} once it has a leader and serves requests.
-  curl -fsS --max-time 2 "$URL/health" 2>/dev/null | grep -q '"health":"true"'
+  # etcd answers {"health":"true"} once it has a leader and serves requests. Node, not curl:
+  # a fresh Debian image has node (the project needs it) but not always curl.
+  node -e 'fetch(process.argv[1], { signal: AbortSignal.timeout(2000) }).then((r) => r.text()).then((t) => process.exit(/"health":"true"/.test(t) ? 0 : 1), () => process.exit(1))' "$URL/health"
 }
 
 if ! [ -x /usr/bin/etcd ]; then
