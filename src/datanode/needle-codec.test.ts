@@ -4,7 +4,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { newNeedleId, NEEDLE_DATA_SIZE_BYTES_MAX, type VolumeId } from "../base/index.js";
+import { crc32, newNeedleId, NEEDLE_DATA_SIZE_BYTES_MAX, type VolumeId } from "../base/index.js";
 import {
   decodeNeedle,
   decodeNeedleHeader,
@@ -13,6 +13,7 @@ import {
   encodeNeedle,
   encodeSealFooter,
   encodeSuperblock,
+  frameNeedle,
   NEEDLE_FLAG_TOMBSTONE,
   NEEDLE_HEADER_SIZE_BYTES,
   needleEncodedSizeBytes,
@@ -114,5 +115,19 @@ test("superblock and seal footer round-trip and detect damage", () => {
     const damaged = Buffer.from(encoded);
     damaged[index] = damaged[index]! ^ 0x10;
     assert.equal(decodeSealFooter(damaged).kind, "invalid", `flip at footer byte ${index} detected`);
+  }
+});
+
+test("a framed needle (head + data + tail, data not copied) has exactly encodeNeedle's bytes and CRC", () => {
+  for (const dataSizeBytes of [0, 1, 5, 8, 65_536, 65_539, 4 * 1024 * 1024]) {
+    const data = randomBytes(dataSizeBytes);
+    const needle: Needle = { header: { needleId: newNeedleId(), flags: 0, dataSizeBytes }, data };
+    const target = Buffer.alloc(needleEncodedSizeBytes(needle.header));
+    const encodedCrc32 = encodeNeedle(needle, target);
+    for (const frame of [frameNeedle(needle), frameNeedle(needle, crc32(data))]) {
+      assert.ok(Buffer.concat([frame.head, data, frame.tail]).equals(target), `bytes for ${dataSizeBytes}`);
+      assert.equal(frame.encodedCrc32, encodedCrc32, `crc for ${dataSizeBytes}`);
+      assert.equal(frame.encodedCrc32, crc32(target));
+    }
   }
 });

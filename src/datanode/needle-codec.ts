@@ -102,7 +102,6 @@ export function needleIdFromBytes(bytes: Uint8Array): NeedleId {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString("hex") as NeedleId;
 }
 
-/** Writes `needle` into `target`, which must be exactly needleEncodedSizeBytes(header) long. */
 /**
  * Writes `needle` into `target` and returns the CRC32 of all of `target` (what a volume's running
  * file CRC adds). `dataCrc32`, when the caller already has CRC32(data), spares a pass over the data.
@@ -114,11 +113,7 @@ export function encodeNeedle(needle: Needle, target: Buffer, dataCrc32?: number)
   assert(header.dataSizeBytes <= NEEDLE_DATA_SIZE_BYTES_MAX, "needle data is within the limit");
   assert((header.flags & ~NEEDLE_FLAGS_KNOWN) === 0, "only known needle flags are set");
   assert(!(header.flags & NEEDLE_FLAG_TOMBSTONE) || header.dataSizeBytes === 0, "a tombstone carries no data");
-  target.writeUInt32BE(NEEDLE_MAGIC, NEEDLE_LAYOUT.magic);
-  target.writeUInt16BE(header.flags, NEEDLE_LAYOUT.flags);
-  target.writeUInt16BE(0, NEEDLE_LAYOUT.reserved);
-  needleIdToBytes(header.needleId).copy(target, NEEDLE_LAYOUT.needleId);
-  target.writeUInt32BE(header.dataSizeBytes, NEEDLE_LAYOUT.dataSize);
+  writeNeedleHeader(header, target);
   target.set(data, NEEDLE_LAYOUT.data);
   const checksumOffset = NEEDLE_LAYOUT.data + header.dataSizeBytes;
   const needleCrc32 =
@@ -128,6 +123,44 @@ export function encodeNeedle(needle: Needle, target: Buffer, dataCrc32?: number)
   target.writeUInt32BE(needleCrc32, checksumOffset);
   target.fill(0, checksumOffset + NEEDLE_CHECKSUM_SIZE_BYTES);
   return crc32(target.subarray(checksumOffset), needleCrc32);
+}
+
+/** A needle's bytes as three parts, the data not copied: head + data + tail is its encoding. */
+export interface NeedleFrame {
+  /** The fixed header (NEEDLE_HEADER_SIZE_BYTES). */
+  head: Buffer;
+  /** The needle CRC and the zero padding. */
+  tail: Buffer;
+  /** CRC32 of the whole encoding (head, data and tail), as encodeNeedle returns it. */
+  encodedCrc32: number;
+}
+
+/**
+ * The same bytes as encodeNeedle, written around `needle.data` instead of copying it: a large
+ * needle goes to the file as one writev of head, data and tail. `dataCrc32`, when the caller
+ * already has CRC32(data), spares a pass over the data.
+ */
+export function frameNeedle(needle: Needle, dataCrc32?: number): NeedleFrame {
+  const { header, data } = needle;
+  const encodedSizeBytes = needleEncodedSizeBytes(header);
+  const head = Buffer.allocUnsafe(NEEDLE_HEADER_SIZE_BYTES);
+  const tail = Buffer.alloc(encodedSizeBytes - NEEDLE_HEADER_SIZE_BYTES - header.dataSizeBytes);
+  assert(data.length === header.dataSizeBytes, "data length matches the header's data size");
+  assert(header.dataSizeBytes <= NEEDLE_DATA_SIZE_BYTES_MAX, "needle data is within the limit");
+  assert((header.flags & ~NEEDLE_FLAGS_KNOWN) === 0, "only known needle flags are set");
+  assert(!(header.flags & NEEDLE_FLAG_TOMBSTONE) || header.dataSizeBytes === 0, "a tombstone carries no data");
+  writeNeedleHeader(header, head);
+  const needleCrc32 = crc32Combine(crc32(head), dataCrc32 ?? crc32(data), header.dataSizeBytes);
+  tail.writeUInt32BE(needleCrc32, 0);
+  return { head, tail, encodedCrc32: crc32(tail, needleCrc32) };
+}
+
+function writeNeedleHeader(header: NeedleHeader, target: Buffer): void {
+  target.writeUInt32BE(NEEDLE_MAGIC, NEEDLE_LAYOUT.magic);
+  target.writeUInt16BE(header.flags, NEEDLE_LAYOUT.flags);
+  target.writeUInt16BE(0, NEEDLE_LAYOUT.reserved);
+  needleIdToBytes(header.needleId).copy(target, NEEDLE_LAYOUT.needleId);
+  target.writeUInt32BE(header.dataSizeBytes, NEEDLE_LAYOUT.dataSize);
 }
 
 export type NeedleHeaderDecoded =
