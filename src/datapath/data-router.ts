@@ -109,7 +109,19 @@ export class DataRouter {
    * EC_CHUNK_SIZE_MIN_BYTES are replicated even then). On any failure the needles already
    * written are deleted (best effort; the GC collects what this misses) and the error is rethrown.
    */
-  async writeBody(body: AsyncIterable<Buffer>, options: { sizeBytesMax: number; ec?: EcScheme | null }): Promise<WriteBodyResult> {
+  async writeBody(
+    body: AsyncIterable<Buffer>,
+    options: {
+      sizeBytesMax: number;
+      ec?: EcScheme | null;
+      /**
+       * CRC32 of body bytes [startByte, startByte + lengthBytes) when someone else (the gateway's
+       * hashing thread) computes it anyway, or undefined; each chunk's CRC is computed here
+       * otherwise. The data nodes verify the chunk's bytes against it before writing them.
+       */
+      rangeCrc32?: (startByte: number, lengthBytes: number) => Promise<number> | undefined;
+    },
+  ): Promise<WriteBodyResult> {
     const ec = options.ec ?? null;
     const chunks: ChunkRef[] = [];
     const inFlight: Array<Promise<void>> = [];
@@ -118,12 +130,16 @@ export class DataRouter {
     // buffer (whose allocation dominated small PUTs through GC), a large chunk one copy.
     let pieces: Buffer[] = [];
     let filled = 0;
+    /** Body bytes in the chunks already flushed: where the chunk being filled starts. */
+    let flushedBytes = 0;
 
     const flush = async (): Promise<void> => {
       const data = pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces, filled);
       const index = chunks.length;
       chunks.push(undefined as unknown as ChunkRef); // reserve the slot to keep object order
-      const write = this.writeChunk(data, ec).then((chunk) => {
+      const knownCrc32 = options.rangeCrc32?.(flushedBytes, filled);
+      flushedBytes += filled;
+      const write = this.writeChunk(data, ec, knownCrc32).then((chunk) => {
         chunks[index] = chunk;
       });
       // Handled here so a failure while the body is still streaming is not an unhandled
@@ -159,8 +175,8 @@ export class DataRouter {
     return { chunks, sizeBytes };
   }
 
-  private async writeChunk(data: Buffer, ec: EcScheme | null): Promise<ChunkRef> {
-    const checksum = crc32(data);
+  private async writeChunk(data: Buffer, ec: EcScheme | null, knownCrc32?: Promise<number>): Promise<ChunkRef> {
+    const checksum = knownCrc32 === undefined ? crc32(data) : await knownCrc32;
     const needleId = newNeedleId();
     const wanted = codesChunk(ec, data.length) ? ec : null;
     // Shards depend only on the data and the scheme: encoded once, whichever volume takes them.

@@ -12,7 +12,7 @@
 import { createHash, type Hash } from "node:crypto";
 import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
-import { assert, MEBIBYTE, newChecksummer, type ChecksumAlgorithm, type Checksummer } from "../base/index.js";
+import { assert, crc32Combine, MEBIBYTE, newChecksummer, type ChecksumAlgorithm, type Checksummer } from "../base/index.js";
 import type { HashWorkerReply, HashWorkerRequest } from "./hash-worker.js";
 
 /** Bodies at least this large (as declared) are hashed on a worker thread. */
@@ -35,6 +35,12 @@ export interface BodyHasher {
   /** Resolves at once unless too many bytes wait for the worker. */
   update(piece: Buffer): Promise<void> | undefined;
   digests(): Promise<BodyDigests>;
+  /**
+   * CRC32 of body bytes [startByte, startByte + lengthBytes), already passed to `update`, from
+   * the hashing thread's per-batch CRCs; undefined when hashing is inline or the range does not
+   * start and end on batch boundaries (the caller then computes it).
+   */
+  rangeCrc32(startByte: number, lengthBytes: number): Promise<number> | undefined;
   /** The body failed: drop the worker's state. */
   abandon(): void;
 }
@@ -64,13 +70,33 @@ class InlineHasher implements BodyHasher {
     return { md5: this.md5.digest(), checksum: this.checksummer?.digest() };
   }
 
+  rangeCrc32(): undefined {
+    return undefined;
+  }
+
   abandon(): void {}
+}
+
+/** A batch sent to the hashing thread: where it lies in the body, and its CRC32 once hashed. */
+interface SentBatch {
+  startByte: number;
+  sizeBytes: number;
+  crc32: number | undefined;
 }
 
 class OffloadedHasher implements BodyHasher {
   private readonly jobId: number;
   private batch: Uint8Array | undefined;
   private batchFilledBytes = 0;
+  /** Body bytes already in sent batches. */
+  private sentBytes = 0;
+  /** Batches sent and not yet consumed by rangeCrc32, in body order; the worker answers in order. */
+  private readonly sent: SentBatch[] = [];
+  /** Index in `sent` of the next batch the worker will acknowledge. */
+  private nextHashedIndex = 0;
+  /** The end of the furthest range rangeCrc32 was asked for. */
+  private requestedUpToByte = 0;
+  private readonly crcWaiters: Array<{ batches: SentBatch[]; resolve: (crc32: number) => void; reject: (error: Error) => void }> = [];
   private bytesInFlight = 0;
   private drained: (() => void) | undefined;
   private finished: { resolve: (digests: BodyDigests) => void; reject: (error: Error) => void } | undefined;
@@ -109,6 +135,56 @@ class OffloadedHasher implements BodyHasher {
     });
   }
 
+  rangeCrc32(startByte: number, lengthBytes: number): Promise<number> | undefined {
+    if (this.failure !== undefined || lengthBytes === 0) return undefined;
+    const endByte = startByte + lengthBytes;
+    // The range's tail sits in the batch being filled: send it now (only the body's last chunk
+    // ends off a batch boundary, so later batches keep their alignment in practice; each
+    // batch records where it starts in any case).
+    if (endByte > this.sentBytes && endByte === this.sentBytes + this.batchFilledBytes) this.sendBatch();
+    const first = this.sent.findIndex((batch) => batch.startByte === startByte);
+    if (first < 0) return undefined;
+    const batches: SentBatch[] = [];
+    let coveredBytes = startByte;
+    for (let index = first; index < this.sent.length && coveredBytes < endByte; index++) {
+      batches.push(this.sent[index]!);
+      coveredBytes += this.sent[index]!.sizeBytes;
+    }
+    if (coveredBytes !== endByte) return undefined;
+    this.requestedUpToByte = Math.max(this.requestedUpToByte, endByte);
+    return new Promise<number>((resolve, reject) => {
+      this.crcWaiters.push({ batches, resolve, reject });
+      this.settleCrcWaiters();
+    });
+  }
+
+  private settleCrcWaiters(): void {
+    for (let index = 0; index < this.crcWaiters.length; ) {
+      const waiter = this.crcWaiters[index]!;
+      if (waiter.batches.some((batch) => batch.crc32 === undefined)) {
+        index++;
+        continue;
+      }
+      this.crcWaiters.splice(index, 1);
+      let value = waiter.batches[0]!.crc32!;
+      for (const batch of waiter.batches.slice(1)) value = crc32Combine(value, batch.crc32!, batch.sizeBytes);
+      waiter.resolve(value);
+    }
+    this.forgetConsumedBatches();
+  }
+
+  /** Batches hashed and wholly before every range asked for or waiting are not needed again. */
+  private forgetConsumedBatches(): void {
+    let keepFromByte = this.requestedUpToByte;
+    for (const waiter of this.crcWaiters) keepFromByte = Math.min(keepFromByte, waiter.batches[0]!.startByte);
+    let drop = 0;
+    while (drop < this.nextHashedIndex && this.sent[drop]!.startByte + this.sent[drop]!.sizeBytes <= keepFromByte) drop++;
+    if (drop > 0) {
+      this.sent.splice(0, drop);
+      this.nextHashedIndex -= drop;
+    }
+  }
+
   abandon(): void {
     if (this.ended) return;
     this.ended = true;
@@ -117,7 +193,12 @@ class OffloadedHasher implements BodyHasher {
   }
 
   /** From the worker: a batch was hashed. */
-  onHashed(sizeBytes: number): void {
+  onHashed(sizeBytes: number, crc32: number): void {
+    const batch = this.sent[this.nextHashedIndex];
+    assert(batch !== undefined && batch.sizeBytes === sizeBytes, "the hashing thread answers batches in order");
+    batch.crc32 = crc32;
+    this.nextHashedIndex += 1;
+    this.settleCrcWaiters();
     this.bytesInFlight -= sizeBytes;
     if (this.drained !== undefined && this.bytesInFlight <= HASH_BYTES_IN_FLIGHT_MAX) {
       const resolve = this.drained;
@@ -135,6 +216,7 @@ class OffloadedHasher implements BodyHasher {
   onFailed(error: Error): void {
     this.failure = error;
     this.finished?.reject(error);
+    for (const waiter of this.crcWaiters.splice(0)) waiter.reject(error);
     this.drained?.();
     this.drained = undefined;
   }
@@ -144,6 +226,8 @@ class OffloadedHasher implements BodyHasher {
     const sizeBytes = this.batchFilledBytes;
     this.batch = undefined;
     this.batchFilledBytes = 0;
+    this.sent.push({ startByte: this.sentBytes, sizeBytes, crc32: undefined });
+    this.sentBytes += sizeBytes;
     this.bytesInFlight += sizeBytes;
     this.worker.update(this.jobId, batch.buffer as ArrayBuffer, sizeBytes);
   }
@@ -173,7 +257,7 @@ class HashWorker {
       if (reply.kind === "hashed") returnBatch(reply.batch);
       const job = this.jobs.get(reply.jobId);
       if (job === undefined) return; // abandoned
-      if (reply.kind === "hashed") job.onHashed(reply.sizeBytes);
+      if (reply.kind === "hashed") job.onHashed(reply.sizeBytes, reply.crc32);
       else {
         this.jobs.delete(reply.jobId);
         if (this.jobs.size === 0) this.worker.unref();

@@ -5,7 +5,7 @@
  */
 import { createHash, type Hash } from "node:crypto";
 import { parentPort } from "node:worker_threads";
-import { newChecksummer, type ChecksumAlgorithm, type Checksummer } from "../base/index.js";
+import { crc32, newChecksummer, type ChecksumAlgorithm, type Checksummer } from "../base/index.js";
 
 export type HashWorkerRequest =
   | { kind: "begin"; jobId: number; checksumAlgorithm: ChecksumAlgorithm | undefined }
@@ -14,8 +14,12 @@ export type HashWorkerRequest =
   | { kind: "end"; jobId: number };
 
 export type HashWorkerReply =
-  /** `batch` travels back, so the sender reuses it instead of allocating (and collecting) another. */
-  | { kind: "hashed"; jobId: number; sizeBytes: number; batch: ArrayBuffer }
+  /**
+   * `batch` travels back, so the sender reuses it instead of allocating (and collecting) another.
+   * `crc32` is the batch's CRC32: the data path builds each chunk's needle CRC from these, so the
+   * event loop makes no CRC pass of its own over a large body.
+   */
+  | { kind: "hashed"; jobId: number; sizeBytes: number; batch: ArrayBuffer; crc32: number }
   | { kind: "digests"; jobId: number; md5: Uint8Array; checksum: Uint8Array | undefined };
 
 interface Job {
@@ -39,7 +43,7 @@ port.on("message", (request: HashWorkerRequest) => {
       const bytes = new Uint8Array(request.batch, 0, request.sizeBytes);
       job?.md5.update(bytes);
       job?.checksummer?.update(bytes);
-      const reply: HashWorkerReply = { kind: "hashed", jobId: request.jobId, sizeBytes: request.sizeBytes, batch: request.batch };
+      const reply: HashWorkerReply = { kind: "hashed", jobId: request.jobId, sizeBytes: request.sizeBytes, batch: request.batch, crc32: crc32(bytes) };
       port.postMessage(reply, [request.batch]);
       return;
     }

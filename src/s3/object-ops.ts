@@ -98,7 +98,11 @@ export async function receiveBody(
   socket.once("end", onSocketEnd);
   let written;
   try {
-    written = await services.dataRouter.writeBody(hashed(), { sizeBytesMax, ec });
+    written = await services.dataRouter.writeBody(hashed(), {
+      sizeBytesMax,
+      ec,
+      rangeCrc32: (startByte, lengthBytes) => hasher.rangeCrc32(startByte, lengthBytes),
+    });
   } catch (error) {
     hasher.abandon();
     if (error instanceof BodyTooLarge) throw s3Errors.entityTooLarge({ MaxSizeAllowed: String(sizeBytesMax) });
