@@ -32,8 +32,10 @@ import {
   SEAL_FOOTER_SIZE_BYTES,
   startsWithSealFooterMagic,
   SUPERBLOCK_SIZE_BYTES,
+  type NeedleDecoded,
   type SealFooter,
 } from "./needle-codec.js";
+import { NEEDLE_VERIFY_OFFLOAD_SIZE_BYTES_MIN, readAndVerifyNeedle } from "./needle-verifier.js";
 import type { MappingRecord, NeedleCounts, NeedleRow, ObjectMapping, VolumeRow } from "./object-mapping.js";
 
 /** Counters for observability and tests, shared by every volume of a node. */
@@ -305,8 +307,11 @@ export class Volume {
     const encodedSizeBytes = needleEncodedSizeBytes(row);
     assert(row.offsetBytes >= SUPERBLOCK_SIZE_BYTES, "a mapped needle starts after the superblock");
     assert(row.offsetBytes + encodedSizeBytes <= this.endOffsetBytes, "a mapped needle ends within the volume's mapped bytes");
-    const encoded = await this.readBytes(row.offsetBytes, encodedSizeBytes);
-    const decoded = decodeNeedle(encoded);
+    // One pass over the bytes; for a large needle the read and the pass run on a worker thread.
+    const decoded =
+      encodedSizeBytes >= NEEDLE_VERIFY_OFFLOAD_SIZE_BYTES_MIN
+        ? await this.readOnWorker(row.offsetBytes, encodedSizeBytes)
+        : decodeNeedle(await this.readBytes(row.offsetBytes, encodedSizeBytes));
     if (
       decoded.kind !== "needle" ||
       decoded.header.needleId !== needleId ||
@@ -351,6 +356,18 @@ export class Volume {
     this.readsInFlight += 1;
     try {
       return await readAt(this.fileHandle, lengthBytes, positionBytes);
+    } finally {
+      this.readsInFlight -= 1;
+      if (this.readsInFlight === 0) this.readsDrained?.();
+    }
+  }
+
+  private async readOnWorker(positionBytes: number, lengthBytes: number): Promise<NeedleDecoded> {
+    if (this.closed) throw new VolumeClosed(this.volumeId);
+    // Counted like any read, so close() keeps the descriptor open until the worker is done with it.
+    this.readsInFlight += 1;
+    try {
+      return await readAndVerifyNeedle(this.fileHandle.fd, positionBytes, lengthBytes);
     } finally {
       this.readsInFlight -= 1;
       if (this.readsInFlight === 0) this.readsDrained?.();

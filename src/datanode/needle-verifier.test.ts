@@ -1,0 +1,43 @@
+// A large needle read and verified on the worker thread gets exactly decodeNeedle's verdict:
+// its header and data when intact; "checksum" when one data byte, the CRC or a padding byte
+// changed on disk; "short" when the file ends inside it; a read error rejects.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { mkdtemp, open, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { newNeedleId } from "../base/index.js";
+import { encodeNeedle, NEEDLE_HEADER_SIZE_BYTES, needleEncodedSizeBytes, type Needle } from "./needle-codec.js";
+import { NEEDLE_VERIFY_OFFLOAD_SIZE_BYTES_MIN, readAndVerifyNeedle } from "./needle-verifier.js";
+
+test("large needles are read and verified on the worker with decodeNeedle's verdicts", async (t) => {
+  const directory = await mkdtemp(path.join(tmpdir(), "cairn-needle-verifier-"));
+  t.after(() => rm(directory, { recursive: true, force: true }));
+  const dataSizeBytes = 2 * 1024 * 1024 + 5; // padding after the CRC
+  const data = randomBytes(dataSizeBytes);
+  const needle: Needle = { header: { needleId: newNeedleId(), flags: 0, dataSizeBytes }, data };
+  const encoded = Buffer.alloc(needleEncodedSizeBytes(needle.header));
+  encodeNeedle(needle, encoded);
+  assert.ok(encoded.length >= NEEDLE_VERIFY_OFFLOAD_SIZE_BYTES_MIN);
+  const positionBytes = 4096; // not at the start of the file
+  const file = await open(path.join(directory, "volume"), "w+");
+  t.after(() => file.close());
+  await file.write(encoded, 0, encoded.length, positionBytes);
+
+  const decoded = await readAndVerifyNeedle(file.fd, positionBytes, encoded.length);
+  assert.equal(decoded.kind, "needle");
+  assert.ok(decoded.kind === "needle");
+  assert.deepEqual(decoded.header, needle.header);
+  assert.ok(decoded.data.equals(data), "the data comes back whole");
+
+  for (const offset of [NEEDLE_HEADER_SIZE_BYTES + 1_234_567, NEEDLE_HEADER_SIZE_BYTES + dataSizeBytes, encoded.length - 1]) {
+    const damaged = Buffer.from(encoded);
+    damaged[offset] = damaged[offset]! ^ 0x01;
+    await file.write(damaged, 0, damaged.length, positionBytes);
+    assert.deepEqual(await readAndVerifyNeedle(file.fd, positionBytes, encoded.length), { kind: "invalid", reason: "checksum" }, `a flipped bit at ${offset} is caught`);
+  }
+  await file.truncate(positionBytes + encoded.length - 100);
+  assert.deepEqual(await readAndVerifyNeedle(file.fd, positionBytes, encoded.length), { kind: "invalid", reason: "short" });
+  await assert.rejects(readAndVerifyNeedle(1_000_000, 0, encoded.length), /EBADF/, "a bad descriptor's error reaches the caller");
+});
