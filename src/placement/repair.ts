@@ -74,7 +74,7 @@ import {
 import { ReedSolomon, type EcScheme } from "../ec/index.js";
 import type { ClusterMapRecords, RepairTask } from "./cluster-map-store.js";
 import { CLUSTER_MAP_REFRESH_INTERVAL_MS } from "./cluster-placement.js";
-import { candidateFromNode, nodeWeight, type AllocationCandidate } from "./volume-allocator.js";
+import { candidateFromNode, weightedPick } from "./volume-allocator.js";
 
 /** A node down this long is out and its replicas are re-created elsewhere (the design's out-timeout). */
 export const NODE_OUT_AFTER_MS_DEFAULT = 10 * MINUTE_MS;
@@ -334,7 +334,7 @@ export class RepairPlanner {
     const inZone = candidates.filter((candidate) => (zoneCounts.get(candidate.zone) ?? 0) === fewestZone);
     const fewestRack = Math.min(...inZone.map((candidate) => rackCounts.get(rackKey(candidate)) ?? 0));
     const tier = inZone.filter((candidate) => (rackCounts.get(rackKey(candidate)) ?? 0) === fewestRack);
-    return weightedPick(tier, this.random)?.nodeId;
+    return tier.length === 0 ? undefined : weightedPick(tier, this.random).nodeId;
   }
 
   // ---- Tasks ----
@@ -688,17 +688,6 @@ function rackKey(node: { zone: string; rack: string }): string {
 
 function countLeaving(volume: VolumeRecord, leaving: ReadonlyMap<NodeId, unknown>): number {
   return volume.replicas.filter((nodeId) => leaving.has(nodeId)).length;
-}
-
-function weightedPick(candidates: readonly AllocationCandidate[], random: () => number): AllocationCandidate | undefined {
-  let total = 0;
-  for (const candidate of candidates) total += nodeWeight(candidate);
-  let point = random() * total;
-  for (const candidate of candidates) {
-    point -= nodeWeight(candidate);
-    if (point < 0) return candidate;
-  }
-  return candidates[candidates.length - 1];
 }
 
 /** The needle id just before `needleId` (as 128-bit numbers), to list exactly one id. */

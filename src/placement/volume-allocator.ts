@@ -107,7 +107,8 @@ function rackKey(candidate: AllocationCandidate): string {
   return `${candidate.zone}\u0000${candidate.rack}`;
 }
 
-function weightedPick(candidates: readonly AllocationCandidate[], random: () => number): AllocationCandidate {
+/** One candidate drawn with probability proportional to nodeWeight; `candidates` is not empty. */
+export function weightedPick(candidates: readonly AllocationCandidate[], random: () => number): AllocationCandidate {
   let total = 0;
   for (const candidate of candidates) total += nodeWeight(candidate);
   let point = random() * total;
