@@ -15,6 +15,7 @@
  *               deleteNeedle({ volumeId, needleId }) -> null
  *               volumeStatuses({}) -> VolumeStatus[]
  *               listNeedles({ volumeId, afterNeedleId?, countMax }) -> NeedleListEntry[]
+ *               sealVolume({ volumeId }) -> VolumeStatus   (repair, drain: seal as a full volume is)
  *               blob writeNeedle?volumeId&needleId&crc32 (body: data) -> null
  *               blob rewriteNeedle?volumeId&needleId&crc32 (body: data) -> RewriteNeedleOutcome
  *               blob readNeedle?volumeId&needleId[&offsetBytes&lengthBytes] -> data

@@ -94,11 +94,18 @@ export interface RepairNeedleStore extends NeedleStore {
    * does not match `crc32` or the mapped size.
    */
   rewriteNeedle(input: WriteNeedleInput): Promise<RewriteNeedleOutcome>;
+  /**
+   * Seal a volume on the data node as a full one is sealed (footer, fsync, mapping state), after
+   * the appends already queued there; later appends get VolumeFull. Idempotent: a sealed volume
+   * (or a damaged or failed one, which takes no appends either) is left as it is. Rejects with
+   * VolumeNotFound, or with the write failure (DiskFull, I/O) if the footer cannot be written.
+   */
+  sealVolume(input: { volumeId: VolumeId }): Promise<VolumeStatus>;
 }
 
 export function isRepairNeedleStore(store: NeedleStore): store is RepairNeedleStore {
   const candidate = store as Partial<RepairNeedleStore>;
-  return typeof candidate.listNeedles === "function" && typeof candidate.rewriteNeedle === "function";
+  return typeof candidate.listNeedles === "function" && typeof candidate.rewriteNeedle === "function" && typeof candidate.sealVolume === "function";
 }
 
 // ---- Operating errors: expected, typed, carrying ids (mapped to S3 errors at the edge) ----

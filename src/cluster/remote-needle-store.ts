@@ -83,6 +83,10 @@ export class RemoteNeedleStore implements RepairNeedleStore {
     return this.client.writeBlob<RewriteNeedleOutcome>("rewriteNeedle", query, input.data, { timeoutMs: this.timeoutMs });
   }
 
+  async sealVolume(input: { volumeId: VolumeId }): Promise<VolumeStatus> {
+    return this.client.call<VolumeStatus>("sealVolume", { volumeId: input.volumeId }, { timeoutMs: this.timeoutMs });
+  }
+
   /** Closes the pooled sockets to this peer; the data node itself keeps running. */
   async close(): Promise<void> {
     this.client.close();

@@ -416,6 +416,21 @@ export class DataNode implements RepairNeedleStore, CompactionTarget {
     return statuses;
   }
 
+  /**
+   * Repair and drain: seal a volume the cluster map has sealed, as a full one is sealed (after
+   * the appends already queued; later ones get VolumeFull), so the scrubber and the compactor
+   * take it and its unused tail is not held. Idempotent; a damaged or failed volume is left as it
+   * is. Answers the volume's status afterwards.
+   */
+  async sealVolume(input: { volumeId: VolumeId }): Promise<VolumeStatus> {
+    assert(!this.closed, "data node is open");
+    const volume = this.volumes.get(input.volumeId);
+    if (volume === undefined) throw new VolumeNotFound(input.volumeId);
+    await volume.requestSeal();
+    // 'damaged' and 'failed' volumes take no appends; to placement they are sealed.
+    return { volumeId: volume.volumeId, state: volume.stateKind === "writable" ? "writable" : "sealed", sizeBytes: volume.sizeBytes, ...volume.needleCounts };
+  }
+
   /** Repair: a page of a volume's needles and tombstones in needle-id order. */
   async listNeedles(input: ListNeedlesInput): Promise<NeedleListEntry[]> {
     assert(!this.closed, "data node is open");

@@ -7,6 +7,7 @@
  *   json  deleteNeedle({ volumeId, needleId })     -> null
  *   json  volumeStatuses({})                       -> VolumeStatus[]
  *   json  listNeedles({ volumeId, afterNeedleId?, countMax }) -> NeedleListEntry[]   (repair)
+ *   json  sealVolume({ volumeId })                 -> VolumeStatus            (repair, drain)
  *   blob  rewriteNeedle?volumeId&needleId&crc32    (body: data) -> RewriteNeedleOutcome (repair)
  *   blob  writeNeedle?volumeId&needleId&crc32      (body: data) -> null
  *   blob  readNeedle?volumeId&needleId[&offsetBytes][&lengthBytes] -> data
@@ -105,6 +106,10 @@ export function createDataNodeRpcRoutes(node: DataNode, options: DataNodeRpcRout
         const input: ListNeedlesInput = { volumeId: jsonVolumeId("listNeedles", fields), countMax };
         if (fields.afterNeedleId !== undefined) input.afterNeedleId = jsonNeedleId("listNeedles", { needleId: fields.afterNeedleId });
         return node.listNeedles(input);
+      },
+      sealVolume: async (body) => {
+        const fields = jsonObject("sealVolume", body);
+        return node.sealVolume({ volumeId: jsonVolumeId("sealVolume", fields) });
       },
       volumeGarbage: async (body) => {
         if (body !== undefined && body !== null) jsonObject("volumeGarbage", body);

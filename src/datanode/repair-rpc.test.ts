@@ -3,12 +3,13 @@
 // tombstones flagged; rewriteNeedle appends a missing needle to a writable volume, leaves an
 // intact one alone, answers "tombstoned" for a deleted one (which stays deleted), and refuses a
 // copy whose CRC does not match; malformed listNeedles arguments never reach the engine.
+// sealVolume (repair, drain) seals a writable volume as a full one is sealed, idempotently.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as http from "node:http";
 import type { AddressInfo } from "node:net";
 import { NEEDLE_DATA_SIZE_BYTES_MAX, type VolumeId } from "../base/index.js";
-import { ChecksumMismatch, createRpcHandler, NeedleNotFound, RemoteNeedleStore, RpcClient, VolumeNotFound } from "../cluster/index.js";
+import { ChecksumMismatch, createRpcHandler, NeedleNotFound, RemoteNeedleStore, RpcClient, VolumeFull, VolumeNotFound } from "../cluster/index.js";
 import { createDataNodeRpcRoutes, DataNode, DataNodeRequestInvalid, LIST_NEEDLES_COUNT_MAX } from "./index.js";
 import { makeNeedle, makeTemporaryDisks, TEST_NODE_ID } from "./fixtures.js";
 
@@ -77,5 +78,23 @@ test("rewriteNeedle appends a missing needle, leaves an intact one, keeps a dele
     assert.equal(await store.rewriteNeedle(deleted), "tombstoned");
     await assert.rejects(store.readNeedle(deleted), NeedleNotFound);
     await assert.rejects(store.rewriteNeedle({ ...missing, crc32: (missing.crc32 + 1) >>> 0 }), ChecksumMismatch);
+  });
+});
+
+test("sealVolume over RPC seals a writable volume after its queued writes, idempotently; later writes get VolumeFull", async () => {
+  await withServedNode(async ({ node, store, rpc }) => {
+    const before = Array.from({ length: 6 }, () => makeNeedle(VOLUME, 3_000));
+    const writes = before.map((needle) => store.writeNeedle(needle));
+    await Promise.all(writes);
+    const status = await store.sealVolume({ volumeId: VOLUME });
+    assert.equal(status.state, "sealed");
+    assert.equal(status.needleCount, before.length);
+    assert.deepEqual(node.scrubbableVolumeIds(), [VOLUME], "the scrubber now reads it");
+    assert.equal((await node.verifySealedVolume(VOLUME)).ok, true);
+    await assert.rejects(store.writeNeedle(makeNeedle(VOLUME, 100)), VolumeFull);
+    assert.deepEqual(await store.sealVolume({ volumeId: VOLUME }), status, "sealing a sealed volume changes nothing");
+    for (const needle of before) assert.ok((await store.readNeedle(needle)).equals(needle.data));
+    await assert.rejects(store.sealVolume({ volumeId: 9 as VolumeId }), VolumeNotFound);
+    await assert.rejects(rpc.call("sealVolume", { volumeId: 0 }), DataNodeRequestInvalid);
   });
 });

@@ -130,6 +130,13 @@ export class Volume {
   private flushRunning = false;
   private flushDone: Promise<void> = Promise.resolve();
   /**
+   * A seal was requested (requestSeal): how many of the queued appends still go in before the
+   * footer. Appends queued behind them are answered as a full volume's are (VolumeFull).
+   */
+  private sealAfterAppendsCount: number | undefined;
+  /** requestSeal callers waiting for the seal (or the failure that ended the volume's appends). */
+  private readonly sealWaiters: { resolve: () => void; reject: (error: unknown) => void }[] = [];
+  /**
    * Positioned reads running on the file handle. Compaction swaps a volume for its rewritten
    * file while reads that looked up their offsets in the old one may still be running; close()
    * waits for them, so the old file's descriptor (and with it the unlinked old inode) outlives
@@ -399,6 +406,25 @@ export class Volume {
       : { volumeId: this.volumeId, ok, reason: "whole-file checksum mismatch", expectedCrc32, actualCrc32 };
   }
 
+  /**
+   * Seals the volume on request (repair and drain), exactly as a full one is sealed: after the
+   * appends already queued, with footer, fsync and mapping state; appends queued later get
+   * VolumeFull. A volume that already takes no appends (sealed, damaged, failed) is left as it
+   * is. Rejects with the write failure if the footer or a queued group cannot be written (the
+   * volume is then 'failed', as after a failed seal of a full volume).
+   */
+  requestSeal(): Promise<void> {
+    if (this.state.kind !== "writable") return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      this.sealWaiters.push({ resolve, reject });
+      this.sealAfterAppendsCount ??= this.queue.length;
+      if (!this.flushRunning) {
+        this.flushRunning = true;
+        this.flushDone = this.flushLoop();
+      }
+    });
+  }
+
   /** Waits for queued appends, then closes the file. */
   async close(): Promise<void> {
     while (this.flushRunning) await this.flushDone;
@@ -426,7 +452,7 @@ export class Volume {
    */
   private async flushLoop(): Promise<void> {
     try {
-      while (this.queue.length > 0) {
+      while (this.queue.length > 0 || this.sealAfterAppendsCount !== undefined) {
         if (this.state.kind !== "writable") {
           this.drainAfterWritable();
           break;
@@ -440,7 +466,9 @@ export class Volume {
       log.error({ volumeId: this.volumeId, error }, "volume append loop failed");
       this.state = { kind: "failed", reason: String(error) };
       for (const append of this.queue.splice(0)) append.reject(error);
+      this.settleSealWaiters(error);
     } finally {
+      if (this.state.kind !== "writable") this.settleSealWaiters(undefined);
       this.flushRunning = false;
     }
   }
@@ -449,8 +477,9 @@ export class Volume {
     let groupSizeBytes = 0;
     let count = 0;
     let sealNeeded = false;
+    const sealAfterAppendsCount = this.sealAfterAppendsCount;
     for (const append of this.queue) {
-      if (count >= GROUP_COMMIT_WRITES_COUNT_MAX) break;
+      if (count >= GROUP_COMMIT_WRITES_COUNT_MAX || count === sealAfterAppendsCount) break;
       if (count > 0 && groupSizeBytes + append.encodedSizeBytes > GROUP_COMMIT_BYTES_MAX) break;
       // The footer must always fit behind the last needle, so the check includes it.
       if (this.endOffsetBytes + groupSizeBytes + append.encodedSizeBytes + SEAL_FOOTER_SIZE_BYTES > this.volumeSizeBytes) {
@@ -459,6 +488,10 @@ export class Volume {
       }
       groupSizeBytes += append.encodedSizeBytes;
       count += 1;
+    }
+    if (sealAfterAppendsCount !== undefined) {
+      this.sealAfterAppendsCount = sealAfterAppendsCount - count;
+      if (this.sealAfterAppendsCount === 0) sealNeeded = true;
     }
     return { group: this.queue.splice(0, count), sealNeeded };
   }
@@ -536,7 +569,17 @@ export class Volume {
       state: "sealed",
     });
     this.state = { kind: "sealed", footer };
-    log.info({ volumeId: this.volumeId, sizeBytes: this.sizeBytes }, "volume sealed");
+    log.info({ volumeId: this.volumeId, sizeBytes: this.sizeBytes, requested: this.sealWaiters.length > 0 }, "volume sealed");
+    this.settleSealWaiters(undefined);
+  }
+
+  /** The volume takes no more appends: answer seal requests (with the failure, if one ended it). */
+  private settleSealWaiters(failure: unknown): void {
+    this.sealAfterAppendsCount = undefined;
+    for (const waiter of this.sealWaiters.splice(0)) {
+      if (failure === undefined) waiter.resolve();
+      else waiter.reject(failure);
+    }
   }
 
   /** After a seal (or failure): data appends go elsewhere; tombstones go to the mapping. */
@@ -561,6 +604,7 @@ export class Volume {
     this.state = { kind: "failed", reason: code ?? String(error) };
     const failure = code === "ENOSPC" ? new DiskFull(this.volumeId) : error;
     for (const append of group) append.reject(failure);
+    this.settleSealWaiters(failure);
     try {
       await this.fileHandle.truncate(cutToBytes);
     } catch (truncateError) {
