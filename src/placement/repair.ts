@@ -115,6 +115,8 @@ interface TaskProgress {
   needlesCopied: number;
   bytesCopied: number;
   tombstonesCopied: number;
+  /** Replicas whose data node has sealed the volume too (sealOnReplicas); the rest are retried. */
+  sealedOn: Set<NodeId>;
 }
 
 interface Member {
@@ -374,7 +376,7 @@ export class RepairPlanner {
     }
     let progress = this.progress.get(task.volumeId);
     if (progress === undefined) {
-      progress = { phase: "queued", needlesCopied: 0, bytesCopied: 0, tombstonesCopied: 0 };
+      progress = { phase: "queued", needlesCopied: 0, bytesCopied: 0, tombstonesCopied: 0, sealedOn: new Set() };
       this.progress.set(task.volumeId, progress);
     }
     if (this.clock.nowMs() < task.createdAtMs + REPAIR_SETTLE_MS) {
@@ -388,6 +390,7 @@ export class RepairPlanner {
       progress.phase = "queued";
       return;
     }
+    await this.sealOnReplicas(volume, sources, progress);
     progress.phase = "copying";
     await targetStore.createVolume(volume.volumeId);
     // The target stands in for the leaving node: for a coded volume it holds that node's shard.
@@ -399,11 +402,37 @@ export class RepairPlanner {
       log.info({ volumeId: volume.volumeId, stragglers }, "repair copied late needles; verifying again next pass");
       return;
     }
+    // The verified copy is complete: seal it on the target as its peers are, before it joins them.
+    await targetStore.sealVolume({ volumeId: volume.volumeId });
     if (await this.store.replaceReplica(volume.volumeId, task.fromNodeId, task.toNodeId)) {
       this.totals.replicasReplaced += 1;
       log.info({ ...task, needlesCopied: progress.needlesCopied, bytesCopied: progress.bytesCopied }, `${task.kind} done: replica moved`);
     }
     this.progress.delete(task.volumeId);
+  }
+
+  /**
+   * Seal the volume on the data nodes of its reachable replicas too (it is sealed in the map and
+   * REPAIR_SETTLE_MS has passed), so their scrubbers and compactors take it and its unused tail
+   * is not held. Best effort: a down or unreachable replica is skipped and logged, and tried
+   * again on the task's next pass; the copy never waits for it.
+   */
+  private async sealOnReplicas(volume: VolumeRecord, members: readonly Member[], progress: TaskProgress): Promise<void> {
+    const volumeId = volume.volumeId;
+    await Promise.all(
+      members.map(async (member) => {
+        if (progress.sealedOn.has(member.nodeId)) return;
+        try {
+          await member.store.sealVolume({ volumeId });
+          progress.sealedOn.add(member.nodeId);
+        } catch (error) {
+          log.warn({ volumeId, nodeId: member.nodeId, error }, "could not seal the volume on a replica's node; copying anyway");
+        }
+      }),
+    );
+    const reached = new Set(members.map((member) => member.nodeId));
+    const skipped = volume.replicas.filter((nodeId) => !reached.has(nodeId) && !progress.sealedOn.has(nodeId));
+    if (skipped.length > 0) log.info({ volumeId, nodeIds: skipped }, "replicas down; volume not sealed on their nodes");
   }
 
   // ---- Damage ----
