@@ -8,6 +8,8 @@
 //   sealed file's whole checksum holds again); a second rotted copy is never used as a source;
 // - a placement restarted mid-task resumes it onto the node it chose;
 // - a drained node leaves every replica set and takes no new volume;
+// - repair and drain seal the volume on the data nodes of every reachable replica and of the
+//   target (its footer verifies), and skip a down replica;
 // - a replica whose volume file is gone from its node (a replaced disk) is re-created elsewhere
 //   once the node comes back;
 // - copies are paced to the configured bytes per second;
@@ -47,6 +49,14 @@ interface Harness {
   /** Close a node's engine, run `change` on its disk, open it again. */
   reopenNode(nodeId: NodeId, change: (disk: string) => Promise<void>): Promise<void>;
   close(): Promise<void>;
+}
+
+/** The data node sealed the volume too (footer verifies), so its scrubber and compactor take it. */
+async function assertSealedOnNode(node: DataNode, volumeId: VolumeId, nodeId: NodeId): Promise<void> {
+  const status = (await node.volumeStatuses()).find((candidate) => candidate.volumeId === volumeId);
+  assert.equal(status?.state, "sealed", `volume ${volumeId} sealed on ${nodeId}'s data node`);
+  assert.ok(node.scrubbableVolumeIds().includes(volumeId), `${nodeId}'s scrubber reads volume ${volumeId}`);
+  assert.equal((await node.verifySealedVolume(volumeId)).ok, true, `volume ${volumeId}'s footer verifies on ${nodeId}`);
 }
 
 async function harness(
@@ -220,6 +230,11 @@ test("a node out past the out-timeout has its replica re-created in the missing 
     assert.equal(status.totals.needlesCopied, kept.length);
     assert.equal(status.totals.needlesLost, 0);
     assert.equal(h.service.clusterMap().volumes.find((candidate) => candidate.volumeId === volume.volumeId)!.state, "sealed", "repair sealed the volume in the map");
+    for (const nodeId of [...volume.replicas.filter((id) => id !== victim), spare]) {
+      await assertSealedOnNode(h.nodes.get(nodeId)!, volume.volumeId, nodeId);
+    }
+    const onVictim = (await h.nodes.get(victim)!.volumeStatuses()).find((candidate) => candidate.volumeId === volume.volumeId);
+    assert.equal(onVictim?.state, "writable", "the down replica was skipped, not waited for");
   } finally {
     await h.close();
   }
@@ -335,6 +350,11 @@ test("a drained node leaves every replica set, serving until each copy is comple
       const now = h.service.clusterMap().volumes.find((candidate) => candidate.volumeId === volume.volumeId)!;
       assert.ok(now.replicas.includes("node-d" as NodeId), "zone c's other node took the replica");
       assert.equal((await listing(h.nodes.get("node-d" as NodeId)!, volume.volumeId)).live.size, 1);
+    }
+    for (const volume of held) {
+      for (const nodeId of [...volume.replicas.filter((id) => id !== drained), "node-d" as NodeId, drained]) {
+        await assertSealedOnNode(h.nodes.get(nodeId)!, volume.volumeId, nodeId);
+      }
     }
     const status = h.service.repairStatus();
     assert.equal(status.nodes.find((node) => node.nodeId === drained)!.draining, true);
