@@ -269,6 +269,30 @@ test("a replica that missed deletes while it was down gets their tombstones when
   }
 });
 
+test("a replica that was down while its volume was sealed in the map is sealed on its node when it comes back", async () => {
+  const h = await harness({ nodeIds: ["node-a", "node-b", "node-c"] });
+  try {
+    const volume = firstVolume(h);
+    const [first, second, late] = volume.replicas.map((nodeId) => h.nodes.get(nodeId)!) as [DataNode, DataNode, DataNode];
+    const early = needle(volume.volumeId, 700);
+    for (const node of [first, second, late]) await node.writeNeedle(early);
+    h.advance(DOWN_AFTER_MS + 1);
+    await h.heartbeat(new Set([late.nodeId]));
+    await h.service.tick();
+    const missed = needle(volume.volumeId, 800);
+    for (const node of [first, second]) await node.writeNeedle(missed);
+    await h.service.volumeFull(volume.volumeId); // sealed in the map while `late` is down
+    assert.equal(h.service.clusterMap().volumes.find((candidate) => candidate.volumeId === volume.volumeId)!.state, "sealed");
+    assert.equal((await late.volumeStatuses()).find((candidate) => candidate.volumeId === volume.volumeId)!.state, "writable");
+
+    await h.passes(3); // every node up again: `late` is synced, then sealed
+    assert.ok((await listing(late, volume.volumeId)).live.has(missed.needleId), "the missed needle reached the returned replica");
+    await assertSealedOnNode(late, volume.volumeId, late.nodeId);
+  } finally {
+    await h.close();
+  }
+});
+
 test("a rotted needle in a sealed replica is rewritten in place from a healthy one, never from a second rotted copy", async () => {
   const h = await harness({ nodeIds: ["node-a", "node-b", "node-c"] });
   try {

@@ -532,12 +532,25 @@ export class RepairPlanner {
         const members = await this.withoutLostReplicas(map, volume, this.upMembers(volume, nodes));
         if (members.length < 2) continue;
         await this.syncVolume({ volume, members, copyTo, progress: undefined });
+        if (volume.state === "sealed") await this.sealOnReturned(volume, members, copyTo);
       } catch (error) {
         for (const nodeId of copyTo) failed.add(nodeId);
         log.warn({ volumeId: volume.volumeId, error }, "replica sync failed; retried next pass");
       }
     }
     for (const nodeId of syncing) if (!failed.has(nodeId)) this.nodesToSync.delete(nodeId);
+  }
+
+  /**
+   * A volume the map holds sealed is sealed on the returning nodes too, once they caught up:
+   * one that was down while repair or drain sealed it (or while its peers filled it) would
+   * otherwise keep it writable, out of its scrubber's and compactor's reach.
+   */
+  private async sealOnReturned(volume: VolumeRecord, members: readonly Member[], returned: ReadonlySet<NodeId>): Promise<void> {
+    for (const member of members) {
+      if (!returned.has(member.nodeId)) continue;
+      await member.store.sealVolume({ volumeId: volume.volumeId });
+    }
   }
 
   /**
