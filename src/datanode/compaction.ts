@@ -23,6 +23,7 @@
  *   4. close the old Volume once the reads running on it finish: only then is the old file's
  *      inode (already unlinked by the rename) freed, so no read ever loses its file.
  */
+import { SerialPasses } from "./serial-passes.js";
 import { open, rename, rm, type FileHandle } from "node:fs/promises";
 import { dirname } from "node:path";
 import {
@@ -407,7 +408,7 @@ export class Compactor {
   private readonly intervalMs: number;
   private readonly abort = new AbortController();
   private timer: NodeJS.Timeout | undefined;
-  private running: Promise<CompactionResult[]> | undefined;
+  private readonly passes = new SerialPasses<CompactionResult[]>();
   private stopped = false;
   /** Reclaimed bytes since start, for logs and tests. */
   reclaimedBytes = 0;
@@ -440,13 +441,7 @@ export class Compactor {
    * that gives back most first. Passes never overlap.
    */
   runOnce(options: { volumeId?: VolumeId; garbageRatioMin?: number } = {}): Promise<CompactionResult[]> {
-    const previous = this.running ?? Promise.resolve([]);
-    const pass = previous.catch(() => []).then(() => this.pass(options));
-    const tracked = pass.finally(() => {
-      if (this.running === tracked) this.running = undefined;
-    });
-    this.running = tracked;
-    return tracked;
+    return this.passes.run(() => this.pass(options));
   }
 
   private async pass(options: { volumeId?: VolumeId; garbageRatioMin?: number }): Promise<CompactionResult[]> {
@@ -482,6 +477,6 @@ export class Compactor {
     this.stopped = true;
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.abort.abort();
-    await this.running?.catch(() => undefined);
+    await this.passes.settled();
   }
 }

@@ -10,6 +10,7 @@
  * and sleeps to keep to its rate, so foreground reads are never starved. A volume that
  * compaction replaces mid-scrub is left for the next pass (the new file has a fresh checksum).
  */
+import { SerialPasses } from "./serial-passes.js";
 import { setImmediate as yieldToEventLoop } from "node:timers/promises";
 import {
   assert,
@@ -121,7 +122,7 @@ export class Scrubber {
     lastPassFinishedAtMs: undefined,
   };
   private timer: NodeJS.Timeout | undefined;
-  private running: Promise<VolumeScrubResult[]> | undefined;
+  private readonly passes = new SerialPasses<VolumeScrubResult[]>();
   private stopped = false;
 
   constructor(private readonly options: ScrubberOptions) {
@@ -151,13 +152,7 @@ export class Scrubber {
    * recently scrubbed first. Passes never overlap.
    */
   runOnce(options: { volumeId?: VolumeId; dueOnly?: boolean } = {}): Promise<VolumeScrubResult[]> {
-    const previous = this.running ?? Promise.resolve([]);
-    const pass = previous.catch(() => []).then(() => this.pass(options));
-    const tracked = pass.finally(() => {
-      if (this.running === tracked) this.running = undefined;
-    });
-    this.running = tracked;
-    return tracked;
+    return this.passes.run(() => this.pass(options));
   }
 
   findings(): ScrubFinding[] {
@@ -172,7 +167,7 @@ export class Scrubber {
     this.stopped = true;
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.abort.abort();
-    await this.running?.catch(() => undefined);
+    await this.passes.settled();
   }
 
   private async pass(options: { volumeId?: VolumeId; dueOnly?: boolean }): Promise<VolumeScrubResult[]> {
