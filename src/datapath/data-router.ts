@@ -185,7 +185,7 @@ export class DataRouter {
     const needleId = newNeedleId();
     const wanted = codesChunk(ec, data.length) ? ec : null;
     // Shards depend only on the data and the scheme: encoded once, whichever volume takes them.
-    let shards: Promise<Buffer[]> | undefined;
+    let shards: Promise<Array<{ data: Buffer; crc32: number }>> | undefined;
     const failedVolumes = new Set<VolumeId>();
     const deadlineMs = Date.now() + CHUNK_WRITE_DEADLINE_MS;
     let lastError: unknown;
@@ -218,7 +218,7 @@ export class DataRouter {
           await this.fanOut(
             target.replicas.map((store, shardIndex) => {
               const shard = encoded[shardIndex]!;
-              return { store, input: { volumeId: target.volumeId, needleId, data: shard, crc32: crc32(shard) } };
+              return { store, input: { volumeId: target.volumeId, needleId, data: shard.data, crc32: shard.crc32 } };
             }),
             codedAckCount(this.ackLevel, wanted),
           );
@@ -234,11 +234,17 @@ export class DataRouter {
     throw lastError;
   }
 
-  /** k data shards and m parity shards of a chunk; the parity is computed on a worker thread. */
-  private async encodeShards(data: Buffer, ec: EcScheme): Promise<Buffer[]> {
+  /**
+   * k data shards and m parity shards of a chunk, each with its CRC32 (computed once, whichever
+   * volume and attempt take them); the parity is computed on a worker thread.
+   */
+  private async encodeShards(data: Buffer, ec: EcScheme): Promise<Array<{ data: Buffer; crc32: number }>> {
     const dataShards = splitIntoDataShards(data, ec.k);
     const parityShards = await this.ecCoder().encode(ec, dataShards);
-    return [...dataShards, ...parityShards].map((shard) => Buffer.from(shard.buffer, shard.byteOffset, shard.byteLength));
+    return [...dataShards, ...parityShards].map((shard) => {
+      const bytes = Buffer.from(shard.buffer, shard.byteOffset, shard.byteLength);
+      return { data: bytes, crc32: crc32(bytes) };
+    });
   }
 
   /**
