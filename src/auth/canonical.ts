@@ -12,7 +12,7 @@
  * Canonical query: like MinIO (Go's form parsing), '+' in the raw query is a space; names and
  * values are decoded and re-encoded the same way, then sorted by encoded name, then value.
  */
-import { createHash, createHmac } from "node:crypto";
+import { createHmac, hash } from "node:crypto";
 
 export const SIGV4_ALGORITHM = "AWS4-HMAC-SHA256";
 export const SIGV4_TERMINATOR = "aws4_request";
@@ -86,9 +86,13 @@ export function percentDecode(raw: string, plusIsSpace: boolean): Buffer | undef
   return out.subarray(0, length);
 }
 
+const PLAIN_PATH = /^[A-Za-z0-9\-._~/]*$/;
+
 /** The canonical URI of a raw request path, or undefined when the path is not decodable. */
 export function canonicalUri(rawPath: string): string | undefined {
   if (rawPath === "") return "/";
+  // Most paths hold only unreserved characters and '/': they are their own canonical form.
+  if (PLAIN_PATH.test(rawPath)) return rawPath;
   const decoded = percentDecode(rawPath, false);
   if (decoded === undefined) return undefined;
   return uriEncodeBytes(decoded, true);
@@ -142,11 +146,16 @@ export function canonicalQueryString(parameters: readonly QueryParameter[], excl
 
 /** Trim, collapse inner whitespace runs to one space, join multiple values with ','. */
 export function canonicalHeaderValue(values: readonly string[]): string {
+  if (values.length === 1 && !NON_CANONICAL_SPACE.test(values[0]!)) return values[0]!;
   return values.map((value) => value.trim().replace(/\s+/g, " ")).join(",");
 }
 
+/** Whitespace that canonicalization changes: at either end, a run, or any but a plain space. */
+const NON_CANONICAL_SPACE = /^\s|\s$|\s\s|[\t\n\v\f\r\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]/;
+
 export function sha256Hex(data: string | Uint8Array): string {
-  return createHash("sha256").update(data).digest("hex");
+  // The one-shot form: no Hash object per call (a canonical request is hashed per request).
+  return hash("sha256", data, "hex");
 }
 
 export function hmac(key: string | Uint8Array, data: string): Buffer {
@@ -210,6 +219,21 @@ export function trailerStringToSign(amzDate: string, scope: string, previousSign
 
 /** YYYYMMDD'T'HHMMSS'Z' of a time in ms. */
 export function formatAmzDate(timeMs: number): string {
+  const secondMs = Math.floor(timeMs / 1000) * 1000;
+  if (secondMs === lastFormatted.secondMs) return lastFormatted.text;
+  const text = formatAmzDateUncached(secondMs);
+  lastFormatted = { secondMs, text };
+  return text;
+}
+
+/**
+ * The last date formatted and the last parsed: every request of the same second carries the
+ * same X-Amz-Date, so most parse as a string comparison.
+ */
+let lastFormatted = { secondMs: Number.NaN, text: "" };
+let lastParsed: { text: string; timeMs: number | undefined } = { text: "", timeMs: undefined };
+
+function formatAmzDateUncached(timeMs: number): string {
   // From "YYYY-MM-DDTHH:MM:SS.sssZ" by slicing: two regex replaces cost more per request.
   const iso = new Date(timeMs).toISOString();
   return iso.slice(0, 4) + iso.slice(5, 7) + iso.slice(8, 13) + iso.slice(14, 16) + iso.slice(17, 19) + "Z";
@@ -217,6 +241,13 @@ export function formatAmzDate(timeMs: number): string {
 
 /** Parses YYYYMMDD'T'HHMMSS'Z'; undefined unless it is a real instant in exactly that form. */
 export function parseAmzDate(value: string): number | undefined {
+  if (value === lastParsed.text) return lastParsed.timeMs;
+  const timeMs = parseAmzDateUncached(value);
+  lastParsed = { text: value, timeMs };
+  return timeMs;
+}
+
+function parseAmzDateUncached(value: string): number | undefined {
   const match = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/.exec(value);
   if (match === null) return undefined;
   const [, year, month, day, hour, minute, second] = match.map(Number) as [number, ...number[]];

@@ -125,7 +125,7 @@ export async function verifyRequest(request: AuthRequest, lookup: CredentialLook
     method: request.method.toUpperCase(),
     canonicalUri: uri,
     canonicalQuery: canonicalQueryString(query, claim.presigned ? "X-Amz-Signature" : undefined),
-    headers: claim.signedHeaders.map((name) => [name, signedHeaderValue(request, name)] as const),
+    headers: signedHeaderValues(request, claim.signedHeaders),
     payloadHash: claim.payloadHash,
   });
   const { date, region, service } = claim.credential;
@@ -164,7 +164,7 @@ export function signaturesEqual(expectedHex: string, providedHex: string): boole
 function splitRequestTarget(rawUrl: string): { rawPath: string; rawQuery: string } {
   let target = rawUrl;
   // Absolute-form (sent through a forward proxy): the path starts after the authority.
-  const absolute = /^[a-zA-Z][a-zA-Z0-9+.-]*:\/\/[^/?#]*/.exec(target);
+  const absolute = target.startsWith("/") ? null : /^[a-zA-Z][a-zA-Z0-9+.-]*:\/\/[^/?#]*/.exec(target);
   if (absolute !== null) target = target.slice(absolute[0].length);
   const hash = target.indexOf("#");
   if (hash !== -1) target = target.slice(0, hash);
@@ -365,18 +365,29 @@ function requireSignedHeaders(headers: IncomingHttpHeaders, signedHeaders: reado
   }
 }
 
-function signedHeaderValue(request: AuthRequest, name: string): string {
-  const values: string[] = [];
+/**
+ * The canonical value of each signed header, from Node's rawHeaders when available (a header sent
+ * twice is joined with "," as SigV4 wants, not Node's ", "), read in one pass over them.
+ */
+function signedHeaderValues(request: AuthRequest, names: readonly string[]): Array<readonly [string, string]> {
+  const valuesByName = new Map<string, string[]>();
+  for (const name of names) valuesByName.set(name, []);
   if (request.rawHeaders !== undefined) {
-    for (let index = 0; index + 1 < request.rawHeaders.length; index += 2) {
-      if (request.rawHeaders[index]!.toLowerCase() === name) values.push(request.rawHeaders[index + 1]!);
+    const raw = request.rawHeaders;
+    for (let index = 0; index + 1 < raw.length; index += 2) {
+      valuesByName.get(raw[index]!.toLowerCase())?.push(raw[index + 1]!);
     }
   } else {
-    const value = request.headers[name];
-    if (Array.isArray(value)) values.push(...value);
-    else if (value !== undefined) values.push(value);
+    for (const name of names) {
+      const value = request.headers[name];
+      if (Array.isArray(value)) valuesByName.get(name)!.push(...value);
+      else if (value !== undefined) valuesByName.get(name)!.push(value);
+    }
   }
-  // Proxies may drop "Expect: 100-continue" after handling it; what the client signed was that.
-  if (values.length === 0 && name === "expect") values.push("100-continue");
-  return canonicalHeaderValue(values);
+  return names.map((name) => {
+    const values = valuesByName.get(name)!;
+    // Proxies may drop "Expect: 100-continue" after handling it; what the client signed was that.
+    if (values.length === 0 && name === "expect") values.push("100-continue");
+    return [name, canonicalHeaderValue(values)] as const;
+  });
 }

@@ -132,6 +132,34 @@ function migrate(db: Database.Database): void {
   }
 }
 
+/** An object_versions row as an array in `versionColumns` order. */
+type RawVersionRow = [
+  number, string, string, string, 0 | 1, number, string, number, string, string, string | null, string, string, string,
+  string | null, string | null, string,
+];
+
+function versionRowFromRaw(raw: RawVersionRow): ObjectVersionRow {
+  return {
+    version_seq: raw[0],
+    bucket: raw[1],
+    key: raw[2],
+    version_id: raw[3],
+    is_delete_marker: raw[4],
+    size_bytes: raw[5],
+    etag: raw[6],
+    last_modified_ms: raw[7],
+    owner_id: raw[8],
+    storage_class: raw[9],
+    content_type: raw[10],
+    system_metadata_json: raw[11],
+    user_metadata_json: raw[12],
+    tags_json: raw[13],
+    checksum_json: raw[14],
+    part_sizes_json: raw[15],
+    chunks_json: raw[16],
+  };
+}
+
 function prepareStatements(db: Database.Database) {
   const versionColumns = `version_seq, bucket, key, version_id, is_delete_marker, size_bytes, etag,
     last_modified_ms, owner_id, storage_class, content_type, system_metadata_json, user_metadata_json,
@@ -170,6 +198,18 @@ function prepareStatements(db: Database.Database) {
     versionById: db.prepare<[string, string, string], ObjectVersionRow>(
       `SELECT ${versionColumns} FROM object_versions WHERE bucket = ? AND key = ? AND version_id = ?`,
     ),
+    // The same two as arrays, for GET and HEAD: better-sqlite3 builds a row object by setting
+    // each column by name, which cost more than the lookup itself; a literal built here does not.
+    versionLatestRaw: db
+      .prepare<[string, string], RawVersionRow>(
+        `SELECT ${versionColumns} FROM object_versions WHERE bucket = ? AND key = ? ORDER BY version_seq DESC LIMIT 1`,
+      )
+      .raw(true),
+    versionByIdRaw: db
+      .prepare<[string, string, string], RawVersionRow>(
+        `SELECT ${versionColumns} FROM object_versions WHERE bucket = ? AND key = ? AND version_id = ?`,
+      )
+      .raw(true),
     versionDelete: db.prepare<[number]>("DELETE FROM object_versions WHERE version_seq = ?"),
     versionSetTags: db.prepare<[string, number]>("UPDATE object_versions SET tags_json = ? WHERE version_seq = ?"),
     versionSetSystemMetadata: db.prepare<[string, number]>("UPDATE object_versions SET system_metadata_json = ? WHERE version_seq = ?"),
@@ -280,6 +320,9 @@ const LIST_BATCH_ROW_COUNT_MAX = 1_024;
 /** Writes committed together at most; bounds one batch's latency and the savepoint count. */
 export const METADATA_WRITE_BATCH_COUNT_MAX = 256;
 
+/** Buckets kept decoded in memory at most; past it the cache starts over. */
+const BUCKET_CACHE_ENTRIES_MAX = 10_000;
+
 export class SqliteMetadataStore implements MetadataStore {
   readonly counters: SqliteMetadataStoreCounters = { writeCommits: 0, listRowsRead: 0, listStatementsRun: 0 };
   private readonly statements: Statements;
@@ -294,6 +337,13 @@ export class SqliteMetadataStore implements MetadataStore {
   private readonly durableWaiters: Array<{ sequence: number; resolve: () => void; reject: (error: unknown) => void }> = [];
   /** A failed WAL fsync: what was committed may be lost, so nothing is answered any more. */
   private walSyncFailure: unknown;
+  /**
+   * Buckets as last read, by name: every object request looks its bucket up first. Sound because
+   * this connection is the only writer of the file (the WAL fsync scheme assumes it too): every
+   * statement that changes a bucket row drops its entry, and an entry is only filled by a read,
+   * which runs synchronously between write batches and so sees committed rows.
+   */
+  private readonly bucketCache = new Map<string, Bucket>();
 
   private constructor(
     private readonly db: Database.Database,
@@ -362,6 +412,7 @@ export class SqliteMetadataStore implements MetadataStore {
     await this.write(() => {
       const existing = this.statements.bucketGet.get(bucket.name);
       if (existing !== undefined) throw new BucketAlreadyExists(bucket.name, existing.owner_id);
+      this.bucketCache.delete(bucket.name);
       this.statements.bucketInsert.run(
         bucket.name,
         bucket.ownerId,
@@ -376,8 +427,15 @@ export class SqliteMetadataStore implements MetadataStore {
 
   async getBucket(name: string): Promise<Bucket | undefined> {
     return this.visible(() => {
+      const cached = this.bucketCache.get(name);
+      if (cached !== undefined) return cached;
       const row = this.statements.bucketGet.get(name);
-      return row === undefined ? undefined : bucketFromRow(row);
+      if (row === undefined) return undefined;
+      const bucket = bucketFromRow(row);
+      Object.freeze(bucket.tags);
+      if (this.bucketCache.size >= BUCKET_CACHE_ENTRIES_MAX) this.bucketCache.clear();
+      this.bucketCache.set(name, Object.freeze(bucket));
+      return bucket;
     });
   }
 
@@ -391,6 +449,7 @@ export class SqliteMetadataStore implements MetadataStore {
       const hasVersion = this.statements.bucketHasVersion.get(name) !== undefined;
       const hasUpload = this.statements.bucketHasUpload.get(name) !== undefined;
       if (hasVersion || hasUpload) throw new BucketNotEmpty(name);
+      this.bucketCache.delete(name);
       this.statements.bucketDelete.run(name);
     });
   }
@@ -398,6 +457,7 @@ export class SqliteMetadataStore implements MetadataStore {
   async updateBucket(name: string, change: Partial<Pick<Bucket, "versioning" | "acl" | "tags">>): Promise<void> {
     await this.write(() => {
       const bucket = this.requireBucket(name);
+      this.bucketCache.delete(name);
       this.statements.bucketUpdate.run(
         change.versioning ?? bucket.versioning,
         change.acl ?? bucket.acl,
@@ -415,11 +475,11 @@ export class SqliteMetadataStore implements MetadataStore {
 
   async getObjectVersion(bucket: string, key: string, versionId?: string): Promise<ObjectVersion | undefined> {
     return this.visible(() => {
-      const row =
+      const raw =
         versionId === undefined
-          ? this.statements.versionLatest.get(bucket, key)
-          : this.statements.versionById.get(bucket, key, versionId);
-      return row === undefined ? undefined : versionFromRow(row);
+          ? this.statements.versionLatestRaw.get(bucket, key)
+          : this.statements.versionByIdRaw.get(bucket, key, versionId);
+      return raw === undefined ? undefined : versionFromRow(versionRowFromRaw(raw));
     });
   }
 
