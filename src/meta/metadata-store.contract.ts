@@ -300,6 +300,21 @@ export function runMetadataStoreContract(
       await assert.rejects(store.deleteBucket("missing"), NoSuchBucket);
     });
 
+    test("a bucket read before a change is read changed afterwards (stores may cache buckets)", async () => {
+      await store.createBucket(makeBucket("bucket-a"));
+      assert.equal((await store.getBucket("bucket-a"))?.versioning, "Unversioned");
+      await store.updateBucket("bucket-a", { versioning: "Enabled", acl: "public-read", tags: { t: "1" } });
+      const updated = await store.getBucket("bucket-a");
+      assert.equal(updated?.versioning, "Enabled");
+      assert.equal(updated?.acl, "public-read");
+      assert.deepEqual(updated?.tags, { t: "1" });
+      await store.deleteBucket("bucket-a");
+      assert.equal(await store.getBucket("bucket-a"), undefined);
+      await store.createBucket({ ...makeBucket("bucket-a"), ownerId: "another-owner" });
+      assert.equal((await store.getBucket("bucket-a"))?.ownerId, "another-owner");
+      assert.equal((await store.getBucket("bucket-a"))?.versioning, "Unversioned");
+    });
+
     test("deleteBucket refuses while any version, delete marker or upload remains", async () => {
       await store.createBucket(makeBucket("bucket-a", "Enabled"));
       const versionId = newVersionId();
