@@ -77,15 +77,19 @@ interface RawVolumeRow {
 export class ObjectMapping {
   private readonly db: Database.Database;
   private readonly selectNeedle: Database.Statement<[number, Buffer], RawNeedleRow>;
+  /** Runs its body in a transaction; made once, as every group commit uses it. */
+  private readonly inTransaction: Database.Transaction<(body: () => unknown) => unknown>;
   /** The same as an array: every needle read looks one up, and an array row is cheaper to build. */
   private readonly selectNeedleRaw: Database.Statement<[number, Buffer], [number, number, number]>;
-  private readonly insertNeedle: Database.Statement<[number, Buffer, number, number, number]>;
+  /** Inserts unless the id has a row already (then changes nothing): a new needle in one statement. */
+  private readonly insertNewNeedle: Database.Statement<[number, Buffer, number, number, number]>;
   private readonly replaceLiveNeedle: Database.Statement<[number, number, number, Buffer]>;
   private readonly setTombstoneFlag: Database.Statement<[number, Buffer]>;
   private readonly updateVolumeProgress: Database.Statement<[number, number, string, number]>;
 
   private constructor(db: Database.Database) {
     this.db = db;
+    this.inTransaction = db.transaction((body: () => unknown) => body());
     this.selectNeedle = db.prepare(
       "SELECT offset_bytes, data_size_bytes, flags FROM object_mapping WHERE volume_id = ? AND needle_id = ?",
     );
@@ -94,8 +98,9 @@ export class ObjectMapping {
         "SELECT offset_bytes, data_size_bytes, flags FROM object_mapping WHERE volume_id = ? AND needle_id = ?",
       )
       .raw(true);
-    this.insertNeedle = db.prepare(
-      "INSERT INTO object_mapping (volume_id, needle_id, offset_bytes, data_size_bytes, flags) VALUES (?, ?, ?, ?, ?)",
+    this.insertNewNeedle = db.prepare(
+      `INSERT INTO object_mapping (volume_id, needle_id, offset_bytes, data_size_bytes, flags) VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT (volume_id, needle_id) DO NOTHING`,
     );
     this.replaceLiveNeedle = db.prepare(
       "UPDATE object_mapping SET offset_bytes = ?, data_size_bytes = ? WHERE volume_id = ? AND needle_id = ?",
@@ -239,7 +244,7 @@ export class ObjectMapping {
     records: readonly MappingRecord[],
     progress: { mappedUpToBytes: number; fileCrc32UpTo: number; state: VolumeStateName },
   ): NeedleCounts {
-    const apply = this.db.transaction((): NeedleCounts => {
+    return this.inTransaction((): NeedleCounts => {
       const delta: NeedleCounts = { needleCount: 0, deletedNeedleCount: 0 };
       for (const record of records) this.applyOne(volumeId, record, delta);
       const changed = this.updateVolumeProgress.run(
@@ -250,8 +255,7 @@ export class ObjectMapping {
       );
       assert(changed.changes === 1, `volume ${volumeId} has a row`);
       return delta;
-    });
-    return apply();
+    }) as NeedleCounts;
   }
 
   /** Drops rows that point at or past `offsetBytes` (recovery cut the file there). */
@@ -408,14 +412,16 @@ export class ObjectMapping {
 
   private applyOne(volumeId: VolumeId, record: MappingRecord, delta: NeedleCounts): void {
     const needleIdBytes = needleIdToBytes(record.needleId);
-    const existing = this.selectNeedle.get(volumeId, needleIdBytes);
     const isTombstone = (record.flags & NEEDLE_FLAG_TOMBSTONE) !== 0;
-    if (existing === undefined) {
-      this.insertNeedle.run(volumeId, needleIdBytes, record.offsetBytes, record.dataSizeBytes, record.flags);
+    // Nearly every append is a new id: try the insert first, look the row up only if it exists.
+    const inserted = this.insertNewNeedle.run(volumeId, needleIdBytes, record.offsetBytes, record.dataSizeBytes, record.flags);
+    if (inserted.changes === 1) {
       delta.needleCount += 1;
       if (isTombstone) delta.deletedNeedleCount += 1;
       return;
     }
+    const existing = this.selectNeedle.get(volumeId, needleIdBytes);
+    assert(existing !== undefined, "a needle whose insert conflicted has a row");
     const wasTombstone = (existing.flags & NEEDLE_FLAG_TOMBSTONE) !== 0;
     if (wasTombstone) return; // dead stays dead: neither a second tombstone nor a late copy changes it
     if (isTombstone) {

@@ -304,6 +304,23 @@ export class DataRouter {
   }
 
   /**
+   * Bytes [startByte, endByteExclusive) of an object made of `chunks` when they lie in one chunk
+   * (every small object), read in one step; undefined when they span chunks (use readRange).
+   */
+  readWithinOneChunk(chunks: readonly ChunkRef[], startByte: number, endByteExclusive: number): Promise<Buffer> | undefined {
+    let chunkStart = 0;
+    for (const chunk of chunks) {
+      const chunkEnd = chunkStart + chunk.sizeBytes;
+      if (startByte >= chunkStart && startByte < chunkEnd) {
+        if (endByteExclusive > chunkEnd) return undefined;
+        return this.readPiece({ chunk, offsetBytes: startByte - chunkStart, lengthBytes: endByteExclusive - startByte });
+      }
+      chunkStart = chunkEnd;
+    }
+    return undefined;
+  }
+
+  /**
    * Yield bytes [startByte, endByteExclusive) of an object made of `chunks`, reading one chunk
    * ahead of the one being sent.
    */

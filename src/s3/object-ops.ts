@@ -334,6 +334,17 @@ async function streamObject(
   version: ObjectVersion,
   send: { startByte: number; endByteExclusive: number; statusCode: number; headers: Record<string, string> },
 ): Promise<void> {
+  if (send.endByteExclusive > send.startByte) {
+    const whole = services.dataRouter.readWithinOneChunk(version.chunks, send.startByte, send.endByteExclusive);
+    if (whole !== undefined) {
+      // The whole answer in one piece (a small object): status line, headers and body leave in
+      // one write, as a plain node:http server's would.
+      const data = await whole;
+      ctx.res.writeHead(send.statusCode, send.headers);
+      ctx.res.end(data);
+      return;
+    }
+  }
   const pieces = services.dataRouter.readRange(version.chunks, send.startByte, send.endByteExclusive);
   const first = await pieces.next();
   ctx.res.writeHead(send.statusCode, send.headers);
