@@ -225,14 +225,18 @@ function prepareStatements(db: Database.Database) {
        ORDER BY key, version_seq DESC LIMIT 1`,
     ),
     /** Versions from the first key >= ?, newest first within a key: a run of keys in one statement. */
-    listRangeFromInclusive: db.prepare<[string, string, number], ObjectVersionRow>(
-      `SELECT ${versionColumns} FROM object_versions WHERE bucket = ? AND key >= ?
-       ORDER BY key, version_seq DESC LIMIT ?`,
-    ),
-    listRangeFromExclusive: db.prepare<[string, string, number], ObjectVersionRow>(
-      `SELECT ${versionColumns} FROM object_versions WHERE bucket = ? AND key > ?
-       ORDER BY key, version_seq DESC LIMIT ?`,
-    ),
+    listRangeFromInclusive: db
+      .prepare<[string, string, number], RawVersionRow>(
+        `SELECT ${versionColumns} FROM object_versions WHERE bucket = ? AND key >= ?
+         ORDER BY key, version_seq DESC LIMIT ?`,
+      )
+      .raw(true),
+    listRangeFromExclusive: db
+      .prepare<[string, string, number], RawVersionRow>(
+        `SELECT ${versionColumns} FROM object_versions WHERE bucket = ? AND key > ?
+         ORDER BY key, version_seq DESC LIMIT ?`,
+      )
+      .raw(true),
     listVersionKeyFromInclusive: db.prepare<[string, string], { key: string }>(
       "SELECT key FROM object_versions WHERE bucket = ? AND key >= ? ORDER BY key LIMIT 1",
     ),
@@ -594,7 +598,7 @@ export class SqliteMetadataStore implements MetadataStore {
           if (batchRowCount > 0) {
             const limit = Math.min(batchRowCount, input.maxKeys - entryCount + 1);
             const statement = cursor.inclusive ? this.statements.listRangeFromInclusive : this.statements.listRangeFromExclusive;
-            batch = this.countListReads(statement.all(input.bucket, cursor.key, limit));
+            batch = this.countListReads(statement.all(input.bucket, cursor.key, limit)).map(versionRowFromRaw);
             batchIndex = 0;
             cursor = batch.length === limit ? { key: batch[batch.length - 1]!.key, inclusive: false } : undefined;
             batchRowCount = Math.min(batchRowCount * 2, LIST_BATCH_ROW_COUNT_MAX);
