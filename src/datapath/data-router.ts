@@ -115,7 +115,7 @@ export class DataRouter {
    * written are deleted (best effort; the GC collects what this misses) and the error is rethrown.
    */
   async writeBody(
-    body: AsyncIterable<Buffer>,
+    body: AsyncIterable<Buffer> | Iterable<Buffer>,
     options: {
       sizeBytesMax: number;
       ec?: EcScheme | null;
