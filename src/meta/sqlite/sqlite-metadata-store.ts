@@ -912,11 +912,15 @@ export class SqliteMetadataStore implements MetadataStore {
   private write<T>(body: () => T): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       this.pendingWrites.push({ body, resolve: resolve as (value: unknown) => void, reject });
-      if (!this.flushScheduled) {
-        this.flushScheduled = true;
-        setImmediate(() => this.flushWrites());
-      }
+      // While the WAL is being fsynced, writes wait and commit together once it is done: they
+      // would wait for the next fsync anyway, and one commit of many writes writes each page once.
+      if (!this.flushScheduled && !this.walSyncRunning) this.scheduleFlush();
     });
+  }
+
+  private scheduleFlush(): void {
+    this.flushScheduled = true;
+    setImmediate(() => this.flushWrites());
   }
 
   private flushWrites(): void {
@@ -984,6 +988,8 @@ export class SqliteMetadataStore implements MetadataStore {
           // is unknown, so every waiting and later write and read fails rather than lie.
           this.walSyncFailure = error;
           for (const waiter of this.durableWaiters.splice(0)) waiter.reject(error);
+          // Writes held back during this fsync would only wait for the next one: fail them now.
+          if (!this.flushScheduled) for (const entry of this.pendingWrites.splice(0)) entry.reject(error);
           return;
         }
         this.durableSequence = Math.max(this.durableSequence, target);
@@ -991,6 +997,7 @@ export class SqliteMetadataStore implements MetadataStore {
         for (const waiter of this.durableWaiters) if (waiter.sequence <= this.durableSequence) waiter.resolve();
         this.durableWaiters.splice(0, this.durableWaiters.length, ...stillWaiting);
         if (stillWaiting.length > 0) this.syncWal();
+        else if (this.pendingWrites.length > 0 && !this.flushScheduled) this.scheduleFlush();
       });
     });
   }
