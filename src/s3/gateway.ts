@@ -41,6 +41,9 @@ import { commonHeaders, HOST_ID } from "./responses.js";
 import { escapeXml } from "./xml.js";
 
 
+/** The query of every request without one; never changed (no handler sets query parameters). */
+const NO_QUERY = new URLSearchParams();
+
 export function createS3Handler(services: GatewayServices): (req: IncomingMessage, res: ServerResponse) => void {
   return (req, res) => {
     void handle(services, req, res);
@@ -53,7 +56,7 @@ async function handle(services: GatewayServices, req: IncomingMessage, res: Serv
   const rawUrl = req.url ?? "/";
   const questionMark = rawUrl.indexOf("?");
   const rawPath = questionMark < 0 ? rawUrl : rawUrl.slice(0, questionMark);
-  const query = new URLSearchParams(questionMark < 0 ? "" : rawUrl.slice(questionMark + 1));
+  const query = questionMark < 0 ? NO_QUERY : new URLSearchParams(rawUrl.slice(questionMark + 1));
   let resource = rawPath;
   let operation: S3OperationName | undefined;
   try {

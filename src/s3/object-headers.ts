@@ -64,13 +64,16 @@ export function readObjectHeaders(ctx: RequestContext): ObjectHeaders {
 }
 
 /** Headers describing a stored version on GET and HEAD (not Content-Length nor Range). */
-export function versionResponseHeaders(version: ObjectVersion, options: { versioned: boolean }): Record<string, string> {
-  const headers: Record<string, string> = {
-    ETag: `"${version.etag}"`,
-    "Last-Modified": httpDate(version.lastModifiedMs),
-    "Content-Type": version.contentType ?? CONTENT_TYPE_DEFAULT,
-    "Accept-Ranges": "bytes",
-  };
+export function versionResponseHeaders(
+  version: ObjectVersion,
+  options: { versioned: boolean },
+  /** Headers to add these to (and return), instead of a new object. */
+  headers: Record<string, string> = {},
+): Record<string, string> {
+  headers.ETag = `"${version.etag}"`;
+  headers["Last-Modified"] = httpDate(version.lastModifiedMs);
+  headers["Content-Type"] = version.contentType ?? CONTENT_TYPE_DEFAULT;
+  headers["Accept-Ranges"] = "bytes";
   for (const [name, value] of Object.entries(version.systemMetadata)) {
     if (name !== "x-amz-acl") headers[name] = value;
   }
@@ -84,17 +87,18 @@ export function versionResponseHeaders(version: ObjectVersion, options: { versio
 }
 
 /** The response-* query parameters of GET override headers of the response (signed requests only). */
+const RESPONSE_OVERRIDE_PARAMETERS: ReadonlyArray<readonly [string, string]> = [
+  ["response-content-type", "Content-Type"],
+  ["response-content-language", "Content-Language"],
+  ["response-expires", "Expires"],
+  ["response-cache-control", "Cache-Control"],
+  ["response-content-disposition", "Content-Disposition"],
+  ["response-content-encoding", "Content-Encoding"],
+];
+
 export function responseOverrideHeaders(ctx: RequestContext): Record<string, string> {
   const overrides: Record<string, string> = {};
-  const map: Array<[string, string]> = [
-    ["response-content-type", "Content-Type"],
-    ["response-content-language", "Content-Language"],
-    ["response-expires", "Expires"],
-    ["response-cache-control", "Cache-Control"],
-    ["response-content-disposition", "Content-Disposition"],
-    ["response-content-encoding", "Content-Encoding"],
-  ];
-  for (const [parameter, headerName] of map) {
+  for (const [parameter, headerName] of RESPONSE_OVERRIDE_PARAMETERS) {
     const value = ctx.query.get(parameter);
     if (value !== null) overrides[headerName] = value;
   }

@@ -317,7 +317,7 @@ async function readableVersion(ctx: RequestContext, services: GatewayServices): 
 
 export async function getOrHeadObject(ctx: RequestContext, services: GatewayServices): Promise<void> {
   const { bucket, version } = await readableVersion(ctx, services);
-  const headers = { ...commonHeaders(ctx.requestId), ...versionResponseHeaders(version, { versioned: bucket.versioning !== "Unversioned" }) };
+  const headers = versionResponseHeaders(version, { versioned: bucket.versioning !== "Unversioned" }, commonHeaders(ctx.requestId));
   const outcome = evaluateConditions(ctx, version);
   if (outcome === "precondition-failed") throw s3Errors.preconditionFailed({ Condition: "If-Match" });
   if (outcome === "not-modified") {
@@ -333,7 +333,7 @@ export async function getOrHeadObject(ctx: RequestContext, services: GatewayServ
       headers: { "Content-Range": `bytes */${version.sizeBytes}` },
     });
   }
-  Object.assign(headers, responseOverrideHeaders(ctx));
+  if (ctx.query.size > 0) Object.assign(headers, responseOverrideHeaders(ctx));
   let startByte = 0;
   let endByteExclusive = version.sizeBytes;
   let statusCode = 200;

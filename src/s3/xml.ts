@@ -103,6 +103,11 @@ export function isoTimestamp(ms: number): string {
   return lastIsoTimestamp.text;
 }
 
+/** The last second formatted: responses within a second, and objects written in one, share it. */
+let lastHttpDate = { secondMs: Number.NaN, text: "" };
+
 export function httpDate(ms: number): string {
-  return new Date(ms).toUTCString();
+  const secondMs = Math.floor(ms / 1000) * 1000;
+  if (secondMs !== lastHttpDate.secondMs) lastHttpDate = { secondMs, text: new Date(secondMs).toUTCString() };
+  return lastHttpDate.text;
 }
