@@ -198,3 +198,25 @@ test("concurrent writes share one durable commit, and a failing write fails alon
     await store.close();
   }
 });
+
+test("a write that fails inside a batch undoes only itself; the writes before and after it commit", async () => {
+  const store = SqliteMetadataStore.open(newDatabasePath());
+  await store.createBucket(makeBucket("bucket-c"));
+  const commitsBefore = store.counters.writeCommits;
+  // Issued in one turn, so they form one batch: a put, a failing put (no such bucket), a
+  // duplicate create (fails after its own reads), and two puts after them.
+  const results = await Promise.allSettled([
+    store.putObjectVersion(makeVersion("bucket-c", "first", NULL_VERSION_ID)),
+    store.putObjectVersion(makeVersion("missing-bucket", "key", NULL_VERSION_ID)),
+    store.createBucket(makeBucket("bucket-c")),
+    store.putObjectVersion(makeVersion("bucket-c", "second", NULL_VERSION_ID)),
+    store.updateBucket("bucket-c", { tags: { kept: "yes" } }),
+  ]);
+  assert.deepEqual(results.map((result) => result.status), ["fulfilled", "rejected", "rejected", "fulfilled", "fulfilled"]);
+  assert.equal(store.counters.writeCommits, commitsBefore + 1, "the batch committed once");
+  assert.ok(await store.getObjectVersion("bucket-c", "first"));
+  assert.ok(await store.getObjectVersion("bucket-c", "second"));
+  assert.equal(await store.getObjectVersion("missing-bucket", "key"), undefined);
+  assert.deepEqual((await store.getBucket("bucket-c"))?.tags, { kept: "yes" });
+  await store.close();
+});

@@ -184,13 +184,15 @@ function prepareStatements(db: Database.Database) {
     ),
 
     // object versions
-    versionInsert: db.prepare(
+    // Positional parameters: binding sixteen named ones looks each up on an object, per insert.
+    versionInsert: db.prepare<
+      [string, string, string, 0 | 1, number, string, number, string, string, string | null, string, string, string,
+        string | null, string | null, string]
+    >(
       `INSERT INTO object_versions (bucket, key, version_id, is_delete_marker, size_bytes, etag, last_modified_ms,
          owner_id, storage_class, content_type, system_metadata_json, user_metadata_json, tags_json, checksum_json,
          part_sizes_json, chunks_json)
-       VALUES (@bucket, @key, @version_id, @is_delete_marker, @size_bytes, @etag, @last_modified_ms, @owner_id,
-         @storage_class, @content_type, @system_metadata_json, @user_metadata_json, @tags_json, @checksum_json,
-         @part_sizes_json, @chunks_json)`,
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     ),
     /** The first row at (bucket, key) in the newest-first index is the latest version. */
     versionLatest: db.prepare<[string, string], ObjectVersionRow>(
@@ -325,6 +327,19 @@ const LIST_BATCH_ROW_COUNT_MAX = 1_024;
 /** Writes committed together at most; bounds one batch's latency and the savepoint count. */
 export const METADATA_WRITE_BATCH_COUNT_MAX = 256;
 
+interface PendingWrite {
+  body: () => unknown;
+  resolve: (value: unknown) => void;
+  reject: (error: unknown) => void;
+}
+
+/** Thrown out of a batch transaction to roll it back when one of its writes failed. */
+class BatchWriteFailed extends Error {
+  constructor(readonly writeError: unknown) {
+    super("a write of the batch failed");
+  }
+}
+
 /** Buckets kept decoded in memory at most; past it the cache starts over. */
 const BUCKET_CACHE_ENTRIES_MAX = 10_000;
 
@@ -332,7 +347,7 @@ export class SqliteMetadataStore implements MetadataStore {
   readonly counters: SqliteMetadataStoreCounters = { writeCommits: 0, listRowsRead: 0, listStatementsRun: 0 };
   private readonly statements: Statements;
   private readonly clock: Clock;
-  private readonly pendingWrites: Array<{ body: () => unknown; resolve: (value: unknown) => void; reject: (error: unknown) => void }> = [];
+  private readonly pendingWrites: PendingWrite[] = [];
   private flushScheduled = false;
   /** Write batches committed since open, and how many of them are known durable. */
   private committedSequence = 0;
@@ -931,12 +946,40 @@ export class SqliteMetadataStore implements MetadataStore {
       setImmediate(() => this.flushWrites());
     }
     if (batch.length === 0) return;
-    const outcomes: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
+    let outcomes: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
+    try {
+      // First without savepoints (two statements per write): nearly every write succeeds. When
+      // one throws, the whole transaction rolls back and the batch runs again with a savepoint
+      // per write, so that a failing write undoes only its own changes. Write bodies only touch
+      // the database (and drop bucket cache entries), so running them again is safe.
+      this.inTransaction.immediate(() => {
+        for (const entry of batch) {
+          try {
+            outcomes.push({ ok: true, value: entry.body() });
+          } catch (error) {
+            throw new BatchWriteFailed(error);
+          }
+        }
+      });
+      this.counters.writeCommits += 1;
+    } catch (error) {
+      if (error instanceof BatchWriteFailed) {
+        outcomes = [];
+        this.commitWithSavepoints(batch, outcomes);
+        return;
+      }
+      // The COMMIT itself failed (disk error, busy past the timeout): nothing in the batch is durable.
+      for (const entry of batch) entry.reject(error);
+      return;
+    }
+    this.settleWhenDurable(batch, outcomes);
+  }
+
+  private commitWithSavepoints(batch: PendingWrite[], outcomes: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }>): void {
     try {
       this.inTransaction.immediate(() => {
         for (const entry of batch) {
           try {
-            // A savepoint each: a write that throws undoes only its own changes.
             outcomes.push({ ok: true, value: this.inTransaction(entry.body) });
           } catch (error) {
             outcomes.push({ ok: false, error });
@@ -949,6 +992,10 @@ export class SqliteMetadataStore implements MetadataStore {
       for (const entry of batch) entry.reject(error);
       return;
     }
+    this.settleWhenDurable(batch, outcomes);
+  }
+
+  private settleWhenDurable(batch: PendingWrite[], outcomes: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }>): void {
     this.committedSequence += 1;
     const settle = () =>
       batch.forEach((entry, index) => {
@@ -1079,24 +1126,24 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   private insertVersion(version: ObjectVersion): void {
-    this.statements.versionInsert.run({
-      bucket: version.bucket,
-      key: version.key,
-      version_id: version.versionId,
-      is_delete_marker: version.isDeleteMarker ? 1 : 0,
-      size_bytes: version.sizeBytes,
-      etag: version.etag,
-      last_modified_ms: version.lastModifiedMs,
-      owner_id: version.ownerId,
-      storage_class: version.storageClass,
-      content_type: version.contentType ?? null,
-      system_metadata_json: JSON.stringify(version.systemMetadata),
-      user_metadata_json: JSON.stringify(version.userMetadata),
-      tags_json: JSON.stringify(version.tags),
-      checksum_json: encodeOptional(version.checksum),
-      part_sizes_json: encodeOptional(version.partSizesBytes),
-      chunks_json: encodeChunks(version.chunks),
-    });
+    this.statements.versionInsert.run(
+      version.bucket,
+      version.key,
+      version.versionId,
+      version.isDeleteMarker ? 1 : 0,
+      version.sizeBytes,
+      version.etag,
+      version.lastModifiedMs,
+      version.ownerId,
+      version.storageClass,
+      version.contentType ?? null,
+      JSON.stringify(version.systemMetadata),
+      JSON.stringify(version.userMetadata),
+      JSON.stringify(version.tags),
+      encodeOptional(version.checksum),
+      encodeOptional(version.partSizesBytes),
+      encodeChunks(version.chunks),
+    );
   }
 
   private insertDeleteMarker(input: { bucket: string; key: string; nowMs: number; ownerId: string }, versionId: string): ObjectVersion {
