@@ -158,3 +158,15 @@ test("new volumes spread over the disks", async () => {
     for (const needle of needles) assert.ok((await reopened.readNeedle(needle)).equals(needle.data));
   }, 3);
 });
+
+test("a second data node on the same disks is refused while the first runs, and opens after it closed", async () => {
+  await withNode(async ({ node, disks, reopen }) => {
+    const needle = makeNeedle(VOLUME, 1000);
+    await node.writeNeedle(needle);
+    // The mapping database is held exclusively: a second node cannot open it (nor write a
+    // mapping beside the first one's), whatever it would do next.
+    await assert.rejects(DataNode.open({ nodeId: TEST_NODE_ID, diskDirectories: disks.disks }), /locked/);
+    const reopened = await reopen();
+    assert.deepEqual(await reopened.readNeedle({ volumeId: VOLUME, needleId: needle.needleId }), needle.data);
+  });
+});

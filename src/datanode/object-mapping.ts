@@ -115,6 +115,15 @@ export class ObjectMapping {
 
   static open(path: string): ObjectMapping {
     const db = new Database(path);
+    try {
+      return ObjectMapping.initialize(db);
+    } catch (error) {
+      db.close();
+      throw error;
+    }
+  }
+
+  private static initialize(db: Database.Database): ObjectMapping {
     // Only this data node uses the file. Held exclusively (set before WAL is first used), WAL
     // keeps its index in memory instead of shared memory, and a lookup costs no file-lock and
     // stat system calls (three per statement otherwise); a second process on the same disk is
