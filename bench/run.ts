@@ -10,6 +10,7 @@
  *
  * Settings (environment):
  *   CAIRN_BENCH_SECONDS=4             seconds per timed workload
+ *   CAIRN_BENCH_ROUNDS_4K=3           rounds of each 4 KiB workload alternated with its baseline
  *   CAIRN_BENCH_WORKERS=2             load-generator processes (forked workers)
  *   CAIRN_BENCH_CONNECTIONS=16        concurrent connections for 4 KiB, 1 MiB and mixed
  *   CAIRN_BENCH_CONNECTIONS_64M=2     ... for 64 MiB objects
@@ -56,6 +57,7 @@ function envNumber(name: string, fallback: number): number {
 
 const config = {
   seconds: envNumber("CAIRN_BENCH_SECONDS", 4),
+  rounds4k: Math.max(1, Math.floor(envNumber("CAIRN_BENCH_ROUNDS_4K", 3))),
   workers: Math.max(1, Math.floor(envNumber("CAIRN_BENCH_WORKERS", 2))),
   connections: Math.max(1, envNumber("CAIRN_BENCH_CONNECTIONS", 16)),
   connections64m: Math.max(1, envNumber("CAIRN_BENCH_CONNECTIONS_64M", 2)),
@@ -431,14 +433,51 @@ const DELIMITER_PASSES = 3;
  */
 let nullServer: System | undefined;
 
-async function nullBaseline(operation: "get" | "put"): Promise<void> {
+async function nullBaseline(operation: "get" | "put", record = true): Promise<Result | undefined> {
+  let result: Result | undefined;
   await attempt(`null-${operation}-4k`, async () => {
     if (nullServer === undefined) {
       const server = await startNullServer();
       nullServer = { kind: "null-server", port: server.port, pids: [server.pid], loopProcess: server };
     }
-    await measure({ workload: `null-${operation}-4k`, system: nullServer, bucket: "null", operation, objectSizeBytes: 4 * KIBIBYTE, connections: config.connections, keyPrefix: "k", keyPoolCount: 1000 });
+    ({ result } = await measure({ workload: `null-${operation}-4k`, system: nullServer, bucket: "null", operation, objectSizeBytes: 4 * KIBIBYTE, connections: config.connections, keyPrefix: "k", keyPoolCount: 1000, record }));
   });
+  return result;
+}
+
+/**
+ * The 4 KiB PUT or GET and its null-server baseline, alternated `config.rounds4k` times: the
+ * load of a shared machine changes from one run to the next, and one pair of runs could catch
+ * a quiet baseline and a busy workload (or the reverse). The pair of the round with the median
+ * ratio is recorded; the note lists every round's ratio. Returns the PUT rounds' key pools.
+ */
+async function alternatedWithBaseline(
+  operation: "put" | "get",
+  run: (round: number) => Promise<{ load: LoadResult; result: Result } | undefined>,
+): Promise<LoadResult[]> {
+  const pairs: Array<{ baseline: Result; result: Result; ratio: number }> = [];
+  const loads: LoadResult[] = [];
+  for (let roundIndex = 0; roundIndex < config.rounds4k; roundIndex++) {
+    const baseline = await nullBaseline(operation, false);
+    const measured = await run(roundIndex);
+    if (measured === undefined) continue;
+    loads.push(measured.load);
+    if (baseline !== undefined && baseline.opsPerSecond > 0) {
+      pairs.push({ baseline, result: measured.result, ratio: measured.result.opsPerSecond / baseline.opsPerSecond });
+    }
+  }
+  if (pairs.length > 0) {
+    const byRatio = [...pairs].sort((left, right) => left.ratio - right.ratio);
+    const median = byRatio[Math.floor((byRatio.length - 1) / 2)]!;
+    results.push(median.baseline, median.result);
+    if (pairs.length > 1) {
+      addNote(
+        median.result,
+        `ratio to the null server in ${pairs.length} alternated rounds: ${pairs.map((pair) => round(pair.ratio, 3)).join(", ")}; the median round is shown`,
+      );
+    }
+  }
+  return loads;
 }
 
 /** PUT then GET of one object size; the GET reads the keys the PUT wrote. */
@@ -447,7 +486,10 @@ async function putThenGet(system: System, bucket: string, label: string, sizeByt
   const putName = `${namePrefix}put-${label}`;
   const getName = `${namePrefix}get-${label}`;
   const baselines = system.kind === "cairn-server" && label === "4k";
-  if (baselines && sectionWanted([putName, "null-put-4k"])) await nullBaseline("put");
+  if (baselines) {
+    await fourKibibyteRounds(system, bucket, putName, getName);
+    return;
+  }
   if (label === "64m" && sectionWanted([putName])) {
     await attempt("baseline-md5", async () => {
       md5 = measureMd5();
@@ -458,7 +500,6 @@ async function putThenGet(system: System, bucket: string, label: string, sizeByt
     const { load } = await measure({ workload: putName, system, bucket, operation: "put", objectSizeBytes: sizeBytes, connections, keyPrefix: `${label}/`, opsTotal: opsMax });
     pool = keyPoolAfterPut(load);
   });
-  if (baselines && sectionWanted([getName, "null-get-4k"])) await nullBaseline("get");
   await attempt(getName, async () => {
     if (pool === 0) {
       // GET alone (CAIRN_BENCH_ONLY=get-...): write a small pool first.
@@ -466,6 +507,37 @@ async function putThenGet(system: System, bucket: string, label: string, sizeByt
       pool = keyPoolAfterPut(load);
     }
     await measure({ workload: getName, system, bucket, operation: "get", objectSizeBytes: sizeBytes, connections, keyPrefix: `${label}/`, keyPoolCount: pool });
+  });
+}
+
+/** The 4 KiB PUT and GET of the cairn server, each alternated with its null-server baseline. */
+async function fourKibibyteRounds(system: System, bucket: string, putName: string, getName: string): Promise<void> {
+  const size = 4 * KIBIBYTE;
+  let pool = 0;
+  let poolPrefix = "4k/r0/";
+  if (sectionWanted([putName, "null-put-4k"])) {
+    const loads = await alternatedWithBaseline("put", async (roundIndex) => {
+      let measured: { load: LoadResult; result: Result } | undefined;
+      // A prefix per round: every round inserts new keys, as the first did.
+      await attempt(putName, async () => {
+        measured = await measure({ workload: putName, system, bucket, operation: "put", objectSizeBytes: size, connections: config.connections, keyPrefix: `4k/r${roundIndex}/`, record: false });
+      });
+      return measured;
+    });
+    if (loads[0] !== undefined) pool = keyPoolAfterPut(loads[0]);
+  }
+  if (!sectionWanted([getName, "null-get-4k"])) return;
+  if (pool === 0) {
+    poolPrefix = "4k/get/";
+    const { load } = await measure({ workload: "populate-4k", system, bucket, operation: "put", objectSizeBytes: size, connections: config.connections, keyPrefix: poolPrefix, durationMs: null, opsTotal: 2000, record: false });
+    pool = keyPoolAfterPut(load);
+  }
+  await alternatedWithBaseline("get", async () => {
+    let measured: { load: LoadResult; result: Result } | undefined;
+    await attempt(getName, async () => {
+      measured = await measure({ workload: getName, system, bucket, operation: "get", objectSizeBytes: size, connections: config.connections, keyPrefix: poolPrefix, keyPoolCount: pool, record: false });
+    });
+    return measured;
   });
 }
 
