@@ -176,7 +176,32 @@ function splitRequestTarget(rawUrl: string): { rawPath: string; rawQuery: string
 
 // ---- Authorization header form ----
 
+/**
+ * The Authorization header without its signature, parsed: a client sends the same Credential
+ * and SignedHeaders on every request of a day, so most requests skip parsing them. Only
+ * headers that parsed are kept; past the bound the map starts over.
+ */
+const AUTHORIZATION_PARSE_CACHE_ENTRIES_MAX = 1_024;
+const authorizationParseCache = new Map<string, { credential: ParsedCredential; signedHeaders: string[] }>();
+const SIGNATURE_FIELD = ",Signature=";
+const SIGNATURE_HEX = /^[0-9a-f]{64}$/;
+
 function claimFromAuthorizationHeader(authorization: string, request: AuthRequest): SignatureClaim {
+  // "AWS4-HMAC-SHA256 Credential=...,SignedHeaders=...,Signature=<64 hex>", as SDKs send it.
+  const signatureAt = authorization.lastIndexOf(SIGNATURE_FIELD);
+  const signatureText = signatureAt === -1 ? undefined : authorization.slice(signatureAt + SIGNATURE_FIELD.length);
+  const parsedBefore =
+    signatureText !== undefined && SIGNATURE_HEX.test(signatureText) ? authorizationParseCache.get(authorization.slice(0, signatureAt)) : undefined;
+  if (parsedBefore !== undefined) return claimOfParsedHeader(parsedBefore.credential, parsedBefore.signedHeaders, signatureText!, request);
+  const parsed = parseAuthorizationHeader(authorization);
+  if (signatureText !== undefined && signatureText === parsed.signature && SIGNATURE_HEX.test(signatureText)) {
+    if (authorizationParseCache.size >= AUTHORIZATION_PARSE_CACHE_ENTRIES_MAX) authorizationParseCache.clear();
+    authorizationParseCache.set(authorization.slice(0, signatureAt), { credential: parsed.credential, signedHeaders: parsed.signedHeaders });
+  }
+  return claimOfParsedHeader(parsed.credential, parsed.signedHeaders, parsed.signature, request);
+}
+
+function parseAuthorizationHeader(authorization: string): { credential: ParsedCredential; signedHeaders: string[]; signature: string } {
   const trimmed = authorization.trim();
   const space = trimmed.search(/\s/);
   const algorithm = space === -1 ? trimmed : trimmed.slice(0, space);
@@ -208,7 +233,15 @@ function claimFromAuthorizationHeader(authorization: string, request: AuthReques
   }
   const credential = parseCredential(credentialText, headerMalformed);
   const signedHeaders = parseSignedHeaders(signedHeadersText, headerMalformed);
+  return { credential, signedHeaders, signature };
+}
 
+function claimOfParsedHeader(
+  credential: ParsedCredential,
+  signedHeaders: string[],
+  signature: string,
+  request: AuthRequest,
+): SignatureClaim {
   const { amzDate, timeMs } = requestDate(request.headers);
   if (Math.abs(request.nowMs - timeMs) > REQUEST_TIME_SKEW_MS_MAX) {
     throw new AuthError("RequestTimeTooSkewed", AUTH_MESSAGES.requestTimeTooSkewed, {
