@@ -191,3 +191,30 @@ export function accessKeyFromRow(row: AccessKeyRow): AccessKey {
     createdAtMs: row.created_at_ms,
   };
 }
+
+/** What object_versions holds for a version, in column order; is_delete_marker as the engine stores it. */
+export type VersionInsertValues<Flag> = [
+  string, string, string, Flag, number, string, number, string, string, string | null, string, string, string,
+  string | null, string | null, string,
+];
+
+export function versionInsertValues<Flag>(version: ObjectVersion, isDeleteMarker: Flag): VersionInsertValues<Flag> {
+  return [
+    version.bucket,
+    version.key,
+    version.versionId,
+    isDeleteMarker,
+    version.sizeBytes,
+    version.etag,
+    version.lastModifiedMs,
+    version.ownerId,
+    version.storageClass,
+    version.contentType ?? null,
+    JSON.stringify(version.systemMetadata),
+    JSON.stringify(version.userMetadata),
+    JSON.stringify(version.tags),
+    encodeOptional(version.checksum),
+    encodeOptional(version.partSizesBytes),
+    encodeChunks(version.chunks),
+  ];
+}

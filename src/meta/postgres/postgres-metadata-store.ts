@@ -56,6 +56,7 @@ import {
   uploadFromRow,
   userFromRow,
   versionFromRow,
+  versionInsertValues,
   type AccessKeyRow,
   type BucketRow,
   type GarbageRow,
@@ -1079,24 +1080,7 @@ export class PostgresMetadataStore implements MetadataStore {
   }
 
   private async insertVersion(client: PoolClient, version: ObjectVersion): Promise<void> {
-    await run(client, this.statements.versionInsert, [
-      version.bucket,
-      version.key,
-      version.versionId,
-      version.isDeleteMarker,
-      version.sizeBytes,
-      version.etag,
-      version.lastModifiedMs,
-      version.ownerId,
-      version.storageClass,
-      version.contentType ?? null,
-      JSON.stringify(version.systemMetadata),
-      JSON.stringify(version.userMetadata),
-      JSON.stringify(version.tags),
-      encodeOptional(version.checksum),
-      encodeOptional(version.partSizesBytes),
-      encodeChunks(version.chunks),
-    ]);
+    await run(client, this.statements.versionInsert, versionInsertValues(version, version.isDeleteMarker));
   }
 
   private async insertDeleteMarker(

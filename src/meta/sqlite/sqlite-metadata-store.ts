@@ -62,6 +62,8 @@ import { MIGRATIONS, SCHEMA_VERSION_LATEST } from "./schema.js";
 import {
   accessKeyFromRow,
   bucketFromRow,
+  versionInsertValues,
+  type VersionInsertValues,
   encodeChunks,
   encodeOptional,
   partFromRow,
@@ -185,10 +187,7 @@ function prepareStatements(db: Database.Database) {
 
     // object versions
     // Positional parameters: binding sixteen named ones looks each up on an object, per insert.
-    versionInsert: db.prepare<
-      [string, string, string, 0 | 1, number, string, number, string, string, string | null, string, string, string,
-        string | null, string | null, string]
-    >(
+    versionInsert: db.prepare<VersionInsertValues<0 | 1>>(
       `INSERT INTO object_versions (bucket, key, version_id, is_delete_marker, size_bytes, etag, last_modified_ms,
          owner_id, storage_class, content_type, system_metadata_json, user_metadata_json, tags_json, checksum_json,
          part_sizes_json, chunks_json)
@@ -1126,24 +1125,7 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   private insertVersion(version: ObjectVersion): void {
-    this.statements.versionInsert.run(
-      version.bucket,
-      version.key,
-      version.versionId,
-      version.isDeleteMarker ? 1 : 0,
-      version.sizeBytes,
-      version.etag,
-      version.lastModifiedMs,
-      version.ownerId,
-      version.storageClass,
-      version.contentType ?? null,
-      JSON.stringify(version.systemMetadata),
-      JSON.stringify(version.userMetadata),
-      JSON.stringify(version.tags),
-      encodeOptional(version.checksum),
-      encodeOptional(version.partSizesBytes),
-      encodeChunks(version.chunks),
-    );
+    this.statements.versionInsert.run(...versionInsertValues(version, version.isDeleteMarker ? (1 as const) : (0 as const)));
   }
 
   private insertDeleteMarker(input: { bucket: string; key: string; nowMs: number; ownerId: string }, versionId: string): ObjectVersion {
