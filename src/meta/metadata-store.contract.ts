@@ -315,6 +315,34 @@ export function runMetadataStoreContract(
       assert.equal((await store.getBucket("bucket-a"))?.versioning, "Unversioned");
     });
 
+    test("the latest version read before each change is read changed after it (stores may cache it)", async () => {
+      await store.createBucket(makeBucket("bucket-a", "Enabled"));
+      const latest = async () => store.getObjectVersion("bucket-a", "key");
+      assert.equal(await latest(), undefined);
+      const first = makeVersion("bucket-a", "key", newVersionId(), { etag: "e1" });
+      await store.putObjectVersion(first);
+      assert.equal((await latest())?.etag, "e1");
+      const second = makeVersion("bucket-a", "key", newVersionId(), { etag: "e2" });
+      await store.putObjectVersion(second);
+      assert.equal((await latest())?.etag, "e2");
+      await store.setObjectTags("bucket-a", "key", undefined, { t: "2" });
+      assert.deepEqual((await latest())?.tags, { t: "2" });
+      await store.setObjectSystemMetadata("bucket-a", "key", second.versionId, { "x-amz-acl": "public-read" });
+      assert.deepEqual((await latest())?.systemMetadata, { "x-amz-acl": "public-read" });
+      const { deleteMarker } = await deleteObject(store, "bucket-a", "key");
+      assert.equal((await latest())?.isDeleteMarker, true);
+      await deleteObject(store, "bucket-a", "key", deleteMarker!.versionId);
+      assert.equal((await latest())?.etag, "e2");
+      await deleteObject(store, "bucket-a", "key", second.versionId);
+      assert.equal((await latest())?.etag, "e1");
+      const upload = makeUpload("bucket-a", "key");
+      await store.createMultipartUpload(upload);
+      await store.completeMultipartUpload(upload.uploadId, makeVersion("bucket-a", "key", newVersionId(), { etag: "e3-2" }));
+      assert.equal((await latest())?.etag, "e3-2");
+      await deleteObject(store, "bucket-a", "key", first.versionId);
+      assert.equal((await latest())?.etag, "e3-2");
+    });
+
     test("deleteBucket refuses while any version, delete marker or upload remains", async () => {
       await store.createBucket(makeBucket("bucket-a", "Enabled"));
       const versionId = newVersionId();

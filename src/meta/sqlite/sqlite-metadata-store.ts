@@ -326,6 +326,15 @@ const LIST_BATCH_ROW_COUNT_MAX = 1_024;
 /** Writes committed together at most; bounds one batch's latency and the savepoint count. */
 export const METADATA_WRITE_BATCH_COUNT_MAX = 256;
 
+/** Freezes a decoded version and everything in it: cached versions are shared by every reader. */
+function deepFreeze<T>(value: T): T {
+  if (typeof value === "object" && value !== null && !Object.isFrozen(value)) {
+    for (const item of Object.values(value)) deepFreeze(item);
+    Object.freeze(value);
+  }
+  return value;
+}
+
 interface PendingWrite {
   body: () => unknown;
   resolve: (value: unknown) => void;
@@ -338,6 +347,9 @@ class BatchWriteFailed extends Error {
     super("a write of the batch failed");
   }
 }
+
+/** Latest versions kept decoded in memory at most; past it the cache starts over. */
+const LATEST_VERSION_CACHE_ENTRIES_MAX = 10_000;
 
 /** Buckets kept decoded in memory at most; past it the cache starts over. */
 const BUCKET_CACHE_ENTRIES_MAX = 10_000;
@@ -363,6 +375,14 @@ export class SqliteMetadataStore implements MetadataStore {
    * which runs synchronously between write batches and so sees committed rows.
    */
   private readonly bucketCache = new Map<string, Bucket>();
+  /**
+   * The latest version of recently read keys, by "bucket/key" (a bucket name has no '/'), frozen:
+   * a GET or HEAD of a hot key costs no query. Sound for the same reasons as the bucket cache:
+   * every statement that changes a row of object_versions (four call sites: insertVersion,
+   * removeVersion, the tag and system-metadata updates) drops its key's entry in the same
+   * synchronous step, and only reads fill it. Hits still answer through `visible`.
+   */
+  private readonly latestVersionCache = new Map<string, ObjectVersion>();
   /**
    * Transaction wrappers made once: better-sqlite3 builds several functions per transaction()
    * call, which per write and per read was a measurable share of a small request's CPU.
@@ -501,11 +521,19 @@ export class SqliteMetadataStore implements MetadataStore {
 
   async getObjectVersion(bucket: string, key: string, versionId?: string): Promise<ObjectVersion | undefined> {
     return this.visible(() => {
-      const raw =
-        versionId === undefined
-          ? this.statements.versionLatestRaw.get(bucket, key)
-          : this.statements.versionByIdRaw.get(bucket, key, versionId);
-      return raw === undefined ? undefined : versionFromRow(versionRowFromRaw(raw));
+      if (versionId !== undefined) {
+        const raw = this.statements.versionByIdRaw.get(bucket, key, versionId);
+        return raw === undefined ? undefined : versionFromRow(versionRowFromRaw(raw));
+      }
+      const cacheKey = bucket + "/" + key;
+      const cached = this.latestVersionCache.get(cacheKey);
+      if (cached !== undefined) return cached;
+      const raw = this.statements.versionLatestRaw.get(bucket, key);
+      if (raw === undefined) return undefined;
+      const version = deepFreeze(versionFromRow(versionRowFromRaw(raw)));
+      if (this.latestVersionCache.size >= LATEST_VERSION_CACHE_ENTRIES_MAX) this.latestVersionCache.clear();
+      this.latestVersionCache.set(cacheKey, version);
+      return version;
     });
   }
 
@@ -558,6 +586,7 @@ export class SqliteMetadataStore implements MetadataStore {
       if (row === undefined || row.is_delete_marker === 1) {
         throw versionId === undefined ? new NoSuchKey(bucket, key) : new NoSuchVersion(bucket, key, versionId);
       }
+      this.latestVersionCache.delete(bucket + "/" + key);
       this.statements.versionSetTags.run(JSON.stringify(tags), row.version_seq);
       return row.version_id;
     });
@@ -568,6 +597,7 @@ export class SqliteMetadataStore implements MetadataStore {
       this.requireBucket(bucket);
       const row = this.statements.versionById.get(bucket, key, versionId);
       if (row === undefined || row.is_delete_marker === 1) throw new NoSuchVersion(bucket, key, versionId);
+      this.latestVersionCache.delete(bucket + "/" + key);
       this.statements.versionSetSystemMetadata.run(JSON.stringify(systemMetadata), row.version_seq);
     });
   }
@@ -1125,6 +1155,7 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   private insertVersion(version: ObjectVersion): void {
+    this.latestVersionCache.delete(version.bucket + "/" + version.key);
     this.statements.versionInsert.run(...versionInsertValues(version, version.isDeleteMarker ? (1 as const) : (0 as const)));
   }
 
@@ -1155,6 +1186,7 @@ export class SqliteMetadataStore implements MetadataStore {
   private removeVersion(bucket: string, key: string, versionId: string, chunksKept: readonly ChunkRef[]): ObjectVersion | undefined {
     const row = this.statements.versionById.get(bucket, key, versionId);
     if (row === undefined) return undefined;
+    this.latestVersionCache.delete(bucket + "/" + key);
     this.statements.versionDelete.run(row.version_seq);
     const removed = versionFromRow(row);
     this.queueGarbage(removed.chunks, chunksKept);
