@@ -74,9 +74,19 @@ interface RawVolumeRow {
   file_crc32_up_to: number;
 }
 
+/** Needle rows kept in memory at most (about 100 bytes each); past it the cache starts over. */
+const NEEDLE_ROW_CACHE_ENTRIES_MAX = 100_000;
+
 export class ObjectMapping {
   private readonly db: Database.Database;
   private readonly selectNeedle: Database.Statement<[number, Buffer], RawNeedleRow>;
+  /**
+   * Rows of recently read needles, by "volume/needle": a GET of a hot object costs no query.
+   * Every change to object_mapping goes through this class and drops what it touches (applyOne
+   * a needle; resetVolume, deleteNeedlesFrom and switchToCompacted everything), and lookups
+   * fill it only outside transactions, so it holds committed rows.
+   */
+  private readonly rowCache = new Map<string, NeedleRow>();
   /** Runs its body in a transaction; made once, as every group commit uses it. */
   private readonly inTransaction: Database.Transaction<(body: () => unknown) => unknown>;
   /** The same as an array: every needle read looks one up, and an array row is cheaper to build. */
@@ -198,6 +208,7 @@ export class ObjectMapping {
    * tombstones stay so a late copy of a deleted needle stays dead.
    */
   resetVolume(row: VolumeRow): void {
+    this.rowCache.clear();
     const reset = this.db.transaction(() => {
       this.db
         .prepare(
@@ -243,9 +254,17 @@ export class ObjectMapping {
   }
 
   lookup(volumeId: VolumeId, needleId: NeedleId): NeedleRow | undefined {
+    const cacheKey = volumeId + "/" + needleId;
+    const cached = this.rowCache.get(cacheKey);
+    if (cached !== undefined) return cached;
     const row = this.selectNeedleRaw.get(volumeId, needleIdToBytes(needleId));
     if (row === undefined) return undefined;
-    return { offsetBytes: row[0], dataSizeBytes: row[1], flags: row[2] };
+    const found: NeedleRow = Object.freeze({ offsetBytes: row[0], dataSizeBytes: row[1], flags: row[2] });
+    if (!this.db.inTransaction) {
+      if (this.rowCache.size >= NEEDLE_ROW_CACHE_ENTRIES_MAX) this.rowCache.clear();
+      this.rowCache.set(cacheKey, found);
+    }
+    return found;
   }
 
   /**
@@ -274,6 +293,7 @@ export class ObjectMapping {
 
   /** Drops rows that point at or past `offsetBytes` (recovery cut the file there). */
   deleteNeedlesFrom(volumeId: VolumeId, offsetBytes: number): number {
+    this.rowCache.clear();
     return this.db
       .prepare("DELETE FROM object_mapping WHERE volume_id = ? AND offset_bytes >= ?")
       .run(volumeId, offsetBytes).changes;
@@ -399,6 +419,7 @@ export class ObjectMapping {
    * it is the volume; one that does not is an unfinished compaction and is deleted.
    */
   switchToCompacted(volumeId: VolumeId, progress: { mappedUpToBytes: number; fileCrc32UpTo: number }): NeedleCounts {
+    this.rowCache.clear();
     const apply = this.db.transaction((): NeedleCounts => {
       this.db
         .prepare(
@@ -426,6 +447,7 @@ export class ObjectMapping {
 
   private applyOne(volumeId: VolumeId, record: MappingRecord, delta: NeedleCounts): void {
     const needleIdBytes = needleIdToBytes(record.needleId);
+    this.rowCache.delete(volumeId + "/" + record.needleId);
     const isTombstone = (record.flags & NEEDLE_FLAG_TOMBSTONE) !== 0;
     // Nearly every append is a new id: try the insert first, look the row up only if it exists.
     const inserted = this.insertNewNeedle.run(volumeId, needleIdBytes, record.offsetBytes, record.dataSizeBytes, record.flags);
