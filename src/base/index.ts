@@ -5,3 +5,4 @@ export * from "./ids.js";
 export * from "./checksum.js";
 export * from "./clock.js";
 export * from "./log.js";
+export * from "./chunk-buffer-pool.js";

@@ -12,6 +12,13 @@ export interface WriteNeedleInput {
   data: Buffer;
   /** CRC32 of `data`, computed by the writer; the data node checks it before appending. */
   crc32: number;
+  /**
+   * The writer computed `crc32` over this very memory (not over a copy of the bytes, nor received
+   * from elsewhere), and nothing changes it until the write settles: a data node in the same
+   * process may take the CRC without another pass. Never carried over the wire; a remote data
+   * node always checks.
+   */
+  crc32OfTheseBytes?: boolean;
 }
 
 export interface ReadNeedleInput {

@@ -120,11 +120,17 @@ export class DataRouter {
       sizeBytesMax: number;
       ec?: EcScheme | null;
       /**
-       * CRC32 of body bytes [startByte, startByte + lengthBytes) when someone else (the gateway's
-       * hashing thread) computes it anyway, or undefined; each chunk's CRC is computed here
-       * otherwise. The data nodes verify the chunk's bytes against it before writing them.
+       * CRC32 of a piece `body` yielded, computed by someone who reads it anyway (the gateway's
+       * hashing thread) over that piece's own memory, or undefined. Used when a chunk is exactly
+       * one piece; each chunk's CRC is computed here otherwise.
        */
-      rangeCrc32?: (startByte: number, lengthBytes: number) => Promise<number> | undefined;
+      pieceCrc32?: (piece: Buffer) => Promise<number> | undefined;
+      /**
+       * Called once for every piece `body` yielded, when nothing here reads its bytes any more
+       * (every write of a chunk made of it settled, including those past the ack level), also
+       * when the body fails: the piece's buffer may then be reused.
+       */
+      releasePiece?: (piece: Buffer) => void;
     },
   ): Promise<WriteBodyResult> {
     const ec = options.ec ?? null;
@@ -132,47 +138,82 @@ export class DataRouter {
     const inFlight: Array<Promise<void>> = [];
     let sizeBytes = 0;
     // The pieces of the chunk being filled, kept as received: a small object costs no 4 MiB
-    // buffer (whose allocation dominated small PUTs through GC), a large chunk one copy.
+    // buffer (whose allocation dominated small PUTs through GC), a large chunk is one piece
+    // (assembled by the hasher) or costs one copy.
     let pieces: Buffer[] = [];
+    /** The pieces `body` yielded that the chunk being filled reads (each once). */
+    let sources: Buffer[] = [];
     let filled = 0;
-    /** Body bytes in the chunks already flushed: where the chunk being filled starts. */
-    let flushedBytes = 0;
+    // Pieces are referenced by the chunk being filled and by chunk writes; released at zero.
+    const holds = new Map<Buffer, number>();
+    const hold = (piece: Buffer) => holds.set(piece, (holds.get(piece) ?? 0) + 1);
+    const drop = (piece: Buffer) => {
+      const count = holds.get(piece)! - 1;
+      if (count > 0) return void holds.set(piece, count);
+      holds.delete(piece);
+      options.releasePiece?.(piece);
+    };
 
     const flush = async (): Promise<void> => {
+      const whole = pieces.length === 1 && sources.length === 1 && pieces[0] === sources[0];
       const data = pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces, filled);
+      const chunkSources = sources;
+      const copied = pieces.length !== 1;
+      pieces = [];
+      sources = [];
+      filled = 0;
+      // A copy does not read its sources again.
+      if (copied) for (const source of chunkSources) drop(source);
       const index = chunks.length;
       chunks.push(undefined as unknown as ChunkRef); // reserve the slot to keep object order
-      const knownCrc32 = options.rangeCrc32?.(flushedBytes, filled);
-      flushedBytes += filled;
-      const write = this.writeChunk(data, ec, knownCrc32).then((chunk) => {
+      const knownCrc32 = whole ? options.pieceCrc32?.(data) : undefined;
+      const needleWrites: Array<Promise<unknown>> = [];
+      const write = this.writeChunk(data, ec, { knownCrc32, needleWrites }).then((chunk) => {
         chunks[index] = chunk;
       });
       // Handled here so a failure while the body is still streaming is not an unhandled
       // rejection; it is rethrown where the write is awaited.
       write.catch(() => undefined);
+      // The chunk's pieces are released once every needle write of it settled, past the ack too.
+      write
+        .catch(() => undefined)
+        .then(() => Promise.allSettled(needleWrites))
+        .then(() => {
+          if (!copied) for (const source of chunkSources) drop(source);
+        })
+        .catch((error: unknown) => log.error({ error }, "releasing a written chunk's pieces failed"));
       inFlight.push(write);
-      pieces = [];
-      filled = 0;
       if (inFlight.length >= CHUNK_WRITES_IN_FLIGHT_MAX) await inFlight.shift();
     };
 
     try {
       for await (const piece of body) {
-        sizeBytes += piece.length;
-        if (sizeBytes > options.sizeBytesMax) throw new BodyTooLarge(options.sizeBytesMax);
-        let offset = 0;
-        while (offset < piece.length) {
-          const take = Math.min(piece.length - offset, CHUNK_SIZE_BYTES - filled);
-          pieces.push(take === piece.length ? piece : piece.subarray(offset, offset + take));
-          filled += take;
-          offset += take;
-          if (filled === CHUNK_SIZE_BYTES) await flush();
+        hold(piece); // while this loop reads it
+        try {
+          sizeBytes += piece.length;
+          if (sizeBytes > options.sizeBytesMax) throw new BodyTooLarge(options.sizeBytesMax);
+          let offset = 0;
+          while (offset < piece.length) {
+            const take = Math.min(piece.length - offset, CHUNK_SIZE_BYTES - filled);
+            pieces.push(take === piece.length ? piece : piece.subarray(offset, offset + take));
+            if (sources[sources.length - 1] !== piece) {
+              sources.push(piece);
+              hold(piece);
+            }
+            filled += take;
+            offset += take;
+            if (filled === CHUNK_SIZE_BYTES) await flush();
+          }
+        } finally {
+          drop(piece);
         }
       }
       if (filled > 0) await flush();
       await Promise.all(inFlight);
     } catch (error) {
       await Promise.allSettled(inFlight);
+      for (const source of sources) drop(source);
+      sources = [];
       await this.deleteChunks(chunks.filter((chunk): chunk is ChunkRef => chunk !== undefined));
       throw error;
     }
@@ -180,8 +221,19 @@ export class DataRouter {
     return { chunks, sizeBytes };
   }
 
-  private async writeChunk(data: Buffer, ec: EcScheme | null, knownCrc32?: Promise<number>): Promise<ChunkRef> {
-    const checksum = knownCrc32 === undefined ? crc32(data) : await knownCrc32;
+  /**
+   * Write one chunk until its ack level is met, moving to another volume on failure. Every
+   * needle write started is added to `needleWrites`, so the caller knows when `data` is no
+   * longer read (writes past the ack level go on after this resolves).
+   */
+  private async writeChunk(
+    data: Buffer,
+    ec: EcScheme | null,
+    options: { knownCrc32: Promise<number> | undefined; needleWrites: Array<Promise<unknown>> },
+  ): Promise<ChunkRef> {
+    // Either way the CRC was computed over `data`'s own memory, which nothing changes while
+    // it is written: an in-process data node may take it without another pass.
+    const checksum = options.knownCrc32 === undefined ? crc32(data) : await options.knownCrc32;
     const needleId = newNeedleId();
     const wanted = codesChunk(ec, data.length) ? ec : null;
     // Shards depend only on the data and the scheme: encoded once, whichever volume takes them.
@@ -204,10 +256,11 @@ export class DataRouter {
       }
       try {
         if (target.ec === null) {
-          const input = { volumeId: target.volumeId, needleId, data, crc32: checksum };
+          const input: WriteNeedleInput = { volumeId: target.volumeId, needleId, data, crc32: checksum, crc32OfTheseBytes: true };
           await this.fanOut(
             target.replicas.map((store) => ({ store, input })),
             ackCountFor(this.ackLevel, target.replicas.length),
+            options.needleWrites,
           );
         } else {
           // A placement with one failure domain answers a coded request with a replicated volume.
@@ -218,9 +271,10 @@ export class DataRouter {
           await this.fanOut(
             target.replicas.map((store, shardIndex) => {
               const shard = encoded[shardIndex]!;
-              return { store, input: { volumeId: target.volumeId, needleId, data: shard.data, crc32: shard.crc32 } };
+              return { store, input: { volumeId: target.volumeId, needleId, data: shard.data, crc32: shard.crc32, crc32OfTheseBytes: true } };
             }),
             codedAckCount(this.ackLevel, wanted),
+            options.needleWrites,
           );
         }
         return { volumeId: target.volumeId, needleId, sizeBytes: data.length, crc32: checksum };
@@ -254,7 +308,7 @@ export class DataRouter {
    * placement as a missing needle, for repair. When the ack count cannot be met, the stores
    * that did take a needle are told to delete it (best effort; an orphan needle is harmless).
    */
-  private fanOut(writes: readonly NeedleWrite[], ackCount: number): Promise<void> {
+  private fanOut(writes: readonly NeedleWrite[], ackCount: number, started: Array<Promise<unknown>>): Promise<void> {
     const writeCount = writes.length;
     return new Promise<void>((resolve, reject) => {
       let acked = 0;
@@ -275,7 +329,9 @@ export class DataRouter {
       };
       for (const write of writes) {
         const { store, input } = write;
-        store.writeNeedle(input).then(
+        const needleWrite = store.writeNeedle(input);
+        started.push(needleWrite);
+        needleWrite.then(
           () => {
             acked += 1;
             written.push(write);

@@ -3,15 +3,26 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
-import { crc32, newChecksummer, MEBIBYTE } from "../base/index.js";
+import { CHUNK_SIZE_BYTES, chunkBufferPoolStats, crc32, newChecksummer, MEBIBYTE } from "../base/index.js";
 import { HASH_OFFLOAD_SIZE_BYTES_MIN, newBodyHasher } from "./body-hasher.js";
 
+/** Feed `body` in pieces, checking each chunk the hasher assembles against the body, then release it. */
 async function hashInPieces(body: Buffer, pieceSizeBytes: number): Promise<{ md5: Buffer; checksum: Buffer | undefined }> {
   const hasher = newBodyHasher({ checksumAlgorithm: "CRC32C", declaredSizeBytes: body.length });
+  let chunkStart = 0;
+  const check = async (chunk: Buffer) => {
+    assert.ok(chunk.equals(body.subarray(chunkStart, chunkStart + chunk.length)), `chunk at ${chunkStart} holds the body's bytes`);
+    assert.equal(await hasher.chunkCrc32(chunk), crc32(chunk), `crc32 of the chunk at ${chunkStart}`);
+    chunkStart += chunk.length;
+    hasher.releaseChunk(chunk);
+  };
   for (let offset = 0; offset < body.length; offset += pieceSizeBytes) {
     const waiting = hasher.update(body.subarray(offset, offset + pieceSizeBytes));
     if (waiting !== undefined) await waiting;
+    for (let chunk = hasher.takeChunk(false); chunk !== undefined; chunk = hasher.takeChunk(false)) await check(chunk);
   }
+  for (let chunk = hasher.takeChunk(true); chunk !== undefined; chunk = hasher.takeChunk(true)) await check(chunk);
+  assert.equal(chunkStart, hasher.assemblesChunks ? body.length : 0, "the chunks cover the body");
   return hasher.digests();
 }
 
@@ -33,30 +44,27 @@ test("a small body is hashed inline with the same result", async () => {
   assert.deepEqual(result.md5, createHash("md5").update(body).digest());
 });
 
-test("the hashing thread's range CRC32s equal zlib's CRC32 of each 4 MiB chunk and of the short last one", async () => {
-  const chunkSizeBytes = 4 * MEBIBYTE;
-  const body = randomBytes(2 * chunkSizeBytes + 777_777);
+test("chunks are full 4 MiB pooled buffers and a short last one; a chunk held is never handed to another body", async () => {
+  const body = randomBytes(2 * CHUNK_SIZE_BYTES + 777_777);
   const hasher = newBodyHasher({ checksumAlgorithm: undefined, declaredSizeBytes: body.length });
-  const pending: Array<{ startByte: number; lengthBytes: number; crc: Promise<number> | undefined }> = [];
-  let received = 0;
-  let chunkStart = 0;
+  const held: Buffer[] = [];
   for (let offset = 0; offset < body.length; offset += 65_536) {
-    const piece = body.subarray(offset, offset + 65_536);
-    const waiting = hasher.update(piece);
-    received += piece.length;
-    if (received - chunkStart === chunkSizeBytes) {
-      pending.push({ startByte: chunkStart, lengthBytes: chunkSizeBytes, crc: hasher.rangeCrc32(chunkStart, chunkSizeBytes) });
-      chunkStart = received;
-    }
+    const waiting = hasher.update(body.subarray(offset, offset + 65_536));
     if (waiting !== undefined) await waiting;
+    for (let chunk = hasher.takeChunk(false); chunk !== undefined; chunk = hasher.takeChunk(false)) held.push(chunk);
   }
-  pending.push({ startByte: chunkStart, lengthBytes: received - chunkStart, crc: hasher.rangeCrc32(chunkStart, received - chunkStart) });
-  assert.equal(hasher.rangeCrc32(1, 1000), undefined, "a range off the batch boundaries is left to the caller");
-  assert.equal(pending.length, 3);
-  for (const range of pending) {
-    assert.ok(range.crc !== undefined, `range at ${range.startByte} is known`);
-    assert.equal(await range.crc, crc32(body.subarray(range.startByte, range.startByte + range.lengthBytes)), `crc32 of range at ${range.startByte}`);
-  }
+  for (let chunk = hasher.takeChunk(true); chunk !== undefined; chunk = hasher.takeChunk(true)) held.push(chunk);
+  assert.deepEqual(held.map((chunk) => chunk.length), [CHUNK_SIZE_BYTES, CHUNK_SIZE_BYTES, 777_777]);
+  const crcs = await Promise.all(held.map((chunk) => hasher.chunkCrc32(chunk)));
+  held.forEach((chunk, index) => assert.equal(crcs[index], crc32(body.subarray(index * CHUNK_SIZE_BYTES, index * CHUNK_SIZE_BYTES + chunk.length))));
+  // Other bodies fill and release many chunks meanwhile: none may land in the held buffers.
+  for (let round = 0; round < 3; round++) await hashInPieces(randomBytes(5 * CHUNK_SIZE_BYTES), 1_000_003);
+  held.forEach((chunk, index) => assert.ok(chunk.equals(body.subarray(index * CHUNK_SIZE_BYTES, index * CHUNK_SIZE_BYTES + chunk.length)), `held chunk ${index} unchanged`));
+  assert.throws(() => hasher.releaseChunk(Buffer.alloc(10)), /released once/, "a buffer this hasher never handed out is refused");
+  const freeBefore = chunkBufferPoolStats().freeCount;
+  for (const chunk of held) hasher.releaseChunk(chunk);
+  assert.ok(chunkBufferPoolStats().freeCount >= freeBefore + 2, "released chunks go back to the pool once hashed");
+  assert.throws(() => hasher.releaseChunk(held[0]!), /released once/, "a second release is refused");
   const digests = await hasher.digests();
-  assert.deepEqual(digests.md5, createHash("md5").update(body).digest(), "md5 still covers the whole body");
+  assert.deepEqual(digests.md5, createHash("md5").update(body).digest(), "md5 covers the whole body");
 });

@@ -5,24 +5,38 @@
  * alone runs at about one core's worth of bytes, so inline it capped a large PUT at well under
  * MD5's speed, and it stalled the loop for every other request.
  *
- * Offloading costs one copy of the body (into transferred batches); the copy is far cheaper than
- * the hash. At most HASH_BYTES_IN_FLIGHT_MAX per body wait for the worker: beyond that `update`
- * waits, which is backpressure all the way to the client's socket.
+ * An offloaded body is copied once, into pooled chunk buffers (shared memory, see
+ * chunk-buffer-pool.ts) that the thread hashes in place, range by range, and that are the
+ * chunks the data path writes: no second copy to assemble chunks, no 4 MiB allocation per chunk,
+ * and each chunk's CRC32 (for its needle) is computed by the thread over the very bytes written,
+ * so the in-process data node need not check it again. At most HASH_BYTES_IN_FLIGHT_MAX per body
+ * wait for the worker: beyond that `update` waits, which is backpressure all the way to the
+ * client's socket.
  */
 import { createHash, type Hash } from "node:crypto";
 import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
-import { assert, crc32Combine, MEBIBYTE, newChecksummer, type ChecksumAlgorithm, type Checksummer } from "../base/index.js";
+import {
+  assert,
+  CHUNK_SIZE_BYTES,
+  chunkBufferRef,
+  crc32Combine,
+  MEBIBYTE,
+  newChecksummer,
+  releaseChunkBuffer,
+  takeChunkBuffer,
+  type ChecksumAlgorithm,
+  type Checksummer,
+  type ChunkBuffer,
+} from "../base/index.js";
 import type { HashWorkerReply, HashWorkerRequest } from "./hash-worker.js";
 
 /** Bodies at least this large (as declared) are hashed on a worker thread. */
 export const HASH_OFFLOAD_SIZE_BYTES_MIN = 1 * MEBIBYTE;
-/** Bytes copied into one message to the worker: large enough that messaging costs nothing. */
+/** Bytes of a chunk hashed per message to the worker: large enough that messaging costs nothing. */
 const HASH_BATCH_SIZE_BYTES = 1 * MEBIBYTE;
 /** Bytes of one body sent but not yet hashed; `update` waits beyond it. */
 const HASH_BYTES_IN_FLIGHT_MAX = 8 * MEBIBYTE;
-/** Batch buffers kept for reuse once the worker hands them back; more are allocated on demand. */
-const HASH_BATCH_POOL_COUNT_MAX = 32;
 /** Hashing threads: the cores left beside the event loop, at least one, at most this many. */
 const HASH_WORKER_COUNT_MAX = 4;
 
@@ -34,14 +48,26 @@ export interface BodyDigests {
 export interface BodyHasher {
   /** Resolves at once unless too many bytes wait for the worker. */
   update(piece: Buffer): Promise<void> | undefined;
-  digests(): Promise<BodyDigests>;
+  /** Whether this hasher assembles the body's chunks (large bodies) or the caller writes the pieces it passes to `update`. */
+  readonly assemblesChunks: boolean;
   /**
-   * CRC32 of body bytes [startByte, startByte + lengthBytes), already passed to `update`, from
-   * the hashing thread's per-batch CRCs; undefined when hashing is inline or the range does not
-   * start and end on batch boundaries (the caller then computes it).
+   * The next chunk ready to be written, in body order: each full CHUNK_SIZE_BYTES chunk once
+   * filled and, with `end` (the body is over), the short last one; undefined when none is ready
+   * (always, unless assemblesChunks).
    */
-  rangeCrc32(startByte: number, lengthBytes: number): Promise<number> | undefined;
-  /** The body failed: drop the worker's state. */
+  takeChunk(end: boolean): Buffer | undefined;
+  /**
+   * CRC32 of a chunk takeChunk returned, computed by the hashing thread over that very memory
+   * (not a copy), or undefined (the caller then computes it).
+   */
+  chunkCrc32(chunk: Buffer): Promise<number> | undefined;
+  /**
+   * The caller is done with a chunk takeChunk returned (every write of it settled): its buffer
+   * goes back to the pool. Exactly once per chunk, also when the body fails.
+   */
+  releaseChunk(chunk: Buffer): void;
+  digests(): Promise<BodyDigests>;
+  /** The body failed: drop the worker's state and the chunks not yet taken. */
   abandon(): void;
 }
 
@@ -70,38 +96,55 @@ class InlineHasher implements BodyHasher {
     return { md5: this.md5.digest(), checksum: this.checksummer?.digest() };
   }
 
-  rangeCrc32(): undefined {
+  readonly assemblesChunks = false;
+
+  takeChunk(): undefined {
     return undefined;
   }
+
+  chunkCrc32(): undefined {
+    return undefined;
+  }
+
+  releaseChunk(): void {}
 
   abandon(): void {}
 }
 
-/** A batch sent to the hashing thread: where it lies in the body, and its CRC32 once hashed. */
-interface SentBatch {
-  startByte: number;
+/** A range of a chunk sent to the hashing thread, and its CRC32 once hashed. */
+interface SentRange {
+  chunk: ChunkState;
   sizeBytes: number;
   crc32: number | undefined;
 }
 
+/** A chunk buffer of this body: being filled, ready, or handed to the caller. */
+interface ChunkState {
+  buffer: ChunkBuffer;
+  filledBytes: number;
+  /** Bytes of the chunk already sent to the hashing thread (from its start). */
+  sentBytes: number;
+  ranges: SentRange[];
+  crcWaiters: Array<{ resolve: (crc32: number) => void; reject: (error: Error) => void }>;
+  /** The caller released it; it goes back to the pool once the thread has hashed all of it. */
+  releaseRequested: boolean;
+}
+
 class OffloadedHasher implements BodyHasher {
   private readonly jobId: number;
-  private batch: Uint8Array | undefined;
-  private batchFilledBytes = 0;
-  /** Body bytes already in sent batches. */
-  private sentBytes = 0;
-  /** Batches sent and not yet consumed by rangeCrc32, in body order; the worker answers in order. */
-  private readonly sent: SentBatch[] = [];
-  /** Index in `sent` of the next batch the worker will acknowledge. */
-  private nextHashedIndex = 0;
-  /** The end of the furthest range rangeCrc32 was asked for. */
-  private requestedUpToByte = 0;
-  private readonly crcWaiters: Array<{ batches: SentBatch[]; resolve: (crc32: number) => void; reject: (error: Error) => void }> = [];
+  private filling: ChunkState | undefined;
+  /** Full chunks (and, at the end, the last one) not yet taken by the caller. */
+  private readonly ready: ChunkState[] = [];
+  /** Chunks handed to the caller, by the Buffer it was given. */
+  private readonly handedOut = new Map<Buffer, ChunkState>();
+  /** Ranges sent and not yet hashed, in body order; the worker answers in order. */
+  private readonly unhashed: SentRange[] = [];
   private bytesInFlight = 0;
   private drained: (() => void) | undefined;
   private finished: { resolve: (digests: BodyDigests) => void; reject: (error: Error) => void } | undefined;
   private failure: Error | undefined;
   private ended = false;
+  private abandoned = false;
 
   constructor(
     private readonly worker: HashWorker,
@@ -114,19 +157,62 @@ class OffloadedHasher implements BodyHasher {
     assert(!this.ended, "no update after digests");
     let offset = 0;
     while (offset < piece.length) {
-      this.batch ??= takeBatch();
-      const take = Math.min(piece.length - offset, HASH_BATCH_SIZE_BYTES - this.batchFilledBytes);
-      this.batch.set(piece.subarray(offset, offset + take), this.batchFilledBytes);
-      this.batchFilledBytes += take;
+      const chunk = (this.filling ??= newChunkState());
+      const take = Math.min(piece.length - offset, CHUNK_SIZE_BYTES - chunk.filledBytes);
+      chunk.buffer.bytes.set(piece.subarray(offset, offset + take), chunk.filledBytes);
+      chunk.filledBytes += take;
       offset += take;
-      if (this.batchFilledBytes === HASH_BATCH_SIZE_BYTES) this.sendBatch();
+      if (chunk.filledBytes - chunk.sentBytes >= HASH_BATCH_SIZE_BYTES) this.sendRange(chunk);
+      if (chunk.filledBytes === CHUNK_SIZE_BYTES) {
+        if (chunk.sentBytes < chunk.filledBytes) this.sendRange(chunk);
+        this.ready.push(chunk);
+        this.filling = undefined;
+      }
     }
     if (this.bytesInFlight <= HASH_BYTES_IN_FLIGHT_MAX) return undefined;
     return new Promise<void>((resolve) => (this.drained = resolve));
   }
 
+  readonly assemblesChunks = true;
+
+  takeChunk(end: boolean): Buffer | undefined {
+    if (end && this.filling !== undefined) {
+      const last = this.filling;
+      this.filling = undefined;
+      if (last.filledBytes === 0) releaseChunkBuffer(last.buffer);
+      else {
+        if (last.sentBytes < last.filledBytes) this.sendRange(last);
+        this.ready.push(last);
+      }
+    }
+    const chunk = this.ready.shift();
+    if (chunk === undefined) return undefined;
+    const bytes = chunk.filledBytes === CHUNK_SIZE_BYTES ? chunk.buffer.bytes : chunk.buffer.bytes.subarray(0, chunk.filledBytes);
+    this.handedOut.set(bytes, chunk);
+    return bytes;
+  }
+
+  chunkCrc32(chunkBytes: Buffer): Promise<number> | undefined {
+    const chunk = this.handedOut.get(chunkBytes);
+    if (chunk === undefined || this.failure !== undefined) return undefined;
+    return new Promise<number>((resolve, reject) => {
+      chunk.crcWaiters.push({ resolve, reject });
+      settleChunk(chunk);
+    });
+  }
+
+  releaseChunk(chunkBytes: Buffer): void {
+    const chunk = this.handedOut.get(chunkBytes);
+    assert(chunk !== undefined, "a chunk is released once, by whoever took it");
+    this.handedOut.delete(chunkBytes);
+    chunk.releaseRequested = true;
+    // Not before the thread has read all of it: the next taker's bytes must not enter this MD5.
+    if (this.failure !== undefined || this.abandoned) releaseChunkBuffer(chunk.buffer);
+    else settleChunk(chunk);
+  }
+
   digests(): Promise<BodyDigests> {
-    if (this.batchFilledBytes > 0) this.sendBatch();
+    assert(this.filling === undefined && this.ready.length === 0, "every chunk was taken before the digests");
     this.ended = true;
     return new Promise<BodyDigests>((resolve, reject) => {
       if (this.failure !== undefined) return reject(this.failure);
@@ -135,70 +221,29 @@ class OffloadedHasher implements BodyHasher {
     });
   }
 
-  rangeCrc32(startByte: number, lengthBytes: number): Promise<number> | undefined {
-    if (this.failure !== undefined || lengthBytes === 0) return undefined;
-    const endByte = startByte + lengthBytes;
-    // The range's tail sits in the batch being filled: send it now (only the body's last chunk
-    // ends off a batch boundary, so later batches keep their alignment in practice; each
-    // batch records where it starts in any case).
-    if (endByte > this.sentBytes && endByte === this.sentBytes + this.batchFilledBytes) this.sendBatch();
-    const first = this.sent.findIndex((batch) => batch.startByte === startByte);
-    if (first < 0) return undefined;
-    const batches: SentBatch[] = [];
-    let coveredBytes = startByte;
-    for (let index = first; index < this.sent.length && coveredBytes < endByte; index++) {
-      batches.push(this.sent[index]!);
-      coveredBytes += this.sent[index]!.sizeBytes;
-    }
-    if (coveredBytes !== endByte) return undefined;
-    this.requestedUpToByte = Math.max(this.requestedUpToByte, endByte);
-    return new Promise<number>((resolve, reject) => {
-      this.crcWaiters.push({ batches, resolve, reject });
-      this.settleCrcWaiters();
-    });
-  }
-
-  private settleCrcWaiters(): void {
-    for (let index = 0; index < this.crcWaiters.length; ) {
-      const waiter = this.crcWaiters[index]!;
-      if (waiter.batches.some((batch) => batch.crc32 === undefined)) {
-        index++;
-        continue;
-      }
-      this.crcWaiters.splice(index, 1);
-      let value = waiter.batches[0]!.crc32!;
-      for (const batch of waiter.batches.slice(1)) value = crc32Combine(value, batch.crc32!, batch.sizeBytes);
-      waiter.resolve(value);
-    }
-    this.forgetConsumedBatches();
-  }
-
-  /** Batches hashed and wholly before every range asked for or waiting are not needed again. */
-  private forgetConsumedBatches(): void {
-    let keepFromByte = this.requestedUpToByte;
-    for (const waiter of this.crcWaiters) keepFromByte = Math.min(keepFromByte, waiter.batches[0]!.startByte);
-    let drop = 0;
-    while (drop < this.nextHashedIndex && this.sent[drop]!.startByte + this.sent[drop]!.sizeBytes <= keepFromByte) drop++;
-    if (drop > 0) {
-      this.sent.splice(0, drop);
-      this.nextHashedIndex -= drop;
-    }
-  }
-
   abandon(): void {
+    // Chunks the caller never took go back now; the thread may still read them for this job,
+    // whose digests nobody will use.
+    if (this.filling !== undefined) releaseChunkBuffer(this.filling.buffer);
+    this.filling = undefined;
+    for (const chunk of this.ready.splice(0)) releaseChunkBuffer(chunk.buffer);
+    this.abandoned = true;
+    // Released chunks still waiting for their hashes: no more answers come for this job.
+    for (const range of this.unhashed.splice(0)) {
+      if (range.chunk.releaseRequested && range.chunk.buffer.isTaken) releaseChunkBuffer(range.chunk.buffer);
+    }
     if (this.ended) return;
     this.ended = true;
     this.worker.end(this.jobId);
     this.worker.forget(this.jobId);
   }
 
-  /** From the worker: a batch was hashed. */
+  /** From the worker: the oldest unhashed range was hashed. */
   onHashed(sizeBytes: number, crc32: number): void {
-    const batch = this.sent[this.nextHashedIndex];
-    assert(batch !== undefined && batch.sizeBytes === sizeBytes, "the hashing thread answers batches in order");
-    batch.crc32 = crc32;
-    this.nextHashedIndex += 1;
-    this.settleCrcWaiters();
+    const range = this.unhashed.shift();
+    assert(range !== undefined && range.sizeBytes === sizeBytes, "the hashing thread answers ranges in order");
+    range.crc32 = crc32;
+    settleChunk(range.chunk);
     this.bytesInFlight -= sizeBytes;
     if (this.drained !== undefined && this.bytesInFlight <= HASH_BYTES_IN_FLIGHT_MAX) {
       const resolve = this.drained;
@@ -212,25 +257,44 @@ class OffloadedHasher implements BodyHasher {
     this.finished?.resolve(digests);
   }
 
-  /** The worker died: the digests never come. */
+  /** The worker died: the digests and CRCs never come. */
   onFailed(error: Error): void {
     this.failure = error;
     this.finished?.reject(error);
-    for (const waiter of this.crcWaiters.splice(0)) waiter.reject(error);
+    const chunks = new Set(this.unhashed.splice(0).map((range) => range.chunk));
+    for (const chunk of this.handedOut.values()) chunks.add(chunk);
+    for (const chunk of chunks) {
+      for (const waiter of chunk.crcWaiters.splice(0)) waiter.reject(error);
+      if (chunk.releaseRequested && chunk.buffer.isTaken) releaseChunkBuffer(chunk.buffer);
+    }
     this.drained?.();
     this.drained = undefined;
   }
 
-  private sendBatch(): void {
-    const batch = this.batch!;
-    const sizeBytes = this.batchFilledBytes;
-    this.batch = undefined;
-    this.batchFilledBytes = 0;
-    this.sent.push({ startByte: this.sentBytes, sizeBytes, crc32: undefined });
-    this.sentBytes += sizeBytes;
+  private sendRange(chunk: ChunkState): void {
+    const sizeBytes = chunk.filledBytes - chunk.sentBytes;
+    const range: SentRange = { chunk, sizeBytes, crc32: undefined };
+    chunk.ranges.push(range);
+    this.unhashed.push(range);
     this.bytesInFlight += sizeBytes;
-    this.worker.update(this.jobId, batch.buffer as ArrayBuffer, sizeBytes);
+    this.worker.update(this.jobId, chunk.buffer, chunk.sentBytes, sizeBytes);
+    chunk.sentBytes = chunk.filledBytes;
   }
+}
+
+function newChunkState(): ChunkState {
+  return { buffer: takeChunkBuffer(), filledBytes: 0, sentBytes: 0, ranges: [], crcWaiters: [], releaseRequested: false };
+}
+
+/** Answer a chunk's CRC waiters and return its buffer to the pool once the thread hashed all of it. */
+function settleChunk(chunk: ChunkState): void {
+  if (chunk.sentBytes < chunk.filledBytes || chunk.ranges.some((range) => range.crc32 === undefined)) return;
+  if (chunk.crcWaiters.length > 0) {
+    let value = chunk.ranges[0]!.crc32!;
+    for (const range of chunk.ranges.slice(1)) value = crc32Combine(value, range.crc32!, range.sizeBytes);
+    for (const waiter of chunk.crcWaiters.splice(0)) waiter.resolve(value);
+  }
+  if (chunk.releaseRequested && chunk.buffer.isTaken) releaseChunkBuffer(chunk.buffer);
 }
 
 /** One hashing thread; several bodies share it, each a job with its own id. */
@@ -238,12 +302,15 @@ class HashWorker {
   private worker: Worker;
   private readonly jobs = new Map<number, OffloadedHasher>();
   private nextJobId = 1;
+  /** Pooled chunk buffers the thread has been sent (it keeps their memory; later messages name the id). */
+  private knownBuffers = new Set<number>();
 
   constructor() {
     this.worker = this.start();
   }
 
   private start(): Worker {
+    this.knownBuffers = new Set<number>();
     const worker = new Worker(new URL("./hash-worker.js", import.meta.url));
     worker.unref();
     worker.on("error", (error) => {
@@ -254,7 +321,6 @@ class HashWorker {
       for (const job of failed) job.onFailed(error);
     });
     worker.on("message", (reply: HashWorkerReply) => {
-      if (reply.kind === "hashed") returnBatch(reply.batch);
       const job = this.jobs.get(reply.jobId);
       if (job === undefined) return; // abandoned
       if (reply.kind === "hashed") job.onHashed(reply.sizeBytes, reply.crc32);
@@ -279,8 +345,8 @@ class HashWorker {
     return jobId;
   }
 
-  update(jobId: number, batch: ArrayBuffer, sizeBytes: number): void {
-    this.post({ kind: "update", jobId, batch, sizeBytes }, [batch]);
+  update(jobId: number, buffer: ChunkBuffer, offsetBytes: number, sizeBytes: number): void {
+    this.post({ kind: "update", jobId, buffer: chunkBufferRef(buffer, this.knownBuffers), offsetBytes, sizeBytes });
   }
 
   end(jobId: number): void {
@@ -293,25 +359,9 @@ class HashWorker {
     if (this.jobs.size === 0) this.worker.unref();
   }
 
-  private post(request: HashWorkerRequest, transfer: ArrayBuffer[] = []): void {
-    this.worker.postMessage(request, transfer);
+  private post(request: HashWorkerRequest): void {
+    this.worker.postMessage(request);
   }
-}
-
-/**
- * Batches come back from the worker and are reused: allocating a fresh 1 MiB buffer per batch
- * (zero-filled, outside the heap) made garbage collection a tenth of a large PUT's main thread.
- */
-const batchPool: ArrayBuffer[] = [];
-
-function takeBatch(): Uint8Array {
-  const recycled = batchPool.pop();
-  // allocUnsafeSlow: an ArrayBuffer of its own (transferable), not zero-filled.
-  return recycled !== undefined ? new Uint8Array(recycled) : new Uint8Array(Buffer.allocUnsafeSlow(HASH_BATCH_SIZE_BYTES).buffer, 0, HASH_BATCH_SIZE_BYTES);
-}
-
-function returnBatch(batch: ArrayBuffer): void {
-  if (batch.byteLength === HASH_BATCH_SIZE_BYTES && batchPool.length < HASH_BATCH_POOL_COUNT_MAX) batchPool.push(batch);
 }
 
 let workers: HashWorker[] | undefined;
@@ -323,3 +373,5 @@ function pool(): HashWorker {
   for (const worker of workers) if (worker.jobCount < best.jobCount) best = worker;
   return best;
 }
+
+assert(CHUNK_SIZE_BYTES % HASH_BATCH_SIZE_BYTES === 0, "hash ranges tile a chunk");

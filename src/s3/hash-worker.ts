@@ -5,21 +5,20 @@
  */
 import { createHash, type Hash } from "node:crypto";
 import { parentPort } from "node:worker_threads";
-import { crc32, newChecksummer, type ChecksumAlgorithm, type Checksummer } from "../base/index.js";
+import { crc32, newChecksummer, resolveChunkBufferRef, type ChecksumAlgorithm, type Checksummer, type ChunkBufferRef } from "../base/index.js";
 
 export type HashWorkerRequest =
   | { kind: "begin"; jobId: number; checksumAlgorithm: ChecksumAlgorithm | undefined }
-  /** The first `sizeBytes` of `batch` are the body's next bytes. */
-  | { kind: "update"; jobId: number; batch: ArrayBuffer; sizeBytes: number }
+  /** Bytes [offsetBytes, offsetBytes + sizeBytes) of a chunk buffer are the body's next bytes. */
+  | { kind: "update"; jobId: number; buffer: ChunkBufferRef; offsetBytes: number; sizeBytes: number }
   | { kind: "end"; jobId: number };
 
 export type HashWorkerReply =
   /**
-   * `batch` travels back, so the sender reuses it instead of allocating (and collecting) another.
-   * `crc32` is the batch's CRC32: the data path builds each chunk's needle CRC from these, so the
-   * event loop makes no CRC pass of its own over a large body.
+   * `crc32` is the range's CRC32, over the chunk buffer's own memory: the data path builds each
+   * chunk's needle CRC from these, so the event loop makes no CRC pass of its own over a large body.
    */
-  | { kind: "hashed"; jobId: number; sizeBytes: number; batch: ArrayBuffer; crc32: number }
+  | { kind: "hashed"; jobId: number; sizeBytes: number; crc32: number }
   | { kind: "digests"; jobId: number; md5: Uint8Array; checksum: Uint8Array | undefined };
 
 interface Job {
@@ -28,6 +27,8 @@ interface Job {
 }
 
 const jobs = new Map<number, Job>();
+/** Pooled chunk buffers' memory, by id (sent once per buffer). */
+const chunkBuffers = new Map<number, SharedArrayBuffer>();
 const port = parentPort!;
 
 port.on("message", (request: HashWorkerRequest) => {
@@ -40,11 +41,11 @@ port.on("message", (request: HashWorkerRequest) => {
       return;
     case "update": {
       const job = jobs.get(request.jobId);
-      const bytes = new Uint8Array(request.batch, 0, request.sizeBytes);
+      const bytes = new Uint8Array(resolveChunkBufferRef(request.buffer, chunkBuffers), request.offsetBytes, request.sizeBytes);
       job?.md5.update(bytes);
       job?.checksummer?.update(bytes);
-      const reply: HashWorkerReply = { kind: "hashed", jobId: request.jobId, sizeBytes: request.sizeBytes, batch: request.batch, crc32: crc32(bytes) };
-      port.postMessage(reply, [request.batch]);
+      const reply: HashWorkerReply = { kind: "hashed", jobId: request.jobId, sizeBytes: request.sizeBytes, crc32: crc32(bytes) };
+      port.postMessage(reply);
       return;
     }
     case "end": {

@@ -83,12 +83,17 @@ export async function receiveBody(
   // iterator throws on such errors by itself.
   const body: Readable = decoder === undefined ? ctx.req : (pipeline(ctx.req, decoder, () => undefined) as Readable);
   const hasher = newBodyHasher({ checksumAlgorithm: checksumRequest?.algorithm, declaredSizeBytes });
+  // A large body comes out of the hasher as the chunks it assembled (and hashed in place);
+  // a small one as the pieces received.
   async function* hashed(): AsyncGenerator<Buffer> {
     for await (const piece of body as AsyncIterable<Buffer>) {
       const waiting = hasher.update(piece);
       if (waiting !== undefined) await waiting;
-      yield piece;
+      if (!hasher.assemblesChunks) yield piece;
+      // One at a time: a chunk taken is yielded at once, so the data path owns (and releases) it.
+      else for (let chunk = hasher.takeChunk(false); chunk !== undefined; chunk = hasher.takeChunk(false)) yield chunk;
     }
+    for (let chunk = hasher.takeChunk(true); chunk !== undefined; chunk = hasher.takeChunk(true)) yield chunk;
   }
   // A small plain body is read whole by events and hashed inline: two async generators and a
   // stream iterator per request cost a small PUT more than hashing it.
@@ -110,7 +115,8 @@ export async function receiveBody(
     written = await services.dataRouter.writeBody(small ? await wholeHashed() : hashed(), {
       sizeBytesMax,
       ec,
-      rangeCrc32: (startByte, lengthBytes) => hasher.rangeCrc32(startByte, lengthBytes),
+      pieceCrc32: (piece) => hasher.chunkCrc32(piece),
+      releasePiece: (piece) => hasher.releaseChunk(piece),
     });
   } catch (error) {
     hasher.abandon();

@@ -1,0 +1,103 @@
+/**
+ * Chunk-sized buffers reused across requests, for the large-object paths (PUT bodies assembled
+ * for hashing and writing, needles read for GET). Allocating a fresh 4 MiB buffer per chunk made
+ * the garbage collector the largest source of event-loop stalls: every such buffer counts as
+ * external memory, and V8 answers about every 64 MiB of it with a full mark-compact.
+ *
+ * Each buffer is backed by a SharedArrayBuffer, so a worker thread (hashing, needle reads) works
+ * on the same memory without a copy or a transfer. Workers learn a pooled buffer once (its id
+ * and memory) and are sent only its id afterwards (see chunkBufferRef), so no per-message
+ * wrapper is created on either side.
+ *
+ * At most CHUNK_BUFFER_POOL_COUNT_MAX buffers are pooled; past that, `take` hands out ephemeral
+ * ones that are dropped on release (a slow client holding pooled buffers then costs garbage
+ * collection again, never a wait or a deadlock).
+ *
+ * Ownership: whoever takes a buffer releases it exactly once, after every reader and writer of
+ * its bytes is done (socket writes flushed, file writes settled, worker hashes answered). A
+ * second release, or using a buffer after releasing it, is a bug: the pool hands it to the
+ * next taker, whose bytes would then change under the first.
+ */
+import { assert } from "./assert.js";
+import { CHUNK_SIZE_BYTES } from "./limits.js";
+
+/** Buffers kept for reuse (64 MiB): enough for two large PUTs and a few GETs at full speed. */
+export const CHUNK_BUFFER_POOL_COUNT_MAX = 16;
+
+export class ChunkBuffer {
+  /** Whether the buffer is handed out now (between take and release). */
+  private taken = true;
+  /** The whole buffer (CHUNK_SIZE_BYTES) as a Buffer over the shared memory. */
+  readonly bytes: Buffer;
+
+  constructor(
+    /** Positive for a pooled buffer (workers cache its memory by id); 0 for an ephemeral one. */
+    readonly id: number,
+    readonly shared: SharedArrayBuffer,
+  ) {
+    this.bytes = Buffer.from(shared, 0, shared.byteLength);
+  }
+
+  get isTaken(): boolean {
+    return this.taken;
+  }
+
+  /** @internal the pool's bookkeeping */
+  markTaken(taken: boolean): void {
+    this.taken = taken;
+  }
+}
+
+const free: ChunkBuffer[] = [];
+let pooledCount = 0;
+
+/** A chunk-sized buffer nobody else holds; its contents are whatever the last holder left. */
+export function takeChunkBuffer(): ChunkBuffer {
+  const reused = free.pop();
+  if (reused !== undefined) {
+    assert(!reused.isTaken, "a free chunk buffer is not handed out");
+    reused.markTaken(true);
+    return reused;
+  }
+  if (pooledCount < CHUNK_BUFFER_POOL_COUNT_MAX) {
+    pooledCount += 1;
+    return new ChunkBuffer(pooledCount, new SharedArrayBuffer(CHUNK_SIZE_BYTES));
+  }
+  return new ChunkBuffer(0, new SharedArrayBuffer(CHUNK_SIZE_BYTES));
+}
+
+/** Give a buffer back: its bytes may be overwritten by the next taker from now on. */
+export function releaseChunkBuffer(buffer: ChunkBuffer): void {
+  assert(buffer.isTaken, "a chunk buffer is released once per take");
+  buffer.markTaken(false);
+  if (buffer.id > 0) free.push(buffer);
+}
+
+/** Pool statistics, for tests: buffers created for the pool, and of those the ones free now. */
+export function chunkBufferPoolStats(): { pooledCount: number; freeCount: number } {
+  return { pooledCount, freeCount: free.length };
+}
+
+/** How a message to a worker names a chunk buffer: its memory only the first time (or always, if ephemeral). */
+export interface ChunkBufferRef {
+  id: number;
+  shared: SharedArrayBuffer | undefined;
+}
+
+/** The reference to send to a worker that already knows the pooled buffers in `known` (updated). */
+export function chunkBufferRef(buffer: ChunkBuffer, known: Set<number>): ChunkBufferRef {
+  if (buffer.id > 0 && known.has(buffer.id)) return { id: buffer.id, shared: undefined };
+  if (buffer.id > 0) known.add(buffer.id);
+  return { id: buffer.id, shared: buffer.shared };
+}
+
+/** Worker side of chunkBufferRef: the memory a reference names, remembering pooled buffers in `cache`. */
+export function resolveChunkBufferRef(ref: ChunkBufferRef, cache: Map<number, SharedArrayBuffer>): SharedArrayBuffer {
+  if (ref.shared !== undefined) {
+    if (ref.id > 0) cache.set(ref.id, ref.shared);
+    return ref.shared;
+  }
+  const shared = cache.get(ref.id);
+  assert(shared !== undefined, "a worker is sent a pooled buffer's memory before its id alone");
+  return shared;
+}
