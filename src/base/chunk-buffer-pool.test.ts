@@ -1,13 +1,14 @@
 // The pool must never hand out a buffer that is still held, and must refuse a double release.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { CHUNK_BUFFER_POOL_COUNT_MAX, CHUNK_SIZE_BYTES, chunkBufferRef, releaseChunkBuffer, resolveChunkBufferRef, takeChunkBuffer, type ChunkBuffer } from "./index.js";
+import { CHUNK_BUFFER_POOL_COUNT_MAX, CHUNK_BUFFER_SIZE_BYTES, CHUNK_SIZE_BYTES, releaseChunkBufferOf, chunkBufferRef, releaseChunkBuffer, resolveChunkBufferRef, takeChunkBuffer, type ChunkBuffer } from "./index.js";
 
 test("a taken chunk buffer is never handed out again until released; past the pool, buffers are ephemeral", () => {
   const held: ChunkBuffer[] = [];
   for (let index = 0; index < CHUNK_BUFFER_POOL_COUNT_MAX + 3; index++) {
     const buffer = takeChunkBuffer();
-    assert.equal(buffer.bytes.length, CHUNK_SIZE_BYTES);
+    assert.equal(buffer.bytes.length, CHUNK_BUFFER_SIZE_BYTES);
+    assert.ok(buffer.bytes.length > CHUNK_SIZE_BYTES, "room for a needle's framing");
     buffer.bytes.fill(index & 0xff, 0, 16);
     held.push(buffer);
   }
@@ -42,4 +43,12 @@ test("a worker is sent a pooled buffer's memory once, then its id", () => {
   assert.equal(second.shared, undefined);
   assert.equal(resolveChunkBufferRef(second, cache), buffer.shared);
   releaseChunkBuffer(buffer);
+});
+
+test("releaseChunkBufferOf releases the chunk buffer a view belongs to, once, and ignores plain memory", () => {
+  const buffer = takeChunkBuffer();
+  assert.equal(releaseChunkBufferOf(Buffer.alloc(16)), false, "plain memory is not a chunk buffer");
+  assert.equal(releaseChunkBufferOf(buffer.bytes.subarray(28, 1000)), true);
+  assert.equal(buffer.isTaken, false);
+  assert.throws(() => releaseChunkBufferOf(buffer.bytes), /released once/, "a second release is refused");
 });

@@ -20,14 +20,21 @@
  */
 import { assert } from "./assert.js";
 import { CHUNK_SIZE_BYTES } from "./limits.js";
+import { KIBIBYTE } from "./units.js";
 
-/** Buffers kept for reuse (64 MiB): enough for two large PUTs and a few GETs at full speed. */
-export const CHUNK_BUFFER_POOL_COUNT_MAX = 16;
+/**
+ * A chunk buffer holds a whole chunk and the needle framing around it (header, checksum,
+ * padding), so a large needle is read from its volume into one buffer with one pread.
+ */
+export const CHUNK_BUFFER_HEADROOM_BYTES = 4 * KIBIBYTE;
+export const CHUNK_BUFFER_SIZE_BYTES = CHUNK_SIZE_BYTES + CHUNK_BUFFER_HEADROOM_BYTES;
+/** Buffers kept for reuse (128 MiB, resident only once used): enough for 16 concurrent 1 MiB PUTs, or a few large PUTs and GETs, at full speed. */
+export const CHUNK_BUFFER_POOL_COUNT_MAX = 32;
 
 export class ChunkBuffer {
   /** Whether the buffer is handed out now (between take and release). */
   private taken = true;
-  /** The whole buffer (CHUNK_SIZE_BYTES) as a Buffer over the shared memory. */
+  /** The whole buffer (CHUNK_BUFFER_SIZE_BYTES) as a Buffer over the shared memory. */
   readonly bytes: Buffer;
 
   constructor(
@@ -36,6 +43,7 @@ export class ChunkBuffer {
     readonly shared: SharedArrayBuffer,
   ) {
     this.bytes = Buffer.from(shared, 0, shared.byteLength);
+    byMemory.set(shared, this);
   }
 
   get isTaken(): boolean {
@@ -49,6 +57,8 @@ export class ChunkBuffer {
 }
 
 const free: ChunkBuffer[] = [];
+/** Every chunk buffer by its memory, so a view of one can be released (releaseChunkBufferOf). */
+const byMemory = new WeakMap<ArrayBufferLike, ChunkBuffer>();
 let pooledCount = 0;
 
 /** A chunk-sized buffer nobody else holds; its contents are whatever the last holder left. */
@@ -61,9 +71,9 @@ export function takeChunkBuffer(): ChunkBuffer {
   }
   if (pooledCount < CHUNK_BUFFER_POOL_COUNT_MAX) {
     pooledCount += 1;
-    return new ChunkBuffer(pooledCount, new SharedArrayBuffer(CHUNK_SIZE_BYTES));
+    return new ChunkBuffer(pooledCount, new SharedArrayBuffer(CHUNK_BUFFER_SIZE_BYTES));
   }
-  return new ChunkBuffer(0, new SharedArrayBuffer(CHUNK_SIZE_BYTES));
+  return new ChunkBuffer(0, new SharedArrayBuffer(CHUNK_BUFFER_SIZE_BYTES));
 }
 
 /** Give a buffer back: its bytes may be overwritten by the next taker from now on. */
@@ -71,6 +81,23 @@ export function releaseChunkBuffer(buffer: ChunkBuffer): void {
   assert(buffer.isTaken, "a chunk buffer is released once per take");
   buffer.markTaken(false);
   if (buffer.id > 0) free.push(buffer);
+}
+
+/**
+ * Release the chunk buffer `bytes` is a view of, when it is one and is taken; plain memory is
+ * left alone. For bytes handed through layers that do not know where they came from (a needle
+ * read into a chunk buffer, sent to a client): only their final consumer may call this.
+ */
+export function releaseChunkBufferOf(bytes: Uint8Array): boolean {
+  const buffer = byMemory.get(bytes.buffer);
+  if (buffer === undefined) return false;
+  releaseChunkBuffer(buffer);
+  return true;
+}
+
+/** Whether `bytes` is a view of a chunk buffer (something to release). */
+export function isChunkBufferView(bytes: Uint8Array): boolean {
+  return byMemory.has(bytes.buffer);
 }
 
 /** Pool statistics, for tests: buffers created for the pool, and of those the ones free now. */

@@ -27,6 +27,12 @@ export interface ReadNeedleInput {
   /** Byte range inside the needle's payload; the whole payload when absent. */
   offsetBytes?: number;
   lengthBytes?: number;
+  /**
+   * The caller releases the bytes it is given with releaseChunkBufferOf once done (after a socket
+   * has sent them): an in-process store may then answer a whole large needle with a view of a
+   * pooled chunk buffer. Others answer with plain memory, for which the release does nothing.
+   */
+  intoChunkBuffer?: boolean;
 }
 
 export interface VolumeStatus {

@@ -5,12 +5,12 @@
 // createVolume is idempotent; new volumes spread over disks; volumeStatuses counts needles.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { readdir } from "node:fs/promises";
+import { open, readdir } from "node:fs/promises";
 import { join } from "node:path";
-import { NEEDLE_DATA_SIZE_BYTES_MAX, type VolumeId } from "../base/index.js";
+import { chunkBufferPoolStats, isChunkBufferView, NEEDLE_DATA_SIZE_BYTES_MAX, releaseChunkBufferOf, type VolumeId } from "../base/index.js";
 import { ChecksumMismatch, NeedleNotFound, VolumeNotFound } from "../cluster/index.js";
 import { DataNode, NeedleRangeInvalid, NeedleTooLarge } from "./index.js";
-import { makeNeedle, makeTemporaryDisks, TEST_NODE_ID, type TemporaryDisks } from "./fixtures.js";
+import { makeNeedle, makeTemporaryDisks, TEST_NODE_ID, volumePath, type TemporaryDisks } from "./fixtures.js";
 
 const VOLUME = 1 as VolumeId;
 
@@ -168,5 +168,36 @@ test("a second data node on the same disks is refused while the first runs, and 
     await assert.rejects(DataNode.open({ nodeId: TEST_NODE_ID, diskDirectories: disks.disks }), /locked/);
     const reopened = await reopen();
     assert.deepEqual(await reopened.readNeedle({ volumeId: VOLUME, needleId: needle.needleId }), needle.data);
+  });
+});
+
+test("a whole large needle read into a chunk buffer verifies like any read; a corrupt one fails and its buffer goes back to the pool", async () => {
+  await withNode(async ({ node, disks }) => {
+    const needle = makeNeedle(VOLUME, NEEDLE_DATA_SIZE_BYTES_MAX);
+    await node.writeNeedle(needle);
+    const read = await node.readNeedle({ volumeId: VOLUME, needleId: needle.needleId, intoChunkBuffer: true });
+    assert.ok(read.equals(needle.data), "the needle reads back whole");
+    assert.ok(isChunkBufferView(read), "a whole large needle lands in a chunk buffer");
+    assert.equal(releaseChunkBufferOf(read), true);
+    const ranged = await node.readNeedle({ volumeId: VOLUME, needleId: needle.needleId, offsetBytes: 10, lengthBytes: 1000, intoChunkBuffer: true });
+    assert.ok(ranged.equals(needle.data.subarray(10, 1010)));
+    assert.equal(isChunkBufferView(ranged), false, "a range is a copy in plain memory");
+    // Flip one payload byte on disk, in the middle of the needle.
+    const file = await open(volumePath(disks.disks[0]!, VOLUME), "r+");
+    try {
+      const { size } = await file.stat();
+      const position = size - NEEDLE_DATA_SIZE_BYTES_MAX / 2;
+      const byte = Buffer.alloc(1);
+      await file.read(byte, 0, 1, position);
+      byte[0] = byte[0]! ^ 0x40;
+      await file.write(byte, 0, 1, position);
+    } finally {
+      await file.close();
+    }
+    const freeBefore = chunkBufferPoolStats().freeCount;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      await assert.rejects(node.readNeedle({ volumeId: VOLUME, needleId: needle.needleId, intoChunkBuffer: true }), ChecksumMismatch, "rot is caught before any byte is returned");
+    }
+    assert.equal(chunkBufferPoolStats().freeCount, freeBefore, "the buffers of failed reads went back to the pool");
   });
 });

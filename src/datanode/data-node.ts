@@ -392,8 +392,9 @@ export class DataNode implements RepairNeedleStore, CompactionTarget {
       throw new NeedleRangeInvalid(input.volumeId, input.needleId, offsetBytes, lengthBytes);
     }
     // Needles are at most one chunk: read and verify the whole needle, then slice.
-    const data = await volume.readNeedleData(input.needleId, row);
-    if (offsetBytes === 0 && lengthBytes === data.length) return data;
+    const whole = offsetBytes === 0 && lengthBytes === row.dataSizeBytes;
+    const data = await volume.readNeedleData(input.needleId, row, { intoChunkBuffer: whole && input.intoChunkBuffer === true });
+    if (whole) return data;
     return Buffer.from(data.subarray(offsetBytes, offsetBytes + lengthBytes)); // copy: do not pin the chunk
   }
 

@@ -5,13 +5,16 @@
  * (pread on the volume's descriptor), checks it and hands the buffer over, so the loop only
  * sends. Small needles are read and verified on the loop: the hand-off costs more than they do.
  *
- * Sharing the read buffer with the worker instead (a SharedArrayBuffer) kept every buffer alive
- * through the worker's idle heap, which seldom collects; a transferred buffer has one owner. A
- * worker that dies fails the reads waiting on it (each caller then tries another replica) and
- * is replaced.
+ * A caller that releases what it reads (a GET streaming to a client) has the needle read into a
+ * pooled chunk buffer (shared memory, chunk-buffer-pool.ts): the thread learns each pooled buffer
+ * once, so neither side allocates or collects 4 MiB per read, which made garbage collection a
+ * quarter of a large GET's event loop. Other callers get a buffer the thread allocates and
+ * transfers (one owner; a fresh SharedArrayBuffer per read would be kept alive by the thread's
+ * idle heap, which seldom collects). A worker that dies fails the reads waiting on it (each
+ * caller then tries another replica) and is replaced.
  */
 import { Worker } from "node:worker_threads";
-import { MEBIBYTE } from "../base/index.js";
+import { chunkBufferRef, MEBIBYTE, type ChunkBuffer } from "../base/index.js";
 import { NEEDLE_HEADER_SIZE_BYTES, type NeedleDecoded } from "./needle-codec.js";
 import type { NeedleReadReply, NeedleReadRequest } from "./needle-verify-worker.js";
 
@@ -21,28 +24,32 @@ export const NEEDLE_VERIFY_OFFLOAD_SIZE_BYTES_MIN = 1 * MEBIBYTE;
 interface Waiting {
   resolve: (decoded: NeedleDecoded) => void;
   reject: (error: unknown) => void;
+  into: ChunkBuffer | undefined;
 }
 
 class NeedleReadWorker {
   private worker: Worker;
   private readonly waiting = new Map<number, Waiting>();
   private nextId = 1;
+  /** Pooled chunk buffers the thread has been sent (it keeps their memory; later requests name the id). */
+  private knownBuffers = new Set<number>();
 
   constructor() {
     this.worker = this.start();
   }
 
-  read(fd: number, positionBytes: number, lengthBytes: number): Promise<NeedleDecoded> {
+  read(fd: number, positionBytes: number, lengthBytes: number, into: ChunkBuffer | undefined): Promise<NeedleDecoded> {
     const id = this.nextId++;
     return new Promise<NeedleDecoded>((resolve, reject) => {
-      this.waiting.set(id, { resolve, reject });
+      this.waiting.set(id, { resolve, reject, into });
       if (this.waiting.size === 1) this.worker.ref();
-      const request: NeedleReadRequest = { id, fd, positionBytes, lengthBytes };
+      const request: NeedleReadRequest = { id, fd, positionBytes, lengthBytes, into: into === undefined ? undefined : chunkBufferRef(into, this.knownBuffers) };
       this.worker.postMessage(request);
     });
   }
 
   private start(): Worker {
+    this.knownBuffers = new Set<number>();
     const worker = new Worker(new URL("./needle-verify-worker.js", import.meta.url));
     worker.unref();
     worker.on("message", (reply: NeedleReadReply) => {
@@ -51,9 +58,11 @@ class NeedleReadWorker {
       this.waiting.delete(reply.id);
       if (this.waiting.size === 0) this.worker.unref();
       switch (reply.kind) {
-        case "needle":
-          waiting.resolve({ kind: "needle", header: reply.header, data: Buffer.from(reply.encoded, NEEDLE_HEADER_SIZE_BYTES, reply.header.dataSizeBytes) });
+        case "needle": {
+          const encoded = reply.encoded === undefined ? waiting.into!.bytes.buffer : reply.encoded;
+          waiting.resolve({ kind: "needle", header: reply.header, data: Buffer.from(encoded, NEEDLE_HEADER_SIZE_BYTES, reply.header.dataSizeBytes) });
           return;
+        }
         case "invalid":
           waiting.resolve({ kind: "invalid", reason: reply.reason as Extract<NeedleDecoded, { kind: "invalid" }>["reason"] });
           return;
@@ -76,9 +85,10 @@ let readWorker: NeedleReadWorker | undefined;
 
 /**
  * decodeNeedle of the `lengthBytes` at `positionBytes` of the open file `fd`, read and checked on
- * the worker thread. The caller keeps `fd` open until this settles.
+ * the worker thread, into the chunk buffer `into` when given (the payload is then a view of it;
+ * the caller owns the buffer throughout). The caller keeps `fd` open until this settles.
  */
-export function readAndVerifyNeedle(fd: number, positionBytes: number, lengthBytes: number): Promise<NeedleDecoded> {
+export function readAndVerifyNeedle(fd: number, positionBytes: number, lengthBytes: number, into?: ChunkBuffer): Promise<NeedleDecoded> {
   readWorker ??= new NeedleReadWorker();
-  return readWorker.read(fd, positionBytes, lengthBytes);
+  return readWorker.read(fd, positionBytes, lengthBytes, into);
 }

