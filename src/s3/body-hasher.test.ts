@@ -3,12 +3,12 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
-import { CHUNK_SIZE_BYTES, chunkBufferPoolStats, crc32, newChecksummer, MEBIBYTE } from "../base/index.js";
+import { CHUNK_SIZE_BYTES, chunkBufferPoolStats, crc32, newChecksummer, MEBIBYTE, type ChecksumAlgorithm } from "../base/index.js";
 import { HASH_OFFLOAD_SIZE_BYTES_MIN, newBodyHasher } from "./body-hasher.js";
 
 /** Feed `body` in pieces, checking each chunk the hasher assembles against the body, then release it. */
-async function hashInPieces(body: Buffer, pieceSizeBytes: number): Promise<{ md5: Buffer; checksum: Buffer | undefined }> {
-  const hasher = newBodyHasher({ checksumAlgorithm: "CRC32C", declaredSizeBytes: body.length });
+async function hashInPieces(body: Buffer, pieceSizeBytes: number, checksumAlgorithm: ChecksumAlgorithm = "CRC32C"): Promise<{ md5: Buffer; checksum: Buffer | undefined }> {
+  const hasher = newBodyHasher({ checksumAlgorithm, declaredSizeBytes: body.length });
   let chunkStart = 0;
   const check = async (chunk: Buffer) => {
     assert.ok(chunk.equals(body.subarray(chunkStart, chunkStart + chunk.length)), `chunk at ${chunkStart} holds the body's bytes`);
@@ -67,4 +67,15 @@ test("chunks are full 4 MiB pooled buffers and a short last one; a chunk held is
   assert.throws(() => hasher.releaseChunk(held[0]!), /released once/, "a second release is refused");
   const digests = await hasher.digests();
   assert.deepEqual(digests.md5, createHash("md5").update(body).digest(), "md5 covers the whole body");
+});
+
+test("a requested CRC32 (the SDKs' default) is combined from the hashing thread's range CRC32s and equals a CRC32 of the body", async () => {
+  for (const sizeBytes of [HASH_OFFLOAD_SIZE_BYTES_MIN, 2 * CHUNK_SIZE_BYTES + 3 * MEBIBYTE + 17]) {
+    const body = randomBytes(sizeBytes);
+    const result = await hashInPieces(body, 65_536, "CRC32");
+    const expected = newChecksummer("CRC32");
+    expected.update(body);
+    assert.deepEqual(result.checksum, expected.digest(), `crc32 of a ${sizeBytes}-byte body`);
+    assert.deepEqual(result.md5, createHash("md5").update(body).digest());
+  }
 });

@@ -5,7 +5,7 @@
  */
 import { createHash, type Hash } from "node:crypto";
 import { parentPort } from "node:worker_threads";
-import { crc32, newChecksummer, resolveChunkBufferRef, type ChecksumAlgorithm, type Checksummer, type ChunkBufferRef } from "../base/index.js";
+import { crc32, crc32Combine, newChecksummer, resolveChunkBufferRef, type ChecksumAlgorithm, type Checksummer, type ChunkBufferRef } from "../base/index.js";
 
 export type HashWorkerRequest =
   | { kind: "begin"; jobId: number; checksumAlgorithm: ChecksumAlgorithm | undefined }
@@ -23,7 +23,10 @@ export type HashWorkerReply =
 
 interface Job {
   md5: Hash;
+  /** The requested checksum, unless it is CRC32: that one follows from the ranges' CRC32s. */
   checksummer: Checksummer | undefined;
+  /** The body's CRC32 so far, combined from the ranges', when the requested checksum is CRC32. */
+  bodyCrc32: number | undefined;
 }
 
 const jobs = new Map<number, Job>();
@@ -34,9 +37,12 @@ const port = parentPort!;
 port.on("message", (request: HashWorkerRequest) => {
   switch (request.kind) {
     case "begin":
+      // CRC32 is what the AWS SDKs send by default since 2025, and each range's CRC32 is computed
+      // anyway (for the needles): one pass serves both, combined without touching the bytes again.
       jobs.set(request.jobId, {
         md5: createHash("md5"),
-        checksummer: request.checksumAlgorithm === undefined ? undefined : newChecksummer(request.checksumAlgorithm),
+        checksummer: request.checksumAlgorithm === undefined || request.checksumAlgorithm === "CRC32" ? undefined : newChecksummer(request.checksumAlgorithm),
+        bodyCrc32: request.checksumAlgorithm === "CRC32" ? 0 : undefined,
       });
       return;
     case "update": {
@@ -44,7 +50,9 @@ port.on("message", (request: HashWorkerRequest) => {
       const bytes = new Uint8Array(resolveChunkBufferRef(request.buffer, chunkBuffers), request.offsetBytes, request.sizeBytes);
       job?.md5.update(bytes);
       job?.checksummer?.update(bytes);
-      const reply: HashWorkerReply = { kind: "hashed", jobId: request.jobId, sizeBytes: request.sizeBytes, crc32: crc32(bytes) };
+      const rangeCrc32 = crc32(bytes);
+      if (job?.bodyCrc32 !== undefined) job.bodyCrc32 = crc32Combine(job.bodyCrc32, rangeCrc32, bytes.length);
+      const reply: HashWorkerReply = { kind: "hashed", jobId: request.jobId, sizeBytes: request.sizeBytes, crc32: rangeCrc32 };
       port.postMessage(reply);
       return;
     }
@@ -52,9 +60,17 @@ port.on("message", (request: HashWorkerRequest) => {
       const job = jobs.get(request.jobId);
       jobs.delete(request.jobId);
       if (job === undefined) return;
-      const reply: HashWorkerReply = { kind: "digests", jobId: request.jobId, md5: job.md5.digest(), checksum: job.checksummer?.digest() };
+      const checksum = job.bodyCrc32 === undefined ? job.checksummer?.digest() : crc32Digest(job.bodyCrc32);
+      const reply: HashWorkerReply = { kind: "digests", jobId: request.jobId, md5: job.md5.digest(), checksum };
       port.postMessage(reply);
       return;
     }
   }
 });
+
+/** A CRC32 as x-amz-checksum-crc32 carries it: 4 bytes, big-endian (as Crc32Checksummer digests). */
+function crc32Digest(value: number): Buffer {
+  const digest = Buffer.alloc(4);
+  digest.writeUInt32BE(value >>> 0);
+  return digest;
+}
