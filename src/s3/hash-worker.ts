@@ -4,6 +4,7 @@
  * ArrayBuffers; every batch is acknowledged once hashed, which is the sender's backpressure.
  */
 import { createHash, type Hash } from "node:crypto";
+import { setPriority } from "node:os";
 import { parentPort } from "node:worker_threads";
 import { crc32, crc32Combine, newChecksummer, resolveChunkBufferRef, type ChecksumAlgorithm, type Checksummer, type ChunkBufferRef } from "../base/index.js";
 
@@ -27,6 +28,19 @@ interface Job {
   checksummer: Checksummer | undefined;
   /** The body's CRC32 so far, combined from the ranges', when the requested checksum is CRC32. */
   bodyCrc32: number | undefined;
+}
+
+/**
+ * Niceness of this thread (Linux applies it to the calling thread only). On a machine with a
+ * core or two, the hashing thread would otherwise take its full share of a core the event loop
+ * also needs, and every preemption of the loop is a stall of several milliseconds for every
+ * request; niced, it yields at once and hashes whenever the loop waits.
+ */
+const HASH_THREAD_NICE = 5;
+try {
+  setPriority(HASH_THREAD_NICE);
+} catch {
+  // Not permitted here: hash at the default priority.
 }
 
 const jobs = new Map<number, Job>();
