@@ -1,39 +1,56 @@
 // The pool must never hand out a buffer that is still held, and must refuse a double release.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { CHUNK_BUFFER_POOL_COUNT_MAX, CHUNK_BUFFER_SIZE_BYTES, CHUNK_SIZE_BYTES, releaseChunkBufferOf, chunkBufferRef, releaseChunkBuffer, resolveChunkBufferRef, takeChunkBuffer, type ChunkBuffer } from "./index.js";
+import {
+  CHUNK_BUFFER_POOL_COUNT_MAX,
+  CHUNK_BUFFER_RESERVE_COUNT,
+  CHUNK_BUFFER_SIZE_BYTES,
+  CHUNK_SIZE_BYTES,
+  chunkBufferPoolStats,
+  chunkBufferRef,
+  releaseChunkBuffer,
+  releaseChunkBufferOf,
+  resolveChunkBufferRef,
+  takeChunkBuffer,
+  tryTakeChunkBuffer,
+  type ChunkBuffer,
+} from "./index.js";
 
-test("a taken chunk buffer is never handed out again until released; past the pool, buffers are ephemeral", () => {
+test("a taken chunk buffer is never handed out again until released; when all are taken, takers wait and optional ones do without", async () => {
   const held: ChunkBuffer[] = [];
-  for (let index = 0; index < CHUNK_BUFFER_POOL_COUNT_MAX + 3; index++) {
-    const buffer = takeChunkBuffer();
+  for (let buffer = tryTakeChunkBuffer(); buffer !== undefined; buffer = tryTakeChunkBuffer()) {
     assert.equal(buffer.bytes.length, CHUNK_BUFFER_SIZE_BYTES);
     assert.ok(buffer.bytes.length > CHUNK_SIZE_BYTES, "room for a needle's framing");
-    buffer.bytes.fill(index & 0xff, 0, 16);
+    buffer.bytes.fill(held.length & 0xff, 0, 16);
     held.push(buffer);
   }
+  assert.equal(held.length, CHUNK_BUFFER_POOL_COUNT_MAX, "the pool is bounded");
   assert.equal(new Set(held.map((buffer) => buffer.shared)).size, held.length, "every held buffer is distinct memory");
-  assert.equal(held.filter((buffer) => buffer.id === 0).length, 3, "past the pool's size, buffers are not pooled");
-  // Release every other one: takes reuse only those, never a held one.
-  const released = new Set<SharedArrayBuffer>();
+  const waiting = takeChunkBuffer();
+  assert.ok(waiting instanceof Promise, "with every buffer taken, a taker waits");
+  // One release goes to the waiter, still taken; an optional taker keeps the reserve.
+  const released = held.pop()!;
+  releaseChunkBuffer(released);
+  const handed = await waiting;
+  assert.equal(handed, released, "the waiter gets the released buffer");
+  assert.ok(handed.isTaken);
+  const first = held.shift()!;
+  releaseChunkBuffer(first);
+  assert.throws(() => releaseChunkBuffer(first), /released once/, "a double release is refused");
+  for (const buffer of held.splice(0, CHUNK_BUFFER_RESERVE_COUNT - 1)) releaseChunkBuffer(buffer);
+  assert.equal(tryTakeChunkBuffer(CHUNK_BUFFER_RESERVE_COUNT), undefined, "an optional taker leaves the reserve");
+  const reused = tryTakeChunkBuffer();
+  assert.ok(reused !== undefined && !held.includes(reused) && reused !== handed, "a reused buffer is a released one");
   held.forEach((buffer, index) => {
-    if (index % 2 === 0) {
-      releaseChunkBuffer(buffer);
-      if (buffer.id > 0) released.add(buffer.shared);
-    }
+    const fillByte = (index + CHUNK_BUFFER_RESERVE_COUNT) & 0xff;
+    assert.ok(buffer.bytes.subarray(0, 16).every((byte) => byte === fillByte), `held buffer ${index} untouched`);
   });
-  assert.throws(() => releaseChunkBuffer(held[0]!), /released once/, "a double release is refused");
-  const retaken: ChunkBuffer[] = [];
-  for (let count = 0; count < released.size; count++) retaken.push(takeChunkBuffer());
-  for (const buffer of retaken) assert.ok(released.has(buffer.shared), "a reused buffer is one that was released");
-  held.forEach((buffer, index) => {
-    if (index % 2 === 1) assert.ok(buffer.bytes.subarray(0, 16).every((byte) => byte === (index & 0xff)), `held buffer ${index} untouched`);
-  });
-  for (const buffer of [...retaken, ...held.filter((_, index) => index % 2 === 1)]) releaseChunkBuffer(buffer);
+  for (const buffer of [...held, handed, reused!]) releaseChunkBuffer(buffer);
+  assert.equal(chunkBufferPoolStats().freeCount, CHUNK_BUFFER_POOL_COUNT_MAX);
 });
 
 test("a worker is sent a pooled buffer's memory once, then its id", () => {
-  const buffer = takeChunkBuffer();
+  const buffer = tryTakeChunkBuffer()!;
   const known = new Set<number>();
   const cache = new Map<number, SharedArrayBuffer>();
   const first = chunkBufferRef(buffer, known);
@@ -46,7 +63,7 @@ test("a worker is sent a pooled buffer's memory once, then its id", () => {
 });
 
 test("releaseChunkBufferOf releases the chunk buffer a view belongs to, once, and ignores plain memory", () => {
-  const buffer = takeChunkBuffer();
+  const buffer = tryTakeChunkBuffer()!;
   assert.equal(releaseChunkBufferOf(Buffer.alloc(16)), false, "plain memory is not a chunk buffer");
   assert.equal(releaseChunkBufferOf(buffer.bytes.subarray(28, 1000)), true);
   assert.equal(buffer.isTaken, false);

@@ -9,9 +9,14 @@
  * and memory) and are sent only its id afterwards (see chunkBufferRef), so no per-message
  * wrapper is created on either side.
  *
- * At most CHUNK_BUFFER_POOL_COUNT_MAX buffers are pooled; past that, `take` hands out ephemeral
- * ones that are dropped on release (a slow client holding pooled buffers then costs garbage
- * collection again, never a wait or a deadlock).
+ * There are at most CHUNK_BUFFER_POOL_COUNT_MAX buffers, created on demand. A taker that can do
+ * without (a needle read, which then uses a buffer of its own) takes one only while more than
+ * CHUNK_BUFFER_RESERVE_COUNT are left; a PUT body waits for one (backpressure, like any other).
+ * So slow GET clients, whose buffers go back only once their sockets have sent them, never
+ * stall PUTs, and a PUT's buffers always come back (its writes settle without needing more).
+ * There is no ephemeral overflow buffer: a SharedArrayBuffer sent to a worker stays alive
+ * until that worker's heap is collected, which an idle worker seldom does (400 such 4 MiB
+ * buffers kept 1.6 GiB resident in a test).
  *
  * Ownership: whoever takes a buffer releases it exactly once, after every reader and writer of
  * its bytes is done (socket writes flushed, file writes settled, worker hashes answered). A
@@ -28,8 +33,10 @@ import { KIBIBYTE } from "./units.js";
  */
 export const CHUNK_BUFFER_HEADROOM_BYTES = 4 * KIBIBYTE;
 export const CHUNK_BUFFER_SIZE_BYTES = CHUNK_SIZE_BYTES + CHUNK_BUFFER_HEADROOM_BYTES;
-/** Buffers kept for reuse (128 MiB, resident only once used): enough for 16 concurrent 1 MiB PUTs, or a few large PUTs and GETs, at full speed. */
+/** Chunk buffers in all (132 MiB, resident only once used): 16 concurrent 1 MiB PUTs and a few large PUTs and GETs at full speed. */
 export const CHUNK_BUFFER_POOL_COUNT_MAX = 32;
+/** Buffers a taker that can do without (a needle read) leaves to those that wait for one (PUT bodies). */
+export const CHUNK_BUFFER_RESERVE_COUNT = 8;
 
 export class ChunkBuffer {
   /** Whether the buffer is handed out now (between take and release). */
@@ -38,7 +45,7 @@ export class ChunkBuffer {
   readonly bytes: Buffer;
 
   constructor(
-    /** Positive for a pooled buffer (workers cache its memory by id); 0 for an ephemeral one. */
+    /** 1 and up; workers cache its memory by id. */
     readonly id: number,
     readonly shared: SharedArrayBuffer,
   ) {
@@ -59,28 +66,38 @@ export class ChunkBuffer {
 const free: ChunkBuffer[] = [];
 /** Every chunk buffer by its memory, so a view of one can be released (releaseChunkBufferOf). */
 const byMemory = new WeakMap<ArrayBufferLike, ChunkBuffer>();
-let pooledCount = 0;
+let createdCount = 0;
+/** Takers waiting for a release, first come first served. */
+const waiters: Array<(buffer: ChunkBuffer) => void> = [];
 
-/** A chunk-sized buffer nobody else holds; its contents are whatever the last holder left. */
-export function takeChunkBuffer(): ChunkBuffer {
+/**
+ * A chunk buffer nobody else holds (its contents are whatever the last holder left), or
+ * undefined when no more than `reserveCount` would be left: the caller then does without.
+ */
+export function tryTakeChunkBuffer(reserveCount = 0): ChunkBuffer | undefined {
+  if (free.length + (CHUNK_BUFFER_POOL_COUNT_MAX - createdCount) <= reserveCount) return undefined;
   const reused = free.pop();
   if (reused !== undefined) {
     assert(!reused.isTaken, "a free chunk buffer is not handed out");
     reused.markTaken(true);
     return reused;
   }
-  if (pooledCount < CHUNK_BUFFER_POOL_COUNT_MAX) {
-    pooledCount += 1;
-    return new ChunkBuffer(pooledCount, new SharedArrayBuffer(CHUNK_BUFFER_SIZE_BYTES));
-  }
-  return new ChunkBuffer(0, new SharedArrayBuffer(CHUNK_BUFFER_SIZE_BYTES));
+  createdCount += 1;
+  return new ChunkBuffer(createdCount, new SharedArrayBuffer(CHUNK_BUFFER_SIZE_BYTES));
+}
+
+/** A chunk buffer now, or once one is released when all are taken. */
+export function takeChunkBuffer(): ChunkBuffer | Promise<ChunkBuffer> {
+  return tryTakeChunkBuffer() ?? new Promise<ChunkBuffer>((resolve) => waiters.push(resolve));
 }
 
 /** Give a buffer back: its bytes may be overwritten by the next taker from now on. */
 export function releaseChunkBuffer(buffer: ChunkBuffer): void {
   assert(buffer.isTaken, "a chunk buffer is released once per take");
+  const waiter = waiters.shift();
+  if (waiter !== undefined) return waiter(buffer); // handed on, still taken
   buffer.markTaken(false);
-  if (buffer.id > 0) free.push(buffer);
+  free.push(buffer);
 }
 
 /**
@@ -100,12 +117,12 @@ export function isChunkBufferView(bytes: Uint8Array): boolean {
   return byMemory.has(bytes.buffer);
 }
 
-/** Pool statistics, for tests: buffers created for the pool, and of those the ones free now. */
-export function chunkBufferPoolStats(): { pooledCount: number; freeCount: number } {
-  return { pooledCount, freeCount: free.length };
+/** Pool statistics, for tests: buffers created, those free now, takers waiting. */
+export function chunkBufferPoolStats(): { createdCount: number; freeCount: number; waiterCount: number } {
+  return { createdCount, freeCount: free.length, waiterCount: waiters.length };
 }
 
-/** How a message to a worker names a chunk buffer: its memory only the first time (or always, if ephemeral). */
+/** How a message to a worker names a chunk buffer: its memory only the first time. */
 export interface ChunkBufferRef {
   id: number;
   shared: SharedArrayBuffer | undefined;
@@ -113,15 +130,15 @@ export interface ChunkBufferRef {
 
 /** The reference to send to a worker that already knows the pooled buffers in `known` (updated). */
 export function chunkBufferRef(buffer: ChunkBuffer, known: Set<number>): ChunkBufferRef {
-  if (buffer.id > 0 && known.has(buffer.id)) return { id: buffer.id, shared: undefined };
-  if (buffer.id > 0) known.add(buffer.id);
+  if (known.has(buffer.id)) return { id: buffer.id, shared: undefined };
+  known.add(buffer.id);
   return { id: buffer.id, shared: buffer.shared };
 }
 
 /** Worker side of chunkBufferRef: the memory a reference names, remembering pooled buffers in `cache`. */
 export function resolveChunkBufferRef(ref: ChunkBufferRef, cache: Map<number, SharedArrayBuffer>): SharedArrayBuffer {
   if (ref.shared !== undefined) {
-    if (ref.id > 0) cache.set(ref.id, ref.shared);
+    cache.set(ref.id, ref.shared);
     return ref.shared;
   }
   const shared = cache.get(ref.id);

@@ -7,6 +7,7 @@ import { readSync } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
 import {
   assert,
+  CHUNK_BUFFER_RESERVE_COUNT,
   CHUNK_BUFFER_SIZE_BYTES,
   crc32,
   crc32Combine,
@@ -15,7 +16,7 @@ import {
   log,
   NEEDLE_READ_SYNC_SIZE_BYTES_MAX,
   releaseChunkBuffer,
-  takeChunkBuffer,
+  tryTakeChunkBuffer,
   type ChunkBuffer,
   type NeedleId,
   type VolumeId,
@@ -326,7 +327,8 @@ export class Volume {
     let into: ChunkBuffer | undefined;
     let decoded: NeedleDecoded;
     if (encodedSizeBytes >= NEEDLE_VERIFY_OFFLOAD_SIZE_BYTES_MIN) {
-      if (options.intoChunkBuffer === true && encodedSizeBytes <= CHUNK_BUFFER_SIZE_BYTES) into = takeChunkBuffer();
+      // Only a spare one: without it the worker reads into a buffer of its own, as for others.
+      if (options.intoChunkBuffer === true && encodedSizeBytes <= CHUNK_BUFFER_SIZE_BYTES) into = tryTakeChunkBuffer(CHUNK_BUFFER_RESERVE_COUNT);
       try {
         decoded = await this.readOnWorker(row.offsetBytes, encodedSizeBytes, into);
       } catch (error) {

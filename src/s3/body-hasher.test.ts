@@ -3,7 +3,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
-import { CHUNK_SIZE_BYTES, chunkBufferPoolStats, crc32, newChecksummer, MEBIBYTE, type ChecksumAlgorithm } from "../base/index.js";
+import { CHUNK_SIZE_BYTES, chunkBufferPoolStats, crc32, newChecksummer, MEBIBYTE, releaseChunkBuffer, tryTakeChunkBuffer, type ChecksumAlgorithm, type ChunkBuffer } from "../base/index.js";
 import { HASH_OFFLOAD_SIZE_BYTES_MIN, newBodyHasher } from "./body-hasher.js";
 
 /** Feed `body` in pieces, checking each chunk the hasher assembles against the body, then release it. */
@@ -78,4 +78,29 @@ test("a requested CRC32 (the SDKs' default) is combined from the hashing thread'
     assert.deepEqual(result.checksum, expected.digest(), `crc32 of a ${sizeBytes}-byte body`);
     assert.deepEqual(result.md5, createHash("md5").update(body).digest());
   }
+});
+
+test("with every chunk buffer taken, a large body waits for one and goes on once one is released", async () => {
+  const held: ChunkBuffer[] = [];
+  for (let buffer = tryTakeChunkBuffer(); buffer !== undefined; buffer = tryTakeChunkBuffer()) held.push(buffer);
+  const body = randomBytes(CHUNK_SIZE_BYTES + 5);
+  const hasher = newBodyHasher({ checksumAlgorithm: undefined, declaredSizeBytes: body.length });
+  const waiting = hasher.update(body.subarray(0, 1000));
+  assert.ok(waiting !== undefined, "the body waits for a buffer");
+  let done = false;
+  void waiting.then(() => (done = true));
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  assert.equal(done, false, "no buffer, no progress");
+  releaseChunkBuffer(held.pop()!);
+  await waiting;
+  releaseChunkBuffer(held.pop()!); // the short last chunk needs one too
+  const rest = hasher.update(body.subarray(1000));
+  if (rest !== undefined) await rest;
+  const chunks: Buffer[] = [];
+  for (let chunk = hasher.takeChunk(false); chunk !== undefined; chunk = hasher.takeChunk(false)) chunks.push(chunk);
+  for (let chunk = hasher.takeChunk(true); chunk !== undefined; chunk = hasher.takeChunk(true)) chunks.push(chunk);
+  assert.ok(Buffer.concat(chunks).equals(body), "the chunks hold the body");
+  for (const chunk of chunks) hasher.releaseChunk(chunk);
+  assert.deepEqual((await hasher.digests()).md5, createHash("md5").update(body).digest());
+  for (const buffer of held) releaseChunkBuffer(buffer);
 });

@@ -157,7 +157,14 @@ class OffloadedHasher implements BodyHasher {
     assert(!this.ended, "no update after digests");
     let offset = 0;
     while (offset < piece.length) {
-      const chunk = (this.filling ??= newChunkState());
+      if (this.filling === undefined) {
+        const taken = takeChunkBuffer();
+        // Every chunk buffer is taken: wait for one (the PUTs holding them release theirs as
+        // their writes settle), which holds this body back like any other backpressure.
+        if (taken instanceof Promise) return this.updateWhenTaken(taken, piece.subarray(offset));
+        this.filling = newChunkState(taken);
+      }
+      const chunk = this.filling;
       const take = Math.min(piece.length - offset, CHUNK_SIZE_BYTES - chunk.filledBytes);
       // fill() copies with one memcpy. set() into shared memory copies with relaxed atomics,
       // byte by byte when source and target are not equally aligned (the body follows the
@@ -177,6 +184,14 @@ class OffloadedHasher implements BodyHasher {
   }
 
   readonly assemblesChunks = true;
+
+  private async updateWhenTaken(taken: Promise<ChunkBuffer>, rest: Buffer): Promise<void> {
+    const buffer = await taken;
+    if (this.abandoned) return releaseChunkBuffer(buffer);
+    this.filling = newChunkState(buffer);
+    const waiting = this.update(rest);
+    if (waiting !== undefined) await waiting;
+  }
 
   takeChunk(end: boolean): Buffer | undefined {
     if (end && this.filling !== undefined) {
@@ -285,8 +300,8 @@ class OffloadedHasher implements BodyHasher {
   }
 }
 
-function newChunkState(): ChunkState {
-  return { buffer: takeChunkBuffer(), filledBytes: 0, sentBytes: 0, ranges: [], crcWaiters: [], releaseRequested: false };
+function newChunkState(buffer: ChunkBuffer): ChunkState {
+  return { buffer, filledBytes: 0, sentBytes: 0, ranges: [], crcWaiters: [], releaseRequested: false };
 }
 
 /** Answer a chunk's CRC waiters and return its buffer to the pool once the thread hashed all of it. */
