@@ -11,12 +11,11 @@ import {
   releaseChunkBuffer,
   releaseChunkBufferOf,
   resolveChunkBufferRef,
-  takeChunkBuffer,
   tryTakeChunkBuffer,
   type ChunkBuffer,
 } from "./index.js";
 
-test("a taken chunk buffer is never handed out again until released; when all are taken, takers wait and optional ones do without", async () => {
+test("a taken chunk buffer is never handed out again until released; the pool is bounded and reads leave a reserve", () => {
   const held: ChunkBuffer[] = [];
   for (let buffer = tryTakeChunkBuffer(); buffer !== undefined; buffer = tryTakeChunkBuffer()) {
     assert.equal(buffer.bytes.length, CHUNK_BUFFER_SIZE_BYTES);
@@ -26,14 +25,11 @@ test("a taken chunk buffer is never handed out again until released; when all ar
   }
   assert.equal(held.length, CHUNK_BUFFER_POOL_COUNT_MAX, "the pool is bounded");
   assert.equal(new Set(held.map((buffer) => buffer.shared)).size, held.length, "every held buffer is distinct memory");
-  const waiting = takeChunkBuffer();
-  assert.ok(waiting instanceof Promise, "with every buffer taken, a taker waits");
-  // One release goes to the waiter, still taken; an optional taker keeps the reserve.
+  assert.equal(tryTakeChunkBuffer(), undefined, "with every buffer taken, there is none");
   const released = held.pop()!;
   releaseChunkBuffer(released);
-  const handed = await waiting;
-  assert.equal(handed, released, "the waiter gets the released buffer");
-  assert.ok(handed.isTaken);
+  const handed = tryTakeChunkBuffer();
+  assert.equal(handed, released, "a released buffer is handed out again");
   const first = held.shift()!;
   releaseChunkBuffer(first);
   assert.throws(() => releaseChunkBuffer(first), /released once/, "a double release is refused");
@@ -45,7 +41,7 @@ test("a taken chunk buffer is never handed out again until released; when all ar
     const fillByte = (index + CHUNK_BUFFER_RESERVE_COUNT) & 0xff;
     assert.ok(buffer.bytes.subarray(0, 16).every((byte) => byte === fillByte), `held buffer ${index} untouched`);
   });
-  for (const buffer of [...held, handed, reused!]) releaseChunkBuffer(buffer);
+  for (const buffer of [...held, handed!, reused!]) releaseChunkBuffer(buffer);
   assert.equal(chunkBufferPoolStats().freeCount, CHUNK_BUFFER_POOL_COUNT_MAX);
 });
 

@@ -9,14 +9,13 @@
  * and memory) and are sent only its id afterwards (see chunkBufferRef), so no per-message
  * wrapper is created on either side.
  *
- * There are at most CHUNK_BUFFER_POOL_COUNT_MAX buffers, created on demand. A taker that can do
- * without (a needle read, which then uses a buffer of its own) takes one only while more than
- * CHUNK_BUFFER_RESERVE_COUNT are left; a PUT body waits for one (backpressure, like any other).
- * So slow GET clients, whose buffers go back only once their sockets have sent them, never
- * stall PUTs, and a PUT's buffers always come back (its writes settle without needing more).
- * There is no ephemeral overflow buffer: a SharedArrayBuffer sent to a worker stays alive
- * until that worker's heap is collected, which an idle worker seldom does (400 such 4 MiB
- * buffers kept 1.6 GiB resident in a test).
+ * There are at most CHUNK_BUFFER_POOL_COUNT_MAX buffers, created on demand; nobody waits for
+ * one. When none is free, a taker does without, as before the pool: a needle read uses a buffer
+ * of its own, a PUT body a plain chunk hashed from copies. Needle reads take one only while more
+ * than CHUNK_BUFFER_RESERVE_COUNT are left, so slow GET clients (whose buffers come back only once
+ * their sockets have sent them) leave some to PUTs. There is no overflow SharedArrayBuffer: one
+ * sent to a worker stays alive until that worker's heap is collected, which an idle worker
+ * seldom does (400 such 4 MiB buffers kept 1.6 GiB resident in a test).
  *
  * Ownership: whoever takes a buffer releases it exactly once, after every reader and writer of
  * its bytes is done (socket writes flushed, file writes settled, worker hashes answered). A
@@ -35,7 +34,7 @@ export const CHUNK_BUFFER_HEADROOM_BYTES = 4 * KIBIBYTE;
 export const CHUNK_BUFFER_SIZE_BYTES = CHUNK_SIZE_BYTES + CHUNK_BUFFER_HEADROOM_BYTES;
 /** Chunk buffers in all (132 MiB, resident only once used): 16 concurrent 1 MiB PUTs and a few large PUTs and GETs at full speed. */
 export const CHUNK_BUFFER_POOL_COUNT_MAX = 32;
-/** Buffers a taker that can do without (a needle read) leaves to those that wait for one (PUT bodies). */
+/** Buffers needle reads leave to PUT bodies (which fill one per chunk as the body arrives). */
 export const CHUNK_BUFFER_RESERVE_COUNT = 8;
 
 export class ChunkBuffer {
@@ -67,8 +66,6 @@ const free: ChunkBuffer[] = [];
 /** Every chunk buffer by its memory, so a view of one can be released (releaseChunkBufferOf). */
 const byMemory = new WeakMap<ArrayBufferLike, ChunkBuffer>();
 let createdCount = 0;
-/** Takers waiting for a release, first come first served. */
-const waiters: Array<(buffer: ChunkBuffer) => void> = [];
 
 /**
  * A chunk buffer nobody else holds (its contents are whatever the last holder left), or
@@ -86,16 +83,9 @@ export function tryTakeChunkBuffer(reserveCount = 0): ChunkBuffer | undefined {
   return new ChunkBuffer(createdCount, new SharedArrayBuffer(CHUNK_BUFFER_SIZE_BYTES));
 }
 
-/** A chunk buffer now, or once one is released when all are taken. */
-export function takeChunkBuffer(): ChunkBuffer | Promise<ChunkBuffer> {
-  return tryTakeChunkBuffer() ?? new Promise<ChunkBuffer>((resolve) => waiters.push(resolve));
-}
-
 /** Give a buffer back: its bytes may be overwritten by the next taker from now on. */
 export function releaseChunkBuffer(buffer: ChunkBuffer): void {
   assert(buffer.isTaken, "a chunk buffer is released once per take");
-  const waiter = waiters.shift();
-  if (waiter !== undefined) return waiter(buffer); // handed on, still taken
   buffer.markTaken(false);
   free.push(buffer);
 }
@@ -117,9 +107,9 @@ export function isChunkBufferView(bytes: Uint8Array): boolean {
   return byMemory.has(bytes.buffer);
 }
 
-/** Pool statistics, for tests: buffers created, those free now, takers waiting. */
-export function chunkBufferPoolStats(): { createdCount: number; freeCount: number; waiterCount: number } {
-  return { createdCount, freeCount: free.length, waiterCount: waiters.length };
+/** Pool statistics, for tests: buffers created, and those free now. */
+export function chunkBufferPoolStats(): { createdCount: number; freeCount: number } {
+  return { createdCount, freeCount: free.length };
 }
 
 /** How a message to a worker names a chunk buffer: its memory only the first time. */

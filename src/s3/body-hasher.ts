@@ -24,7 +24,7 @@ import {
   MEBIBYTE,
   newChecksummer,
   releaseChunkBuffer,
-  takeChunkBuffer,
+  tryTakeChunkBuffer,
   type ChecksumAlgorithm,
   type Checksummer,
   type ChunkBuffer,
@@ -118,9 +118,11 @@ interface SentRange {
   crc32: number | undefined;
 }
 
-/** A chunk buffer of this body: being filled, ready, or handed to the caller. */
+/** A chunk of this body: being filled, ready, or handed to the caller. */
 interface ChunkState {
-  buffer: ChunkBuffer;
+  /** The pooled buffer it fills, or undefined when every one was taken (then `bytes` is plain memory). */
+  buffer: ChunkBuffer | undefined;
+  bytes: Buffer;
   filledBytes: number;
   /** Bytes of the chunk already sent to the hashing thread (from its start). */
   sentBytes: number;
@@ -128,6 +130,8 @@ interface ChunkState {
   crcWaiters: Array<{ resolve: (crc32: number) => void; reject: (error: Error) => void }>;
   /** The caller released it; it goes back to the pool once the thread has hashed all of it. */
   releaseRequested: boolean;
+  /** Its pooled buffer went back (never twice: by then it may be someone else's). */
+  returned: boolean;
 }
 
 class OffloadedHasher implements BodyHasher {
@@ -157,19 +161,12 @@ class OffloadedHasher implements BodyHasher {
     assert(!this.ended, "no update after digests");
     let offset = 0;
     while (offset < piece.length) {
-      if (this.filling === undefined) {
-        const taken = takeChunkBuffer();
-        // Every chunk buffer is taken: wait for one (the PUTs holding them release theirs as
-        // their writes settle), which holds this body back like any other backpressure.
-        if (taken instanceof Promise) return this.updateWhenTaken(taken, piece.subarray(offset));
-        this.filling = newChunkState(taken);
-      }
-      const chunk = this.filling;
+      const chunk = (this.filling ??= newChunkState());
       const take = Math.min(piece.length - offset, CHUNK_SIZE_BYTES - chunk.filledBytes);
       // fill() copies with one memcpy. set() into shared memory copies with relaxed atomics,
       // byte by byte when source and target are not equally aligned (the body follows the
       // request head in the socket's buffer): 1.3 GiB/s, a third of a large PUT's event loop.
-      chunk.buffer.bytes.fill(piece.subarray(offset, offset + take), chunk.filledBytes, chunk.filledBytes + take);
+      chunk.bytes.fill(piece.subarray(offset, offset + take), chunk.filledBytes, chunk.filledBytes + take);
       chunk.filledBytes += take;
       offset += take;
       if (chunk.filledBytes - chunk.sentBytes >= HASH_BATCH_SIZE_BYTES) this.sendRange(chunk);
@@ -185,19 +182,11 @@ class OffloadedHasher implements BodyHasher {
 
   readonly assemblesChunks = true;
 
-  private async updateWhenTaken(taken: Promise<ChunkBuffer>, rest: Buffer): Promise<void> {
-    const buffer = await taken;
-    if (this.abandoned) return releaseChunkBuffer(buffer);
-    this.filling = newChunkState(buffer);
-    const waiting = this.update(rest);
-    if (waiting !== undefined) await waiting;
-  }
-
   takeChunk(end: boolean): Buffer | undefined {
     if (end && this.filling !== undefined) {
       const last = this.filling;
       this.filling = undefined;
-      if (last.filledBytes === 0) releaseChunkBuffer(last.buffer);
+      if (last.filledBytes === 0) giveBack(last);
       else {
         if (last.sentBytes < last.filledBytes) this.sendRange(last);
         this.ready.push(last);
@@ -205,14 +194,15 @@ class OffloadedHasher implements BodyHasher {
     }
     const chunk = this.ready.shift();
     if (chunk === undefined) return undefined;
-    const bytes = chunk.buffer.bytes.subarray(0, chunk.filledBytes);
+    const bytes = chunk.bytes.subarray(0, chunk.filledBytes);
     this.handedOut.set(bytes, chunk);
     return bytes;
   }
 
   chunkCrc32(chunkBytes: Buffer): Promise<number> | undefined {
     const chunk = this.handedOut.get(chunkBytes);
-    if (chunk === undefined || this.failure !== undefined) return undefined;
+    // A chunk in plain memory was hashed from copies: its CRC is not over these bytes.
+    if (chunk === undefined || chunk.buffer === undefined || this.failure !== undefined) return undefined;
     return new Promise<number>((resolve, reject) => {
       chunk.crcWaiters.push({ resolve, reject });
       settleChunk(chunk);
@@ -225,7 +215,7 @@ class OffloadedHasher implements BodyHasher {
     this.handedOut.delete(chunkBytes);
     chunk.releaseRequested = true;
     // Not before the thread has read all of it: the next taker's bytes must not enter this MD5.
-    if (this.failure !== undefined || this.abandoned) releaseChunkBuffer(chunk.buffer);
+    if (this.failure !== undefined || this.abandoned) giveBack(chunk);
     else settleChunk(chunk);
   }
 
@@ -242,13 +232,13 @@ class OffloadedHasher implements BodyHasher {
   abandon(): void {
     // Chunks the caller never took go back now; the thread may still read them for this job,
     // whose digests nobody will use.
-    if (this.filling !== undefined) releaseChunkBuffer(this.filling.buffer);
+    if (this.filling !== undefined) giveBack(this.filling);
     this.filling = undefined;
-    for (const chunk of this.ready.splice(0)) releaseChunkBuffer(chunk.buffer);
+    for (const chunk of this.ready.splice(0)) giveBack(chunk);
     this.abandoned = true;
     // Released chunks still waiting for their hashes: no more answers come for this job.
     for (const range of this.unhashed.splice(0)) {
-      if (range.chunk.releaseRequested && range.chunk.buffer.isTaken) releaseChunkBuffer(range.chunk.buffer);
+      if (range.chunk.releaseRequested) giveBack(range.chunk);
     }
     if (this.ended) return;
     this.ended = true;
@@ -283,7 +273,7 @@ class OffloadedHasher implements BodyHasher {
     for (const chunk of this.handedOut.values()) chunks.add(chunk);
     for (const chunk of chunks) {
       for (const waiter of chunk.crcWaiters.splice(0)) waiter.reject(error);
-      if (chunk.releaseRequested && chunk.buffer.isTaken) releaseChunkBuffer(chunk.buffer);
+      if (chunk.releaseRequested) giveBack(chunk);
     }
     this.drained?.();
     this.drained = undefined;
@@ -295,13 +285,28 @@ class OffloadedHasher implements BodyHasher {
     chunk.ranges.push(range);
     this.unhashed.push(range);
     this.bytesInFlight += sizeBytes;
-    this.worker.update(this.jobId, chunk.buffer, chunk.sentBytes, sizeBytes);
+    if (chunk.buffer !== undefined) this.worker.update(this.jobId, chunk.buffer, chunk.sentBytes, sizeBytes);
+    else this.worker.updateWithCopy(this.jobId, chunk.bytes.subarray(chunk.sentBytes, chunk.filledBytes));
     chunk.sentBytes = chunk.filledBytes;
   }
 }
 
-function newChunkState(buffer: ChunkBuffer): ChunkState {
-  return { buffer, filledBytes: 0, sentBytes: 0, ranges: [], crcWaiters: [], releaseRequested: false };
+/**
+ * A chunk in a pooled buffer, or, when every one is taken, in plain memory hashed from copies
+ * (the data path then computes its CRC itself). Never waiting for a buffer: clients that send
+ * their bodies slowly hold theirs, and must not stall everybody else's PUTs.
+ */
+function newChunkState(): ChunkState {
+  const buffer = tryTakeChunkBuffer();
+  const bytes = buffer?.bytes ?? Buffer.allocUnsafeSlow(CHUNK_SIZE_BYTES);
+  return { buffer, bytes, filledBytes: 0, sentBytes: 0, ranges: [], crcWaiters: [], releaseRequested: false, returned: false };
+}
+
+/** Return a chunk's pooled buffer (once). */
+function giveBack(chunk: ChunkState): void {
+  if (chunk.buffer === undefined || chunk.returned) return;
+  chunk.returned = true;
+  releaseChunkBuffer(chunk.buffer);
 }
 
 /** Answer a chunk's CRC waiters and return its buffer to the pool once the thread hashed all of it. */
@@ -312,7 +317,7 @@ function settleChunk(chunk: ChunkState): void {
     for (const range of chunk.ranges.slice(1)) value = crc32Combine(value, range.crc32!, range.sizeBytes);
     for (const waiter of chunk.crcWaiters.splice(0)) waiter.resolve(value);
   }
-  if (chunk.releaseRequested && chunk.buffer.isTaken) releaseChunkBuffer(chunk.buffer);
+  if (chunk.releaseRequested) giveBack(chunk);
 }
 
 /** One hashing thread; several bodies share it, each a job with its own id. */
@@ -365,6 +370,12 @@ class HashWorker {
 
   update(jobId: number, buffer: ChunkBuffer, offsetBytes: number, sizeBytes: number): void {
     this.post({ kind: "update", jobId, buffer: chunkBufferRef(buffer, this.knownBuffers), offsetBytes, sizeBytes });
+  }
+
+  /** The body's next bytes, copied into a buffer the thread takes over. */
+  updateWithCopy(jobId: number, bytes: Buffer): void {
+    const copy = new Uint8Array(bytes).buffer;
+    this.worker.postMessage({ kind: "update-copy", jobId, copy } satisfies HashWorkerRequest, [copy]);
   }
 
   end(jobId: number): void {

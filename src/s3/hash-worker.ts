@@ -12,6 +12,8 @@ export type HashWorkerRequest =
   | { kind: "begin"; jobId: number; checksumAlgorithm: ChecksumAlgorithm | undefined }
   /** Bytes [offsetBytes, offsetBytes + sizeBytes) of a chunk buffer are the body's next bytes. */
   | { kind: "update"; jobId: number; buffer: ChunkBufferRef; offsetBytes: number; sizeBytes: number }
+  /** `copy` (transferred) holds the body's next bytes (a chunk outside the pool). */
+  | { kind: "update-copy"; jobId: number; copy: ArrayBuffer }
   | { kind: "end"; jobId: number };
 
 export type HashWorkerReply =
@@ -59,14 +61,18 @@ port.on("message", (request: HashWorkerRequest) => {
         bodyCrc32: request.checksumAlgorithm === "CRC32" ? 0 : undefined,
       });
       return;
-    case "update": {
+    case "update":
+    case "update-copy": {
       const job = jobs.get(request.jobId);
-      const bytes = new Uint8Array(resolveChunkBufferRef(request.buffer, chunkBuffers), request.offsetBytes, request.sizeBytes);
+      const bytes =
+        request.kind === "update"
+          ? new Uint8Array(resolveChunkBufferRef(request.buffer, chunkBuffers), request.offsetBytes, request.sizeBytes)
+          : new Uint8Array(request.copy);
       job?.md5.update(bytes);
       job?.checksummer?.update(bytes);
       const rangeCrc32 = crc32(bytes);
       if (job?.bodyCrc32 !== undefined) job.bodyCrc32 = crc32Combine(job.bodyCrc32, rangeCrc32, bytes.length);
-      const reply: HashWorkerReply = { kind: "hashed", jobId: request.jobId, sizeBytes: request.sizeBytes, crc32: rangeCrc32 };
+      const reply: HashWorkerReply = { kind: "hashed", jobId: request.jobId, sizeBytes: bytes.length, crc32: rangeCrc32 };
       port.postMessage(reply);
       return;
     }
