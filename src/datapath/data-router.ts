@@ -114,6 +114,17 @@ export class DataRouter {
    * EC_CHUNK_SIZE_MIN_BYTES are replicated even then). On any failure the needles already
    * written are deleted (best effort; the GC collects what this misses) and the error is rethrown.
    */
+  /**
+   * A body already in memory (a small PUT): one chunk written directly, without writeBody's
+   * streaming machinery, whose promises and closures cost a small PUT more than its bytes.
+   */
+  async writeWhole(data: Buffer, options: { sizeBytesMax: number; ec?: EcScheme | null }): Promise<WriteBodyResult> {
+    if (data.length > options.sizeBytesMax) throw new BodyTooLarge(options.sizeBytesMax);
+    if (data.length === 0 || data.length > CHUNK_SIZE_BYTES) return this.writeBody([data], options);
+    const chunk = await this.writeChunk(data, options.ec ?? null, { knownCrc32: undefined, needleWrites: [] });
+    return { chunks: [chunk], sizeBytes: data.length };
+  }
+
   async writeBody(
     body: AsyncIterable<Buffer> | Iterable<Buffer>,
     options: {

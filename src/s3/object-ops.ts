@@ -98,10 +98,10 @@ export async function receiveBody(
   // A small plain body is read whole by events and hashed inline: two async generators and a
   // stream iterator per request cost a small PUT more than hashing it.
   const small = decoder === undefined && declaredSizeBytes !== undefined && declaredSizeBytes <= SMALL_BODY_SIZE_BYTES_MAX;
-  async function wholeHashed(): Promise<Buffer[]> {
+  async function wholeHashed(): Promise<Buffer> {
     const data = await readWholeBody(ctx.req);
     hasher.update(data);
-    return [data];
+    return data;
   }
   // A client that half-closes its socket mid-body will send no more bytes; without this the
   // request would wait for the idle timeout before failing.
@@ -112,12 +112,14 @@ export async function receiveBody(
   socket.once("end", onSocketEnd);
   let written;
   try {
-    written = await services.dataRouter.writeBody(small ? await wholeHashed() : hashed(), {
-      sizeBytesMax,
-      ec,
-      pieceCrc32: (piece) => hasher.chunkCrc32(piece),
-      releasePiece: (piece) => hasher.releaseChunk(piece),
-    });
+    written = small
+      ? await services.dataRouter.writeWhole(await wholeHashed(), { sizeBytesMax, ec })
+      : await services.dataRouter.writeBody(hashed(), {
+          sizeBytesMax,
+          ec,
+          pieceCrc32: (piece) => hasher.chunkCrc32(piece),
+          releasePiece: (piece) => hasher.releaseChunk(piece),
+        });
   } catch (error) {
     hasher.abandon();
     if (error instanceof BodyTooLarge) throw s3Errors.entityTooLarge({ MaxSizeAllowed: String(sizeBytesMax) });

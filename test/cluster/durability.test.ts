@@ -88,10 +88,14 @@ async function listAll(store: RemoteNeedleStore, volumeId: VolumeId): Promise<Ne
  * replica of a volume lists the same live needles and the same tombstones, and serves each live
  * needle with its CRC verified. Returns the tombstone count per node.
  */
-async function assertFullRedundancy(label: string, excluded: ReadonlySet<NodeId> = new Set()): Promise<Map<NodeId, number>> {
+async function assertFullRedundancy(
+  label: string,
+  excluded: ReadonlySet<NodeId> = new Set(),
+): Promise<{ tombstones: Map<NodeId, number>; live: Map<NodeId, number> }> {
   const map = await cluster.clusterMap();
   const nodes = new Map(map.nodes.map((node) => [node.nodeId, node]));
   const tombstonesPerNode = new Map<NodeId, number>();
+  const livePerNode = new Map<NodeId, number>();
   for (const volume of map.volumes) {
     assert.equal(volume.replicas.length, map.replicaCount, `${label}: volume ${volume.volumeId} has ${map.replicaCount} replicas`);
     for (const nodeId of volume.replicas) {
@@ -107,6 +111,7 @@ async function assertFullRedundancy(label: string, excluded: ReadonlySet<NodeId>
         const live = entries.filter((entry) => !entry.tombstone).map((entry) => entry.needleId);
         const dead = entries.filter((entry) => entry.tombstone).map((entry) => entry.needleId);
         tombstonesPerNode.set(nodeId, (tombstonesPerNode.get(nodeId) ?? 0) + dead.length);
+        livePerNode.set(nodeId, (livePerNode.get(nodeId) ?? 0) + live.length);
         for (const needleId of live) await store.readNeedle({ volumeId: volume.volumeId, needleId });
         const summary = { live: live.join(","), dead: dead.join(",") };
         if (reference === undefined) reference = summary;
@@ -119,7 +124,7 @@ async function assertFullRedundancy(label: string, excluded: ReadonlySet<NodeId>
       }
     }
   }
-  return tombstonesPerNode;
+  return { tombstones: tombstonesPerNode, live: livePerNode };
 }
 
 async function repairStatus(): Promise<RepairStatus> {
@@ -187,11 +192,24 @@ test("a data node killed for good has its replicas re-created; a second node kil
 });
 
 test("objects deleted while a replica's node is stopped stay deleted when it comes back, and it gets the tombstones", async () => {
+  const liveBefore = (await assertFullRedundancy("before the writes", gone)).live;
   for (let index = 0; index < 16; index++) await putObject(`doomed/${index}`, 20_000 + index);
-  const stopped = nodeIdOf("dn-c1");
-  const tombstonesBefore = (await assertFullRedundancy("before the deletes", gone)).get(stopped) ?? 0;
+  // The node to stop holds replicas of doomed objects. It is in zone c, the one zone with two
+  // nodes left (stopping the last node of a zone would leave new volumes short of a zone), and
+  // which of the two holds them depends on the volumes placement handed out: read it off the
+  // nodes' new needles.
+  const afterWrites = await assertFullRedundancy("before the deletes", gone);
+  const candidates = ["dn-c1", "dn-c2"].map((name) => ({
+    name,
+    gained: (afterWrites.live.get(nodeIdOf(name)) ?? 0) - (liveBefore.get(nodeIdOf(name)) ?? 0),
+  }));
+  const chosen = candidates.sort((left, right) => right.gained - left.gained)[0]!;
+  assert.ok(chosen.gained > 0, `a zone-c node holds replicas of doomed objects (${JSON.stringify(candidates)})`);
+  const stoppedName = chosen.name;
+  const stopped = nodeIdOf(stoppedName);
+  const tombstonesBefore = afterWrites.tombstones.get(stopped) ?? 0;
 
-  await cluster.kill("dn-c1");
+  await cluster.kill(stoppedName);
   await cluster.waitFor((map) => map.nodes.find((node) => node.nodeId === stopped)?.state === "down", "the stopped node seen down");
   for (let index = 0; index < 16; index++) {
     await client.send(new DeleteObjectCommand({ Bucket: BUCKET, Key: `doomed/${index}` }));
@@ -201,12 +219,12 @@ test("objects deleted while a replica's node is stopped stay deleted when it com
   for (const key of deleted) await assertNotFound(key, "while the node is stopped");
 
   // Back well before the out-timeout, with its old copies of the deleted needles still live.
-  await cluster.restart("dn-c1");
+  await cluster.restart(stoppedName);
   await cluster.waitFor((map) => map.nodes.every((node) => node.state === "up" || gone.has(node.nodeId)), "the node up again");
   const deadline = Date.now() + REPAIR_WAIT_MS_MAX;
   for (;;) {
     try {
-      const tombstones = await assertFullRedundancy("after the node came back", gone);
+      const { tombstones } = await assertFullRedundancy("after the node came back", gone);
       assert.ok((tombstones.get(stopped) ?? 0) > tombstonesBefore, "the returned node got tombstones for the deleted needles");
       break;
     } catch (error) {
