@@ -11,8 +11,10 @@ import { makeDataDirectory, removeDataDirectory, s3Client, startCairn } from "./
 test("generated root credentials are printed once, saved 0600, and work", async () => {
   const dataDirectory = makeDataDirectory("root-keys");
   const noKeys = { CAIRN_ROOT_ACCESS_KEY: "", CAIRN_ROOT_SECRET_KEY: "" };
+  const started: Array<{ stop(): Promise<void> }> = [];
   try {
     const first = await startCairn({ dataDirectory, env: noKeys });
+    started.push(first);
     await new Promise((resolve) => setTimeout(resolve, 100));
     const accessKeyId = /AWS_ACCESS_KEY_ID=(\S+)/.exec(first.stdout())?.[1];
     const secretAccessKey = /AWS_SECRET_ACCESS_KEY=(\S+)/.exec(first.stdout())?.[1];
@@ -25,6 +27,7 @@ test("generated root credentials are printed once, saved 0600, and work", async 
     s3.destroy();
     await first.stop();
     const second = await startCairn({ dataDirectory, env: noKeys });
+    started.push(second);
     await new Promise((resolve) => setTimeout(resolve, 100));
     assert.doesNotMatch(second.stdout(), /AWS_SECRET_ACCESS_KEY/, "not printed again");
     // A plain substring test: the secret is base64, and '+' or '/' in it are not a pattern.
@@ -35,6 +38,8 @@ test("generated root credentials are printed once, saved 0600, and work", async 
     again.destroy();
     await second.stop();
   } finally {
+    // A failed assertion must not leave a server running: the test process would wait for it.
+    for (const server of started) await server.stop().catch(() => undefined);
     removeDataDirectory(dataDirectory);
   }
 });
