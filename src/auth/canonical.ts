@@ -13,6 +13,7 @@
  * values are decoded and re-encoded the same way, then sorted by encoded name, then value.
  */
 import { createHmac, hash } from "node:crypto";
+import { rememberLast, setInBoundedCache } from "../base/index.js";
 
 export const SIGV4_ALGORITHM = "AWS4-HMAC-SHA256";
 export const SIGV4_TERMINATOR = "aws4_request";
@@ -178,8 +179,7 @@ export function deriveSigningKey(secretAccessKey: string, date: string, region: 
   const regionKey = hmac(dateKey, region);
   const serviceKey = hmac(regionKey, service);
   const signingKey = hmac(serviceKey, SIGV4_TERMINATOR);
-  if (signingKeyCache.size >= SIGNING_KEY_CACHE_ENTRIES_MAX) signingKeyCache.clear();
-  signingKeyCache.set(cacheKey, signingKey);
+  setInBoundedCache(signingKeyCache, cacheKey, signingKey, SIGNING_KEY_CACHE_ENTRIES_MAX);
   return signingKey;
 }
 
@@ -219,38 +219,22 @@ export function trailerStringToSign(amzDate: string, scope: string, previousSign
 
 /** YYYYMMDD'T'HHMMSS'Z' of a time in ms. */
 export function formatAmzDate(timeMs: number): string {
-  const secondMs = Math.floor(timeMs / 1000) * 1000;
-  if (secondMs === lastFormatted.secondMs) return lastFormatted.text;
-  const text = formatAmzDateUncached(secondMs);
-  lastFormatted = { secondMs, text };
-  return text;
+  return formatAmzDateOfSecond(Math.floor(timeMs / 1000) * 1000);
 }
 
-/**
- * The last date formatted and the last parsed: every request of the same second carries the
- * same X-Amz-Date, so most parse as a string comparison.
- */
-let lastFormatted = { secondMs: Number.NaN, text: "" };
-let lastParsed: { text: string; timeMs: number | undefined } = { text: "", timeMs: undefined };
-
-function formatAmzDateUncached(timeMs: number): string {
+// Every request of the same second carries the same X-Amz-Date: the last date formatted and the
+// last parsed are remembered, so most parse as a string comparison.
+const formatAmzDateOfSecond = rememberLast((secondMs: number): string => {
   // From "YYYY-MM-DDTHH:MM:SS.sssZ" by slicing: two regex replaces cost more per request.
-  const iso = new Date(timeMs).toISOString();
+  const iso = new Date(secondMs).toISOString();
   return iso.slice(0, 4) + iso.slice(5, 7) + iso.slice(8, 13) + iso.slice(14, 16) + iso.slice(17, 19) + "Z";
-}
+});
 
 /** Parses YYYYMMDD'T'HHMMSS'Z'; undefined unless it is a real instant in exactly that form. */
-export function parseAmzDate(value: string): number | undefined {
-  if (value === lastParsed.text) return lastParsed.timeMs;
-  const timeMs = parseAmzDateUncached(value);
-  lastParsed = { text: value, timeMs };
-  return timeMs;
-}
-
-function parseAmzDateUncached(value: string): number | undefined {
+export const parseAmzDate: (value: string) => number | undefined = rememberLast((value: string): number | undefined => {
   const match = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/.exec(value);
   if (match === null) return undefined;
   const [, year, month, day, hour, minute, second] = match.map(Number) as [number, ...number[]];
   const timeMs = Date.UTC(year!, month! - 1, day!, hour!, minute!, second!);
   return formatAmzDate(timeMs) === value ? timeMs : undefined;
-}
+});

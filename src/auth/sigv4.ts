@@ -7,7 +7,7 @@
  */
 import { timingSafeEqual } from "node:crypto";
 import type { IncomingHttpHeaders } from "node:http";
-import { PRESIGNED_URL_EXPIRES_SECONDS_MAX, REQUEST_TIME_SKEW_MS_MAX } from "../base/index.js";
+import { PRESIGNED_URL_EXPIRES_SECONDS_MAX, REQUEST_TIME_SKEW_MS_MAX, setInBoundedCache } from "../base/index.js";
 import { AUTH_MESSAGES, AuthError } from "./auth-error.js";
 import {
   canonicalHeaderValue,
@@ -195,8 +195,8 @@ function claimFromAuthorizationHeader(authorization: string, request: AuthReques
   if (parsedBefore !== undefined) return claimOfParsedHeader(parsedBefore.credential, parsedBefore.signedHeaders, signatureText!, request);
   const parsed = parseAuthorizationHeader(authorization);
   if (signatureText !== undefined && signatureText === parsed.signature && SIGNATURE_HEX.test(signatureText)) {
-    if (authorizationParseCache.size >= AUTHORIZATION_PARSE_CACHE_ENTRIES_MAX) authorizationParseCache.clear();
-    authorizationParseCache.set(authorization.slice(0, signatureAt), { credential: parsed.credential, signedHeaders: parsed.signedHeaders });
+    const entry = { credential: parsed.credential, signedHeaders: parsed.signedHeaders };
+    setInBoundedCache(authorizationParseCache, authorization.slice(0, signatureAt), entry, AUTHORIZATION_PARSE_CACHE_ENTRIES_MAX);
   }
   return claimOfParsedHeader(parsed.credential, parsed.signedHeaders, parsed.signature, request);
 }

@@ -6,3 +6,4 @@ export * from "./checksum.js";
 export * from "./clock.js";
 export * from "./log.js";
 export * from "./chunk-buffer-pool.js";
+export * from "./memo.js";

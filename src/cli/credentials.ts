@@ -6,12 +6,15 @@
 import { randomBytes } from "node:crypto";
 import { promises as fs } from "node:fs";
 import * as path from "node:path";
+import { setInBoundedCache } from "../base/index.js";
 import { newAccessKeyId, newSecretAccessKey, sealSecret, unsealSecret } from "../auth/index.js";
 import { AccessKeyAlreadyExists, UserAlreadyExists, type MetadataStore } from "../meta/index.js";
 
 export const ROOT_USER_ID = "root";
 /** Looked-up secrets are cached this long; a removed key stops working within this time. */
 export const CREDENTIAL_CACHE_TTL_MS = 5_000;
+/** Access keys kept decoded at most; past it the cache starts over. */
+const CREDENTIAL_CACHE_ENTRIES_MAX = 10_000;
 
 async function writeFileExclusive(filePath: string, contents: string): Promise<void> {
   const handle = await fs.open(filePath, "wx", 0o600);
@@ -97,8 +100,7 @@ export function credentialLookup(meta: MetadataStore, masterKey: Buffer, nowMs: 
     const value = key === undefined ? undefined : { secretAccessKey: unsealSecret(masterKey, key.secretSealed), userId: key.userId };
     // Only found keys are cached: a key added by `cairn admin key add` works at once.
     if (value === undefined) return undefined;
-    if (cache.size > 10_000) cache.clear();
-    cache.set(accessKeyId, { value, expiresAtMs: nowMs() + CREDENTIAL_CACHE_TTL_MS });
+    setInBoundedCache(cache, accessKeyId, { value, expiresAtMs: nowMs() + CREDENTIAL_CACHE_TTL_MS }, CREDENTIAL_CACHE_ENTRIES_MAX);
     return value;
   };
 }

@@ -16,7 +16,7 @@
  * delete is acknowledged.
  */
 import Database from "better-sqlite3";
-import { assert, type NeedleId, type VolumeId } from "../base/index.js";
+import { assert, setInBoundedCache, type NeedleId, type VolumeId } from "../base/index.js";
 import {
   NEEDLE_ALIGNMENT_BYTES,
   NEEDLE_CHECKSUM_SIZE_BYTES,
@@ -260,10 +260,7 @@ export class ObjectMapping {
     const row = this.selectNeedleRaw.get(volumeId, needleIdToBytes(needleId));
     if (row === undefined) return undefined;
     const found: NeedleRow = Object.freeze({ offsetBytes: row[0], dataSizeBytes: row[1], flags: row[2] });
-    if (!this.db.inTransaction) {
-      if (this.rowCache.size >= NEEDLE_ROW_CACHE_ENTRIES_MAX) this.rowCache.clear();
-      this.rowCache.set(cacheKey, found);
-    }
+    if (!this.db.inTransaction) setInBoundedCache(this.rowCache, cacheKey, found, NEEDLE_ROW_CACHE_ENTRIES_MAX);
     return found;
   }
 

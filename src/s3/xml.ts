@@ -1,5 +1,6 @@
 /** XML in and out: a tiny escaping builder for responses, fast-xml-parser for request bodies. */
 import { XMLParser } from "fast-xml-parser";
+import { rememberLast } from "../base/index.js";
 
 export const S3_XMLNS = "http://s3.amazonaws.com/doc/2006-03-01/";
 
@@ -95,19 +96,13 @@ export function asArray<T>(value: T | T[] | undefined): T[] {
   return Array.isArray(value) ? value : [value];
 }
 
-/** The last timestamp rendered: objects written together share it, and listings repeat it. */
-let lastIsoTimestamp = { ms: Number.NaN, text: "" };
+/** ISO 8601 of a time in ms; the last is remembered: objects written together share it, and listings repeat it. */
+export const isoTimestamp: (ms: number) => string = rememberLast((ms: number) => new Date(ms).toISOString());
 
-export function isoTimestamp(ms: number): string {
-  if (ms !== lastIsoTimestamp.ms) lastIsoTimestamp = { ms, text: new Date(ms).toISOString() };
-  return lastIsoTimestamp.text;
-}
-
-/** The last second formatted: responses within a second, and objects written in one, share it. */
-let lastHttpDate = { secondMs: Number.NaN, text: "" };
-
+/** RFC 7231 date of a time in ms. */
 export function httpDate(ms: number): string {
-  const secondMs = Math.floor(ms / 1000) * 1000;
-  if (secondMs !== lastHttpDate.secondMs) lastHttpDate = { secondMs, text: new Date(secondMs).toUTCString() };
-  return lastHttpDate.text;
+  return httpDateOfSecond(Math.floor(ms / 1000) * 1000);
 }
+
+// The last second formatted is remembered: responses within a second, and objects written in one, share it.
+const httpDateOfSecond = rememberLast((secondMs: number) => new Date(secondMs).toUTCString());

@@ -20,7 +20,7 @@
  */
 import Database from "better-sqlite3";
 import { closeSync, fdatasync, openSync } from "node:fs";
-import { assert, systemClock } from "../../base/index.js";
+import { assert, setInBoundedCache, systemClock } from "../../base/index.js";
 import type { Clock, NeedleId, VolumeId } from "../../base/index.js";
 import {
   AccessKeyAlreadyExists,
@@ -343,13 +343,18 @@ interface PendingWrite {
 
 /** Thrown out of a batch transaction to roll it back when one of its writes failed. */
 class BatchWriteFailed extends Error {
-  constructor(readonly writeError: unknown) {
+  constructor() {
     super("a write of the batch failed");
   }
 }
 
 /** Latest versions kept decoded in memory at most; past it the cache starts over. */
 const LATEST_VERSION_CACHE_ENTRIES_MAX = 10_000;
+
+/** "bucket/key": a bucket name has no '/', so the pair is unambiguous. */
+function latestVersionCacheKey(bucket: string, key: string): string {
+  return bucket + "/" + key;
+}
 
 /** Buckets kept decoded in memory at most; past it the cache starts over. */
 const BUCKET_CACHE_ENTRIES_MAX = 10_000;
@@ -376,7 +381,7 @@ export class SqliteMetadataStore implements MetadataStore {
    */
   private readonly bucketCache = new Map<string, Bucket>();
   /**
-   * The latest version of recently read keys, by "bucket/key" (a bucket name has no '/'), frozen:
+   * The latest version of recently read keys, by latestVersionCacheKey, frozen:
    * a GET or HEAD of a hot key costs no query. Sound for the same reasons as the bucket cache:
    * every statement that changes a row of object_versions (four call sites: insertVersion,
    * removeVersion, the tag and system-metadata updates) drops its key's entry in the same
@@ -477,11 +482,7 @@ export class SqliteMetadataStore implements MetadataStore {
       if (cached !== undefined) return cached;
       const row = this.statements.bucketGet.get(name);
       if (row === undefined) return undefined;
-      const bucket = bucketFromRow(row);
-      Object.freeze(bucket.tags);
-      if (this.bucketCache.size >= BUCKET_CACHE_ENTRIES_MAX) this.bucketCache.clear();
-      this.bucketCache.set(name, Object.freeze(bucket));
-      return bucket;
+      return setInBoundedCache(this.bucketCache, name, deepFreeze(bucketFromRow(row)), BUCKET_CACHE_ENTRIES_MAX);
     });
   }
 
@@ -525,15 +526,13 @@ export class SqliteMetadataStore implements MetadataStore {
         const raw = this.statements.versionByIdRaw.get(bucket, key, versionId);
         return raw === undefined ? undefined : versionFromRow(versionRowFromRaw(raw));
       }
-      const cacheKey = bucket + "/" + key;
+      const cacheKey = latestVersionCacheKey(bucket, key);
       const cached = this.latestVersionCache.get(cacheKey);
       if (cached !== undefined) return cached;
       const raw = this.statements.versionLatestRaw.get(bucket, key);
       if (raw === undefined) return undefined;
       const version = deepFreeze(versionFromRow(versionRowFromRaw(raw)));
-      if (this.latestVersionCache.size >= LATEST_VERSION_CACHE_ENTRIES_MAX) this.latestVersionCache.clear();
-      this.latestVersionCache.set(cacheKey, version);
-      return version;
+      return setInBoundedCache(this.latestVersionCache, cacheKey, version, LATEST_VERSION_CACHE_ENTRIES_MAX);
     });
   }
 
@@ -586,7 +585,7 @@ export class SqliteMetadataStore implements MetadataStore {
       if (row === undefined || row.is_delete_marker === 1) {
         throw versionId === undefined ? new NoSuchKey(bucket, key) : new NoSuchVersion(bucket, key, versionId);
       }
-      this.latestVersionCache.delete(bucket + "/" + key);
+      this.latestVersionCache.delete(latestVersionCacheKey(bucket, key));
       this.statements.versionSetTags.run(JSON.stringify(tags), row.version_seq);
       return row.version_id;
     });
@@ -597,7 +596,7 @@ export class SqliteMetadataStore implements MetadataStore {
       this.requireBucket(bucket);
       const row = this.statements.versionById.get(bucket, key, versionId);
       if (row === undefined || row.is_delete_marker === 1) throw new NoSuchVersion(bucket, key, versionId);
-      this.latestVersionCache.delete(bucket + "/" + key);
+      this.latestVersionCache.delete(latestVersionCacheKey(bucket, key));
       this.statements.versionSetSystemMetadata.run(JSON.stringify(systemMetadata), row.version_seq);
     });
   }
@@ -970,58 +969,42 @@ export class SqliteMetadataStore implements MetadataStore {
   private flushWrites(): void {
     this.flushScheduled = false;
     const batch = this.pendingWrites.splice(0, METADATA_WRITE_BATCH_COUNT_MAX);
-    if (this.pendingWrites.length > 0) {
-      this.flushScheduled = true;
-      setImmediate(() => this.flushWrites());
-    }
+    if (this.pendingWrites.length > 0) this.scheduleFlush();
     if (batch.length === 0) return;
-    let outcomes: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
-    try {
-      // First without savepoints (two statements per write): nearly every write succeeds. When
-      // one throws, the whole transaction rolls back and the batch runs again with a savepoint
-      // per write, so that a failing write undoes only its own changes. Write bodies only touch
-      // the database (and drop bucket cache entries), so running them again is safe.
-      this.inTransaction.immediate(() => {
-        for (const entry of batch) {
-          try {
-            outcomes.push({ ok: true, value: entry.body() });
-          } catch (error) {
-            throw new BatchWriteFailed(error);
-          }
-        }
-      });
-      this.counters.writeCommits += 1;
-    } catch (error) {
-      if (error instanceof BatchWriteFailed) {
-        outcomes = [];
-        this.commitWithSavepoints(batch, outcomes);
-        return;
-      }
-      // The COMMIT itself failed (disk error, busy past the timeout): nothing in the batch is durable.
-      for (const entry of batch) entry.reject(error);
-      return;
-    }
-    this.settleWhenDurable(batch, outcomes);
+    // First without savepoints (two statements per write): nearly every write succeeds. When
+    // one throws, the whole transaction rolls back and the batch runs again with a savepoint
+    // per write, so that a failing write undoes only its own changes. Write bodies only touch
+    // the database (and drop cache entries), so running them again is safe.
+    if (!this.commitBatch(batch, { savepoints: false })) this.commitBatch(batch, { savepoints: true });
   }
 
-  private commitWithSavepoints(batch: PendingWrite[], outcomes: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }>): void {
+  /**
+   * Commits `batch` in one transaction and settles its writes once it is durable. Without
+   * savepoints a write that throws rolls the whole transaction back: then nothing is settled and
+   * the answer is false. With them each write's failure is its own.
+   */
+  private commitBatch(batch: PendingWrite[], options: { savepoints: boolean }): boolean {
+    const outcomes: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
     try {
       this.inTransaction.immediate(() => {
         for (const entry of batch) {
           try {
-            outcomes.push({ ok: true, value: this.inTransaction(entry.body) });
+            outcomes.push({ ok: true, value: options.savepoints ? this.inTransaction(entry.body) : entry.body() });
           } catch (error) {
+            if (!options.savepoints) throw new BatchWriteFailed();
             outcomes.push({ ok: false, error });
           }
         }
       });
       this.counters.writeCommits += 1;
     } catch (error) {
+      if (error instanceof BatchWriteFailed) return false;
       // The COMMIT itself failed (disk error, busy past the timeout): nothing in the batch is durable.
       for (const entry of batch) entry.reject(error);
-      return;
+      return true;
     }
     this.settleWhenDurable(batch, outcomes);
+    return true;
   }
 
   private settleWhenDurable(batch: PendingWrite[], outcomes: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }>): void {
@@ -1155,7 +1138,7 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   private insertVersion(version: ObjectVersion): void {
-    this.latestVersionCache.delete(version.bucket + "/" + version.key);
+    this.latestVersionCache.delete(latestVersionCacheKey(version.bucket, version.key));
     this.statements.versionInsert.run(...versionInsertValues(version, version.isDeleteMarker ? (1 as const) : (0 as const)));
   }
 
@@ -1186,7 +1169,7 @@ export class SqliteMetadataStore implements MetadataStore {
   private removeVersion(bucket: string, key: string, versionId: string, chunksKept: readonly ChunkRef[]): ObjectVersion | undefined {
     const row = this.statements.versionById.get(bucket, key, versionId);
     if (row === undefined) return undefined;
-    this.latestVersionCache.delete(bucket + "/" + key);
+    this.latestVersionCache.delete(latestVersionCacheKey(bucket, key));
     this.statements.versionDelete.run(row.version_seq);
     const removed = versionFromRow(row);
     this.queueGarbage(removed.chunks, chunksKept);
