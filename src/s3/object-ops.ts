@@ -1,7 +1,7 @@
 /** PutObject, GetObject, HeadObject, DeleteObject. */
 import { pipeline } from "node:stream";
 import type { Readable } from "node:stream";
-import type { IncomingMessage } from "node:http";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import { isChunkBufferView, PUT_OBJECT_SIZE_BYTES_MAX, releaseChunkBufferOf, UPLOAD_PART_COUNT_MAX, uuidV7Bytes, type ChecksumAlgorithm } from "../base/index.js";
 import type { EcScheme } from "../ec/index.js";
 import { ecSchemeFor } from "./storage-class.js";
@@ -155,6 +155,29 @@ export async function receiveBody(
     checksum = { algorithm: checksumRequest.algorithm, value: actual, type: "FULL_OBJECT" };
   }
   return { chunks: written.chunks, sizeBytes: written.sizeBytes, md5Hex: md5Digest.toString("hex"), checksum };
+}
+
+/**
+ * Gives pooled chunk buffers handed to a response back to the pool, each exactly once: from the
+ * callback of the socket write that sent it, or when the response closes before that callback.
+ * Plain buffers (small objects) are not tracked.
+ */
+function chunkBufferReleaser(res: ServerResponse): { track(piece: Buffer): void; sent(piece: Buffer): void } {
+  /** Pieces handed to the socket and not released yet. */
+  const unsent = new Set<Buffer>();
+  const sent = (piece: Buffer) => {
+    if (unsent.delete(piece)) releaseChunkBufferOf(piece);
+  };
+  let closeWatched = false;
+  return {
+    track(piece) {
+      if (!isChunkBufferView(piece)) return;
+      if (!closeWatched) res.once("close", () => [...unsent].forEach(sent));
+      closeWatched = true;
+      unsent.add(piece);
+    },
+    sent,
+  };
 }
 
 /** Bodies up to this size with no aws-chunked framing are read whole before they are stored. */
@@ -401,17 +424,9 @@ async function streamObject(
       // one write, as a plain node:http server's would.
       const data = await whole;
       ctx.res.writeHead(send.statusCode, send.headers);
-      if (!isChunkBufferView(data)) {
-        ctx.res.end(data);
-        return;
-      }
-      let released = false;
-      const release = () => {
-        if (!released) releaseChunkBufferOf(data);
-        released = true;
-      };
-      ctx.res.once("close", release);
-      ctx.res.end(data, release);
+      const releaser = chunkBufferReleaser(ctx.res);
+      releaser.track(data);
+      ctx.res.end(data, () => releaser.sent(data));
       return;
     }
   }
@@ -423,21 +438,10 @@ async function streamObject(
     return;
   }
   const res = ctx.res;
-  /** Pieces handed to the socket and not released yet; each is released once, whichever comes first. */
-  const unsent = new Set<Buffer>();
-  const sent = (piece: Buffer) => {
-    if (unsent.delete(piece)) releaseChunkBufferOf(piece);
-  };
-  let closeWatched = false;
-  const track = (piece: Buffer) => {
-    if (!isChunkBufferView(piece)) return; // plain memory (small objects): nothing to give back
-    if (!closeWatched) res.once("close", () => [...unsent].forEach(sent));
-    closeWatched = true;
-    unsent.add(piece);
-  };
+  const releaser = chunkBufferReleaser(res);
   const write = async (piece: Buffer): Promise<void> => {
-    track(piece);
-    if (!res.write(piece, () => sent(piece))) {
+    releaser.track(piece);
+    if (!res.write(piece, () => releaser.sent(piece))) {
       await new Promise<void>((resolve, reject) => {
         const onDrain = () => {
           res.off("close", onClose);
