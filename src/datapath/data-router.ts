@@ -86,6 +86,23 @@ interface Piece {
   lengthBytes: number;
 }
 
+/** The part of each chunk that bytes [startByte, endByteExclusive) of an object made of `chunks` cover. */
+function piecesOf(chunks: readonly ChunkRef[], startByte: number, endByteExclusive: number): Piece[] {
+  const pieces: Piece[] = [];
+  let chunkStart = 0;
+  for (const chunk of chunks) {
+    const chunkEnd = chunkStart + chunk.sizeBytes;
+    if (chunkEnd > startByte && chunkStart < endByteExclusive) {
+      const from = Math.max(startByte, chunkStart) - chunkStart;
+      const to = Math.min(endByteExclusive, chunkEnd) - chunkStart;
+      pieces.push({ chunk, offsetBytes: from, lengthBytes: to - from });
+    }
+    chunkStart = chunkEnd;
+    if (chunkStart >= endByteExclusive) break;
+  }
+  return pieces;
+}
+
 export class DataRouter {
   private coder: EcWorkerPool | undefined;
   private readonly shardLatency = new ShardLatency();
@@ -382,16 +399,8 @@ export class DataRouter {
     endByteExclusive: number,
     options: { intoChunkBuffer?: boolean } = {},
   ): Promise<Buffer> | undefined {
-    let chunkStart = 0;
-    for (const chunk of chunks) {
-      const chunkEnd = chunkStart + chunk.sizeBytes;
-      if (startByte >= chunkStart && startByte < chunkEnd) {
-        if (endByteExclusive > chunkEnd) return undefined;
-        return this.readPiece({ chunk, offsetBytes: startByte - chunkStart, lengthBytes: endByteExclusive - startByte }, options.intoChunkBuffer === true);
-      }
-      chunkStart = chunkEnd;
-    }
-    return undefined;
+    const pieces = piecesOf(chunks, startByte, endByteExclusive);
+    return pieces.length === 1 ? this.readPiece(pieces[0]!, options.intoChunkBuffer === true) : undefined;
   }
 
   /**
@@ -401,18 +410,7 @@ export class DataRouter {
    * once done with it; a read ahead that is never yielded is released here.
    */
   async *readRange(chunks: ChunkRef[], startByte: number, endByteExclusive: number, options: { intoChunkBuffers?: boolean } = {}): AsyncGenerator<Buffer> {
-    const pieces: Piece[] = [];
-    let chunkStart = 0;
-    for (const chunk of chunks) {
-      const chunkEnd = chunkStart + chunk.sizeBytes;
-      if (chunkEnd > startByte && chunkStart < endByteExclusive) {
-        const from = Math.max(startByte, chunkStart) - chunkStart;
-        const to = Math.min(endByteExclusive, chunkEnd) - chunkStart;
-        pieces.push({ chunk, offsetBytes: from, lengthBytes: to - from });
-      }
-      chunkStart = chunkEnd;
-      if (chunkStart >= endByteExclusive) break;
-    }
+    const pieces = piecesOf(chunks, startByte, endByteExclusive);
     const intoChunkBuffer = options.intoChunkBuffers === true;
     let next = pieces.length > 0 ? this.readPiece(pieces[0]!, intoChunkBuffer) : undefined;
     let index = 0;
