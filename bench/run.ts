@@ -457,16 +457,23 @@ async function alternatedWithBaseline(
 ): Promise<LoadResult[]> {
   const pairs: Array<{ baseline: Result; result: Result; ratio: number }> = [];
   const loads: LoadResult[] = [];
+  let lastBaseline: Result | undefined;
+  let lastResult: Result | undefined;
   for (let roundIndex = 0; roundIndex < config.rounds4k; roundIndex++) {
     const baseline = await nullBaseline(operation, false);
+    lastBaseline = baseline ?? lastBaseline;
     const measured = await run(roundIndex);
     if (measured === undefined) continue;
     loads.push(measured.load);
+    lastResult = measured.result;
     if (baseline !== undefined && baseline.opsPerSecond > 0) {
       pairs.push({ baseline, result: measured.result, ratio: measured.result.opsPerSecond / baseline.opsPerSecond });
     }
   }
-  if (pairs.length > 0) {
+  if (pairs.length === 0) {
+    // Only one side was wanted (CAIRN_BENCH_ONLY) or measured: it is recorded without a ratio.
+    for (const result of [lastBaseline, lastResult]) if (result !== undefined) results.push(result);
+  } else {
     const byRatio = [...pairs].sort((left, right) => left.ratio - right.ratio);
     const median = byRatio[Math.floor((byRatio.length - 1) / 2)]!;
     results.push(median.baseline, median.result);
@@ -478,6 +485,27 @@ async function alternatedWithBaseline(
     }
   }
   return loads;
+}
+
+/** Writes `count` objects, unrecorded, for a GET measured alone; returns the key pool they form. */
+async function populate(
+  system: System,
+  bucket: string,
+  options: { label: string; sizeBytes: number; connections: number; keyPrefix: string; count: number },
+): Promise<number> {
+  const { load } = await measure({
+    workload: `populate-${options.label}`,
+    system,
+    bucket,
+    operation: "put",
+    objectSizeBytes: options.sizeBytes,
+    connections: options.connections,
+    keyPrefix: options.keyPrefix,
+    durationMs: null,
+    opsTotal: options.count,
+    record: false,
+  });
+  return keyPoolAfterPut(load);
 }
 
 /** PUT then GET of one object size; the GET reads the keys the PUT wrote. */
@@ -503,8 +531,7 @@ async function putThenGet(system: System, bucket: string, label: string, sizeByt
   await attempt(getName, async () => {
     if (pool === 0) {
       // GET alone (CAIRN_BENCH_ONLY=get-...): write a small pool first.
-      const { load } = await measure({ workload: `populate-${label}`, system, bucket, operation: "put", objectSizeBytes: sizeBytes, connections, keyPrefix: `${label}/`, durationMs: null, opsTotal: Math.max(config.workers, Math.min(opsMax ?? 200, 200)), record: false });
-      pool = keyPoolAfterPut(load);
+      pool = await populate(system, bucket, { label, sizeBytes, connections, keyPrefix: `${label}/`, count: Math.max(config.workers, Math.min(opsMax ?? 200, 200)) });
     }
     await measure({ workload: getName, system, bucket, operation: "get", objectSizeBytes: sizeBytes, connections, keyPrefix: `${label}/`, keyPoolCount: pool });
   });
@@ -529,8 +556,7 @@ async function fourKibibyteRounds(system: System, bucket: string, putName: strin
   if (!sectionWanted([getName, "null-get-4k"])) return;
   if (pool === 0) {
     poolPrefix = "4k/get/";
-    const { load } = await measure({ workload: "populate-4k", system, bucket, operation: "put", objectSizeBytes: size, connections: config.connections, keyPrefix: poolPrefix, durationMs: null, opsTotal: 2000, record: false });
-    pool = keyPoolAfterPut(load);
+    pool = await populate(system, bucket, { label: "4k", sizeBytes: size, connections: config.connections, keyPrefix: poolPrefix, count: 2000 });
   }
   await alternatedWithBaseline("get", async () => {
     let measured: { load: LoadResult; result: Result } | undefined;
