@@ -10,10 +10,12 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:f
 import * as os from "node:os";
 import * as path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
+import { CAIRN_NODE_FLAGS } from "../src/cli/node-flags.js";
 
 const BENCH_DIRECTORY = path.dirname(fileURLToPath(import.meta.url)); // dist/bench
 export const REPO_ROOT = path.resolve(BENCH_DIRECTORY, "../..");
-const CAIRN_BIN = path.join(REPO_ROOT, "bin", "cairn.js");
+/** How a cairn role is started: its node flags, then the command (as bin/cairn.js's #! line does). */
+const CAIRN_COMMAND = [...CAIRN_NODE_FLAGS, path.join(REPO_ROOT, "bin", "cairn.js")];
 const NULL_SERVER_SCRIPT = path.join(BENCH_DIRECTORY, "null-server.js");
 const LOOP_PROBE_URL = pathToFileURL(path.join(BENCH_DIRECTORY, "loop-probe.js")).href;
 
@@ -117,7 +119,7 @@ export interface Instrumentation {
 export function startCairnServer(dataDirectory: string, instrumentation: Instrumentation = {}): Promise<RunningProcess> {
   return startProcess(
     "cairn-server",
-    [...profileArgs(instrumentation), CAIRN_BIN, "server", "--data-dir", dataDirectory, "--listen", "127.0.0.1:0"],
+    [...profileArgs(instrumentation), ...CAIRN_COMMAND, "server", "--data-dir", dataDirectory, "--listen", "127.0.0.1:0"],
     ROOT_KEYS_ENV,
     path.join(dataDirectory, "loop-delay.json"),
   );
@@ -148,7 +150,7 @@ export async function startCairnCluster(
     mkdirSync(directory, { recursive: true });
     const running = await startProcess(
       name,
-      [CAIRN_BIN, ...args(directory), "--listen", "127.0.0.1:0", "--cluster-secret", CLUSTER_SECRET],
+      [...CAIRN_COMMAND, ...args(directory), "--listen", "127.0.0.1:0", "--cluster-secret", CLUSTER_SECRET],
       env,
       path.join(directory, "loop-delay.json"),
     );
@@ -169,7 +171,7 @@ export async function startCairnCluster(
     mkdirSync(gatewayDirectory, { recursive: true });
     const gateway = await startProcess(
       "gateway",
-      [...profileArgs(options.instrumentation ?? {}), CAIRN_BIN, "gateway", "--placement", placementUrl, "--listen", "127.0.0.1:0", "--cluster-secret", CLUSTER_SECRET, ...options.gatewayArgs],
+      [...profileArgs(options.instrumentation ?? {}), ...CAIRN_COMMAND, "gateway", "--placement", placementUrl, "--listen", "127.0.0.1:0", "--cluster-secret", CLUSTER_SECRET, ...options.gatewayArgs],
       {},
       path.join(gatewayDirectory, "loop-delay.json"),
     );

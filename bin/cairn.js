@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --initial-old-space-size=64
 // The `cairn` command: compiled TypeScript lives in dist/ (`npm run build`).
 import { existsSync } from "node:fs";
 

@@ -13,6 +13,7 @@ import { ensureRootUser, loadOrCreateRootCredentials } from "./credentials.js";
 import { DATANODE_SETTINGS, runDatanode } from "./datanode.js";
 import { GATEWAY_SETTINGS, runGateway } from "./gateway.js";
 import { PLACEMENT_SETTINGS, runPlacement } from "./placement.js";
+import { missingNodeFlags } from "./node-flags.js";
 import { runServer, SERVER_SETTINGS } from "./server.js";
 
 const USAGE = `usage: cairn <command> [flags]
@@ -52,6 +53,8 @@ interface Closable {
 
 /** SIGTERM/SIGINT close the role cleanly; a second signal is ignored while closing. */
 function closeOnSignal(role: Closable): void {
+  const missing = missingNodeFlags();
+  if (missing.length > 0) log.warn({ missing }, "started without the node flags bin/cairn.js passes (see src/cli/node-flags.ts): large uploads run slower");
   let closing = false;
   const shutdown = (signal: string) => {
     if (closing) return;

@@ -37,8 +37,13 @@ export const HASH_OFFLOAD_SIZE_BYTES_MIN = 1 * MEBIBYTE;
 const HASH_BATCH_SIZE_BYTES = 1 * MEBIBYTE;
 /** Bytes of one body sent but not yet hashed; `update` waits beyond it. */
 const HASH_BYTES_IN_FLIGHT_MAX = 8 * MEBIBYTE;
-/** Hashing threads: the cores left beside the event loop, at least one, at most this many. */
-const HASH_WORKER_COUNT_MAX = 4;
+/**
+ * Hashing threads: one per core, at least two, at most four. MD5 is serial, so one body hashes
+ * at one core's speed at best; with a single thread on two cores, two large PUTs at once queued
+ * behind each other (the thread was the bottleneck, 70% busy, and 64 MiB PUTs ran at ~350 MiB/s;
+ * with two threads 395-440). The threads are niced: the event loop keeps its priority.
+ */
+const HASH_WORKER_COUNT = Math.max(2, Math.min(4, availableParallelism()));
 
 export interface BodyDigests {
   md5: Buffer;
@@ -397,7 +402,7 @@ let workers: HashWorker[] | undefined;
 
 /** The least busy hashing thread; threads start on first use and never hold the process open. */
 function pool(): HashWorker {
-  workers ??= Array.from({ length: Math.max(1, Math.min(HASH_WORKER_COUNT_MAX, availableParallelism() - 1)) }, () => new HashWorker());
+  workers ??= Array.from({ length: HASH_WORKER_COUNT }, () => new HashWorker());
   let best = workers[0]!;
   for (const worker of workers) if (worker.jobCount < best.jobCount) best = worker;
   return best;

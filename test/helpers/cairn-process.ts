@@ -9,6 +9,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { S3Client, type S3ClientConfig } from "@aws-sdk/client-s3";
+import { CAIRN_NODE_FLAGS } from "../../src/cli/node-flags.js";
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
 export const CAIRN_BIN = path.join(REPO_ROOT, "bin", "cairn.js");
@@ -49,7 +50,7 @@ export async function startCairn(options: {
 }): Promise<CairnProcess> {
   const child = spawn(
     process.execPath,
-    [CAIRN_BIN, "server", "--data-dir", options.dataDirectory, "--listen", `127.0.0.1:${options.port ?? 0}`, ...(options.args ?? [])],
+    [...CAIRN_NODE_FLAGS, CAIRN_BIN, "server", "--data-dir", options.dataDirectory, "--listen", `127.0.0.1:${options.port ?? 0}`, ...(options.args ?? [])],
     {
       env: {
         ...process.env,
