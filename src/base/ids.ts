@@ -14,6 +14,24 @@ let lastUuidMs = 0;
 let lastUuidSequence = 0;
 
 /**
+ * Random bytes for ids, drawn from the CSPRNG 4 KiB at a time: one randomBytes(16) per id cost a
+ * small PUT about 3% of the event loop's time (an allocation and an OpenSSL call each).
+ */
+const RANDOM_POOL_SIZE_BYTES = 4096;
+let randomPool = randomBytes(RANDOM_POOL_SIZE_BYTES);
+let randomPoolOffset = 0;
+
+/** `count` fresh random bytes, copied into `into` at `offset`. */
+function fillRandom(into: Buffer, offset: number, count: number): void {
+  if (randomPoolOffset + count > RANDOM_POOL_SIZE_BYTES) {
+    randomPool = randomBytes(RANDOM_POOL_SIZE_BYTES);
+    randomPoolOffset = 0;
+  }
+  randomPool.copy(into, offset, randomPoolOffset, randomPoolOffset + count);
+  randomPoolOffset += count;
+}
+
+/**
  * UUIDv7 (RFC 9562): 48-bit Unix ms, version, 12-bit counter, variant, 62 random bits.
  * The counter keeps ids minted in one process within one millisecond strictly increasing.
  */
@@ -28,7 +46,8 @@ export function uuidV7Bytes(nowMs: number = Date.now()): Buffer {
     lastUuidMs = nowMs;
     lastUuidSequence = 0;
   }
-  const bytes = randomBytes(16);
+  const bytes = Buffer.allocUnsafe(16);
+  fillRandom(bytes, 8, 8);
   bytes.writeUIntBE(lastUuidMs, 0, 6);
   bytes[6] = 0x70 | ((lastUuidSequence >> 8) & 0x0f);
   bytes[7] = lastUuidSequence & 0xff;
