@@ -119,6 +119,33 @@ test("a delimiter listing of 20,000 keys under 200 prefixes reads about one row 
   await store.close();
 });
 
+test("a 1,000-key page is read in turns: the event loop runs between them, and writes landing meanwhile keep the page in order", async () => {
+  const store = SqliteMetadataStore.open(":memory:");
+  await store.createBucket({ name: "turns", ownerId: "owner", createdAtMs: 1, region: "r", versioning: "Unversioned", acl: "private", tags: {} });
+  const keyOf = (index: number) => `key-${String(index).padStart(5, "0")}`;
+  for (let index = 0; index < 6000; index += 2) await store.putObjectVersion(makeVersion("turns", keyOf(index), NULL_VERSION_ID));
+  let turnsOfTheLoop = 0;
+  let listed = false;
+  const tick = () => {
+    if (listed) return;
+    turnsOfTheLoop += 1;
+    // Keys written while the page is being read: before and after the cursor.
+    void store.putObjectVersion(makeVersion("turns", keyOf(2 * turnsOfTheLoop + 1), NULL_VERSION_ID));
+    void store.putObjectVersion(makeVersion("turns", keyOf(1800 - 2 * turnsOfTheLoop + 1), NULL_VERSION_ID));
+    setImmediate(tick);
+  };
+  setImmediate(tick);
+  const page = await store.listObjects({ bucket: "turns", prefix: "", delimiter: undefined, startAfter: undefined, maxKeys: 1000 });
+  listed = true;
+  assert.ok(turnsOfTheLoop >= 3, `the loop ran ${turnsOfTheLoop} times while 1,000 keys were listed`);
+  assert.equal(page.objects.length, 1000);
+  assert.equal(page.isTruncated, true);
+  const keys = page.objects.map((object) => object.key);
+  for (let index = 1; index < keys.length; index++) assert.ok(keys[index - 1]! < keys[index]!, `${keys[index - 1]} then ${keys[index]}`);
+  assert.equal(page.nextStartAfter, keys[keys.length - 1]);
+  await store.close();
+});
+
 /**
  * Two threads with their own connections race If-None-Match: * writes on the same keys. Each
  * write is a BEGIN IMMEDIATE transaction, so one waits (busy_timeout) while the other checks and
