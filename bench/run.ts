@@ -14,7 +14,7 @@
  *   CAIRN_BENCH_WORKERS=2             load-generator processes (forked workers)
  *   CAIRN_BENCH_CONNECTIONS=16        concurrent connections for 4 KiB, 1 MiB and mixed
  *   CAIRN_BENCH_CONNECTIONS_64M=2     ... for 64 MiB objects
- *   CAIRN_BENCH_OPS_64M_MAX=16        cap on 64 MiB PUTs (disk space, time)
+ *   CAIRN_BENCH_OPS_64M_MAX=32        cap on 64 MiB PUTs (2 GiB of disk, about 5 s)
  *   CAIRN_BENCH_LIST_KEYS=100000      keys in the listing bucket, 100 per prefix
  *   CAIRN_BENCH_CLUSTER=1             0 skips the cluster workloads (3-replica and EC 4+2)
  *   CAIRN_BENCH_DISK_MIB=256          sequential write baseline size
@@ -61,7 +61,7 @@ const config = {
   workers: Math.max(1, Math.floor(envNumber("CAIRN_BENCH_WORKERS", 2))),
   connections: Math.max(1, envNumber("CAIRN_BENCH_CONNECTIONS", 16)),
   connections64m: Math.max(1, envNumber("CAIRN_BENCH_CONNECTIONS_64M", 2)),
-  ops64mMax: Math.max(1, envNumber("CAIRN_BENCH_OPS_64M_MAX", 16)),
+  ops64mMax: Math.max(1, envNumber("CAIRN_BENCH_OPS_64M_MAX", 32)),
   listKeys: Math.max(PREFIXED_KEYS_PER_GROUP, Math.floor(envNumber("CAIRN_BENCH_LIST_KEYS", 100_000))),
   cluster: envNumber("CAIRN_BENCH_CLUSTER", 1) !== 0,
   diskMib: Math.max(4, envNumber("CAIRN_BENCH_DISK_MIB", 256)),
