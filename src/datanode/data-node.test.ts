@@ -5,12 +5,12 @@
 // createVolume is idempotent; new volumes spread over disks; volumeStatuses counts needles.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { open, readdir } from "node:fs/promises";
+import { readdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { chunkBufferPoolStats, isChunkBufferView, NEEDLE_DATA_SIZE_BYTES_MAX, releaseChunkBufferOf, type VolumeId } from "../base/index.js";
 import { ChecksumMismatch, NeedleNotFound, VolumeNotFound } from "../cluster/index.js";
 import { DataNode, NeedleRangeInvalid, NeedleTooLarge } from "./index.js";
-import { makeNeedle, makeTemporaryDisks, TEST_NODE_ID, volumePath, type TemporaryDisks } from "./fixtures.js";
+import { flipByte, makeNeedle, makeTemporaryDisks, TEST_NODE_ID, volumePath, type TemporaryDisks } from "./fixtures.js";
 
 const VOLUME = 1 as VolumeId;
 
@@ -183,17 +183,8 @@ test("a whole large needle read into a chunk buffer verifies like any read; a co
     assert.ok(ranged.equals(needle.data.subarray(10, 1010)));
     assert.equal(isChunkBufferView(ranged), false, "a range is a copy in plain memory");
     // Flip one payload byte on disk, in the middle of the needle.
-    const file = await open(volumePath(disks.disks[0]!, VOLUME), "r+");
-    try {
-      const { size } = await file.stat();
-      const position = size - NEEDLE_DATA_SIZE_BYTES_MAX / 2;
-      const byte = Buffer.alloc(1);
-      await file.read(byte, 0, 1, position);
-      byte[0] = byte[0]! ^ 0x40;
-      await file.write(byte, 0, 1, position);
-    } finally {
-      await file.close();
-    }
+    const file = volumePath(disks.disks[0]!, VOLUME);
+    await flipByte(file, (await stat(file)).size - NEEDLE_DATA_SIZE_BYTES_MAX / 2, 0x40);
     const freeBefore = chunkBufferPoolStats().freeCount;
     for (let attempt = 0; attempt < 3; attempt++) {
       await assert.rejects(node.readNeedle({ volumeId: VOLUME, needleId: needle.needleId, intoChunkBuffer: true }), ChecksumMismatch, "rot is caught before any byte is returned");

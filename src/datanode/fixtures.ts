@@ -3,7 +3,7 @@
  * bytes follow from their id, so a process that never saw the writer can check every byte.
  */
 import { createHash } from "node:crypto";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, open, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { crc32, newNeedleId, type NeedleId, type NodeId, type VolumeId } from "../base/index.js";
@@ -42,6 +42,19 @@ export function volumePath(disk: string, volumeId: number): string {
 }
 
 /** Needle payload size the compaction tests and their crash child use with 64 KiB volumes. */
+/** XORs one byte of a file with `mask`: the smallest damage a checksum must catch. */
+export async function flipByte(path: string, offsetBytes: number, mask = 0x01): Promise<void> {
+  const file = await open(path, "r+");
+  try {
+    const byte = Buffer.alloc(1);
+    await file.read(byte, 0, 1, offsetBytes);
+    byte[0] = byte[0]! ^ mask;
+    await file.write(byte, 0, 1, offsetBytes);
+  } finally {
+    await file.close();
+  }
+}
+
 export const SMALL_VOLUME_SIZE_BYTES = 64 * 1024;
 export const SMALL_NEEDLE_SIZE_BYTES = 4000;
 

@@ -14,7 +14,7 @@ import { randomBytes } from "node:crypto";
 import { crc32, type VolumeId } from "../base/index.js";
 import { ChecksumMismatch, NeedleNotFound, VolumeFull } from "../cluster/index.js";
 import { DataNode } from "./index.js";
-import { makeNeedle, makeTemporaryDisks, TEST_NODE_ID, volumePath, type TemporaryDisks } from "./fixtures.js";
+import { flipByte, makeNeedle, makeTemporaryDisks, TEST_NODE_ID, volumePath, type TemporaryDisks } from "./fixtures.js";
 import { encodeNeedle, needleEncodedSizeBytes, SEAL_FOOTER_SIZE_BYTES, SUPERBLOCK_SIZE_BYTES } from "./needle-codec.js";
 
 const VOLUME = 1 as VolumeId;
@@ -50,17 +50,6 @@ function encodedNeedle(sizeBytes: number): Buffer {
   return target;
 }
 
-async function flipByte(path: string, offsetBytes: number): Promise<void> {
-  const file = await open(path, "r+");
-  try {
-    const byte = Buffer.alloc(1);
-    await file.read(byte, 0, 1, offsetBytes);
-    byte[0] = byte[0]! ^ 0x01;
-    await file.write(byte, 0, 1, offsetBytes);
-  } finally {
-    await file.close();
-  }
-}
 
 const TORN_TAILS: Record<string, () => Buffer> = {
   "random garbage": () => randomBytes(100),

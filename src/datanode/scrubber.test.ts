@@ -13,7 +13,7 @@ import { open, readFile } from "node:fs/promises";
 import { crc32, type VolumeId } from "../base/index.js";
 import { ChecksumMismatch, createRpcHandler, VolumeFull, type DamageReport } from "../cluster/index.js";
 import { DataNode, HeartbeatSender, Scrubber, WriteStats } from "./index.js";
-import { fillSealAndDelete, makeNeedle, makeTemporaryDisks, SMALL_VOLUME_SIZE_BYTES, TEST_NODE_ID, volumePath, type TemporaryDisks } from "./fixtures.js";
+import { fillSealAndDelete, flipByte, makeNeedle, makeTemporaryDisks, SMALL_VOLUME_SIZE_BYTES, TEST_NODE_ID, volumePath, type TemporaryDisks } from "./fixtures.js";
 import { decodeNeedleHeader, NEEDLE_FLAG_TOMBSTONE, NEEDLE_HEADER_SIZE_BYTES, SUPERBLOCK_SIZE_BYTES } from "./needle-codec.js";
 
 const HIGH_RATE_BYTES_PER_SECOND = 1024 * 1024 * 1024;
@@ -22,17 +22,6 @@ function openNode(disks: TemporaryDisks): Promise<DataNode> {
   return DataNode.open({ nodeId: TEST_NODE_ID, diskDirectories: disks.disks, volumeSizeBytes: SMALL_VOLUME_SIZE_BYTES, allowVolumeSizeBelowMinimumForTests: true });
 }
 
-async function flipByte(path: string, offsetBytes: number): Promise<void> {
-  const file = await open(path, "r+");
-  try {
-    const byte = Buffer.alloc(1);
-    await file.read(byte, 0, 1, offsetBytes);
-    byte[0] = byte[0]! ^ 0x20;
-    await file.write(byte, 0, 1, offsetBytes);
-  } finally {
-    await file.close();
-  }
-}
 
 /** Offset of the first tombstone needle in a volume file (walking needle headers from the start). */
 async function firstTombstoneOffset(path: string): Promise<number> {
@@ -65,7 +54,7 @@ test("a flipped byte in a live needle of a sealed volume is found, reported to p
     const fileBytes = await readFile(path);
     const dataOffsetBytes = fileBytes.indexOf(victim.data.subarray(0, 64));
     assert.ok(dataOffsetBytes > 0);
-    await flipByte(path, dataOffsetBytes + 1000);
+    await flipByte(path, dataOffsetBytes + 1000, 0x20);
 
     const reports: DamageReport[] = [];
     const scrubber = new Scrubber({ node, rateBytesPerSecond: HIGH_RATE_BYTES_PER_SECOND, reportDamage: async (report) => void reports.push(report) });
@@ -116,7 +105,7 @@ test("a flipped byte between mapped needles fails only the file checksum and the
     await fillSealAndDelete(node, 1 as VolumeId, 0.2);
     const path = volumePath(disks.disks[0]!, 1);
     // The tombstone needle written while the volume was writable: no mapping row points at it.
-    await flipByte(path, (await firstTombstoneOffset(path)) + 10);
+    await flipByte(path, (await firstTombstoneOffset(path)) + 10, 0x20);
     let attempts = 0;
     const rewrites: VolumeId[] = [];
     const scrubber = new Scrubber({
@@ -144,7 +133,7 @@ test("a flipped byte between mapped needles fails only the file checksum and the
     // Now a live needle too, with placement unreachable: counted and recorded as unreported.
     const row = (node.scrubAccess(1 as VolumeId)?.needlesInFileOrder(-1, 100) ?? []).find((candidate) => (candidate.flags & NEEDLE_FLAG_TOMBSTONE) === 0);
     assert.ok(row !== undefined);
-    await flipByte(path, row.offsetBytes + NEEDLE_HEADER_SIZE_BYTES + 5);
+    await flipByte(path, row.offsetBytes + NEEDLE_HEADER_SIZE_BYTES + 5, 0x20);
     const [again] = await scrubber.runOnce();
     assert.deepEqual(again?.corruptNeedleIds, [row.needleId]);
     assert.equal(attempts, 1);
@@ -251,7 +240,7 @@ test("the data node's damage reports reach placement's reportDamage RPC, past a 
     const path = volumePath(disks.disks[0]!, 1);
     const victim = filled.live[0]!;
     const dataOffsetBytes = (await readFile(path)).indexOf(victim.data.subarray(0, 64));
-    await flipByte(path, dataOffsetBytes + 7);
+    await flipByte(path, dataOffsetBytes + 7, 0x20);
     const scrubber = new Scrubber({ node, rateBytesPerSecond: HIGH_RATE_BYTES_PER_SECOND, reportDamage: (report) => sender.reportDamage(report) });
     await scrubber.runOnce();
     assert.deepEqual(received, [{ volumeId: 1, needleId: victim.needleId, nodeId: TEST_NODE_ID, reason: "checksum-mismatch" }]);

@@ -5,11 +5,11 @@
 // the seal) hide needles durably without touching the file; and verifySealedVolume notices rot.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { open, readFile, stat } from "node:fs/promises";
+import { readFile, stat } from "node:fs/promises";
 import type { VolumeId } from "../base/index.js";
 import { ChecksumMismatch, NeedleNotFound, VolumeFull } from "../cluster/index.js";
 import { DataNode } from "./index.js";
-import { makeNeedle, makeTemporaryDisks, TEST_NODE_ID, volumePath, type TemporaryDisks } from "./fixtures.js";
+import { flipByte, makeNeedle, makeTemporaryDisks, TEST_NODE_ID, volumePath, type TemporaryDisks } from "./fixtures.js";
 import { decodeSealFooter, needleEncodedSizeBytes, SEAL_FOOTER_SIZE_BYTES, SUPERBLOCK_SIZE_BYTES } from "./needle-codec.js";
 
 const VOLUME = 1 as VolumeId;
@@ -146,17 +146,8 @@ test("verifySealedVolume and reads notice a flipped byte in a sealed volume", as
     await Promise.allSettled(needles.map((needle) => node().writeNeedle(needle)));
     await node().close();
     const victim = needles[0]!;
-    const file = await open(volumePath(disks.disks[0]!, VOLUME), "r+");
-    try {
-      // The first needle's data starts right after the superblock and its 28-byte header.
-      const offset = SUPERBLOCK_SIZE_BYTES + 28 + 100;
-      const byte = Buffer.alloc(1);
-      await file.read(byte, 0, 1, offset);
-      byte[0] = byte[0]! ^ 0x40;
-      await file.write(byte, 0, 1, offset);
-    } finally {
-      await file.close();
-    }
+    // The first needle's data starts right after the superblock and its 28-byte header.
+    await flipByte(volumePath(disks.disks[0]!, VOLUME), SUPERBLOCK_SIZE_BYTES + 28 + 100, 0x40);
     const reopened = await reopen();
     const verification = await reopened.verifySealedVolume(VOLUME);
     assert.equal(verification.ok, false);
