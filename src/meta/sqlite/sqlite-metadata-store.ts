@@ -339,7 +339,10 @@ type Statements = ReturnType<typeof prepareStatements>;
 /** A run of plain keys is first read LIST_BATCH_ROW_COUNT_MIN rows at a time, doubling up to the max. */
 const LIST_BATCH_ROW_COUNT_MIN = 8;
 const LIST_BATCH_ROW_COUNT_MAX = 256;
-/** Steps (rows looked at, seeks run) of a listing per turn of the event loop: about 1-2 ms. */
+/**
+ * Steps (rows looked at, seeks run) of a listing per turn of the event loop: about 1-2 ms. A batch
+ * statement is one step, so batches are no longer than a turn (LIST_BATCH_ROW_COUNT_MAX).
+ */
 const LIST_STEPS_PER_TURN = 256;
 
 /** Writes committed together at most; bounds one batch's latency and the savepoint count. */
@@ -646,14 +649,17 @@ export class SqliteMetadataStore implements MetadataStore {
       batchRowCount: 0,
       keyLast: undefined,
     };
-    await this.read(() => this.requireBucket(input.bucket));
     // A page is read in turns of a few hundred rows or seeks, each its own read transaction,
     // with the event loop free between them: a 1,000-key page took ~6 ms of SQLite in one
     // piece, a 1,000-prefix one ~20 ms, and every other request waited that long. The cursor
     // carries the listing from turn to turn, as a continuation token does from page to page.
-    while (input.maxKeys > 0 && !(await this.read(() => this.continueObjectListing(input, walk, LIST_STEPS_PER_TURN)))) {
-      await setImmediatePromise();
-    }
+    let firstTurn = true;
+    const turn = (): boolean => {
+      if (firstTurn) this.requireBucket(input.bucket);
+      firstTurn = false;
+      return input.maxKeys <= 0 || this.continueObjectListing(input, walk, LIST_STEPS_PER_TURN);
+    };
+    while (!(await this.read(turn))) await setImmediatePromise();
     if (walk.result.isTruncated) walk.result.nextStartAfter = walk.entryLast;
     return walk.result;
   }
