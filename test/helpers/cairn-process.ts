@@ -13,6 +13,8 @@ import { CAIRN_NODE_FLAGS } from "../../src/cli/node-flags.js";
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
 export const CAIRN_BIN = path.join(REPO_ROOT, "bin", "cairn.js");
+/** How a long-running role is started: its node flags, then the command (as bin/cairn.js's #! line does). */
+export const CAIRN_ROLE_COMMAND: readonly string[] = [...CAIRN_NODE_FLAGS, CAIRN_BIN];
 
 export const TEST_ACCESS_KEY_ID = "CKTESTROOTACCESSKEY1";
 export const TEST_SECRET_ACCESS_KEY = "test-root-secret-key-0123456789abcdefghij";
@@ -50,7 +52,7 @@ export async function startCairn(options: {
 }): Promise<CairnProcess> {
   const child = spawn(
     process.execPath,
-    [...CAIRN_NODE_FLAGS, CAIRN_BIN, "server", "--data-dir", options.dataDirectory, "--listen", `127.0.0.1:${options.port ?? 0}`, ...(options.args ?? [])],
+    [...CAIRN_ROLE_COMMAND, "server", "--data-dir", options.dataDirectory, "--listen", `127.0.0.1:${options.port ?? 0}`, ...(options.args ?? [])],
     {
       env: {
         ...process.env,

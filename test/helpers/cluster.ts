@@ -12,8 +12,7 @@ import { mkdirSync } from "node:fs";
 import * as path from "node:path";
 import { randomBytes } from "node:crypto";
 import { EtcdClient, RpcClient, type ClusterMap } from "../../src/cluster/index.js";
-import { CAIRN_NODE_FLAGS } from "../../src/cli/node-flags.js";
-import { CAIRN_BIN, makeDataDirectory, removeDataDirectory, TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY } from "./cairn-process.js";
+import { CAIRN_ROLE_COMMAND, makeDataDirectory, removeDataDirectory, TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY } from "./cairn-process.js";
 
 export const CLUSTER_SECRET = "cluster-test-secret-0123456789";
 const START_TIMEOUT_MS = 30_000;
@@ -30,7 +29,7 @@ export interface RoleProcess {
 }
 
 function spawnRole(role: RoleProcess["role"], name: string, args: string[], env: Record<string, string>): Promise<RoleProcess> {
-  const child = spawn(process.execPath, [...CAIRN_NODE_FLAGS, CAIRN_BIN, role, ...args], {
+  const child = spawn(process.execPath, [...CAIRN_ROLE_COMMAND, role, ...args], {
     env: { ...process.env, CAIRN_LOG_LEVEL: "warn", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
