@@ -32,6 +32,13 @@ import { KIBIBYTE } from "./units.js";
  */
 export const CHUNK_BUFFER_HEADROOM_BYTES = 4 * KIBIBYTE;
 export const CHUNK_BUFFER_SIZE_BYTES = CHUNK_SIZE_BYTES + CHUNK_BUFFER_HEADROOM_BYTES;
+/**
+ * Where a PUT body's chunk starts in its buffer: at a needle header's size (28 bytes), as the
+ * data of a needle read into a buffer does. A volume then starts the chunk's needle at a page
+ * boundary of its file, so the chunk's bytes and their place in the file share their offset
+ * within a page, which O_DIRECT writes need (see the datanode's direct-write.ts).
+ */
+export const CHUNK_BUFFER_DATA_OFFSET_BYTES = 28;
 /** Chunk buffers in all (132 MiB, resident only once used): 16 concurrent 1 MiB PUTs and a few large PUTs and GETs at full speed. */
 export const CHUNK_BUFFER_POOL_COUNT_MAX = 32;
 /** Buffers needle reads leave to PUT bodies (which fill one per chunk as the body arrives). */
@@ -48,7 +55,7 @@ export class ChunkBuffer {
     readonly id: number,
     readonly shared: SharedArrayBuffer,
   ) {
-    this.bytes = Buffer.from(shared, 0, shared.byteLength);
+    this.bytes = Buffer.from(shared, 0, CHUNK_BUFFER_SIZE_BYTES);
     byMemory.set(shared, this);
   }
 
@@ -80,7 +87,31 @@ export function tryTakeChunkBuffer(reserveCount = 0): ChunkBuffer | undefined {
     return reused;
   }
   createdCount += 1;
-  return new ChunkBuffer(createdCount, new SharedArrayBuffer(CHUNK_BUFFER_SIZE_BYTES));
+  return new ChunkBuffer(createdCount, newPageAlignedSharedMemory(CHUNK_BUFFER_SIZE_BYTES));
+}
+
+const WASM_PAGE_SIZE_BYTES = 64 * KIBIBYTE;
+/** The memory page size direct I/O aligns to (pageOffsetOf). */
+export const MEMORY_PAGE_SIZE_BYTES = 4 * KIBIBYTE;
+
+/**
+ * Shared memory that starts at a page boundary: a WebAssembly memory is mapped on its own, where
+ * a SharedArrayBuffer comes from malloc. A volume writes a large needle's data from it straight to
+ * disk with O_DIRECT, which wants page-aligned memory (see the datanode's direct-write.ts).
+ */
+function newPageAlignedSharedMemory(sizeBytes: number): SharedArrayBuffer {
+  const pages = Math.ceil(sizeBytes / WASM_PAGE_SIZE_BYTES);
+  const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true }).buffer as unknown;
+  assert(memory instanceof SharedArrayBuffer, "a shared WebAssembly memory is a SharedArrayBuffer");
+  return memory;
+}
+
+/**
+ * Where within a memory page `bytes` starts, when its memory is known to start at a page
+ * boundary (a view of a chunk buffer); undefined for other memory.
+ */
+export function pageOffsetOf(bytes: Uint8Array): number | undefined {
+  return byMemory.has(bytes.buffer) ? bytes.byteOffset % MEMORY_PAGE_SIZE_BYTES : undefined;
 }
 
 /** Give a buffer back: its bytes may be overwritten by the next taker from now on. */

@@ -19,6 +19,7 @@ import {
   needleEncodedSizeBytes,
   SEAL_FOOTER_SIZE_BYTES,
   SUPERBLOCK_SIZE_BYTES,
+  VOLUME_FORMAT_VERSION,
   type Needle,
 } from "./needle-codec.js";
 
@@ -102,7 +103,7 @@ test("a header with a size past the needle limit is rejected without reading fur
 test("superblock and seal footer round-trip and detect damage", () => {
   const volumeId = 4_000_000_123 as VolumeId;
   const superblock = encodeSuperblock(volumeId);
-  assert.deepEqual(decodeSuperblock(superblock), { kind: "superblock", volumeId, formatVersion: 1 });
+  assert.deepEqual(decodeSuperblock(superblock), { kind: "superblock", volumeId, formatVersion: VOLUME_FORMAT_VERSION });
   const damagedSuperblock = Buffer.from(superblock);
   damagedSuperblock[17] = damagedSuperblock[17]! ^ 0xff;
   assert.equal(decodeSuperblock(damagedSuperblock).kind, "invalid");

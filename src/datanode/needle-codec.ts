@@ -9,7 +9,7 @@
  * | offset | field           | size | meaning                                                 |
  * |--------|-----------------|------|---------------------------------------------------------|
  * | 0      | magic           | 8    | ASCII "CAIRNVOL"                                        |
- * | 8      | format version  | 4    | VOLUME_FORMAT_VERSION (1); decoders refuse others       |
+ * | 8      | format version  | 4    | VOLUME_FORMAT_VERSION (2); decoders read 1 and 2 only   |
  * | 12     | reserved        | 4    | zero                                                    |
  * | 16     | volume id       | 8    | the VolumeId this file holds (must match its file name) |
  * | 24     | superblock crc  | 4    | CRC32 of bytes 0..23                                    |
@@ -19,7 +19,8 @@
  * | offset   | field       | size     | meaning                                              |
  * |----------|-------------|----------|------------------------------------------------------|
  * | 0        | magic       | 4        | 0x4E45444C, ASCII "NEDL"                             |
- * | 4        | flags       | 2        | bit 0: tombstone (then data size is 0); others zero  |
+ * | 4        | flags       | 2        | bit 0: tombstone (then data size is 0); bit 1:       |
+ * |          |             |          | padding (version 2; see below); others zero          |
  * | 6        | reserved    | 2        | zero                                                 |
  * | 8        | needle id   | 16       | the NeedleId's 16 bytes (32 hex chars decoded)       |
  * | 24       | data size   | 4        | payload bytes, at most NEEDLE_DATA_SIZE_BYTES_MAX    |
@@ -27,6 +28,12 @@
  * | 28+n     | needle crc  | 4        | CRC32 of bytes 0..28+n-1 (header AND data), so a     |
  * |          |             |          | garbled header is caught as surely as garbled data   |
  * | 32+n     | padding     | 0..7     | zero bytes up to the next multiple of 8              |
+ *
+ * A padding needle (version 2) fills a gap: its needle id and data are all zero and it is never
+ * mapped. A volume writes one before a large needle whose data is to be written around the page
+ * cache (O_DIRECT), so that the data's offset in the file falls where its memory does within a
+ * page (see direct-write.ts). Version 1 files never hold one; version 1 readers would refuse it,
+ * which is why files that may hold one say version 2.
  *
  * Seal footer (the last SEAL_FOOTER_SIZE_BYTES = 32 bytes of a sealed volume):
  * | offset | field          | size | meaning                                                 |
@@ -43,7 +50,11 @@
  */
 import { assert, crc32, crc32Combine, isNeedleId, NEEDLE_DATA_SIZE_BYTES_MAX, type NeedleId, type VolumeId } from "../base/index.js";
 
-export const VOLUME_FORMAT_VERSION = 1;
+export const VOLUME_FORMAT_VERSION = 2;
+/** Format versions this code reads: 1 is 2 without padding needles. */
+const VOLUME_FORMAT_VERSIONS_READ: readonly number[] = [1, 2];
+/** The first format version whose files may hold padding needles. */
+export const VOLUME_FORMAT_VERSION_PADDING = 2;
 export const NEEDLE_ALIGNMENT_BYTES = 8;
 
 const SUPERBLOCK_MAGIC = Buffer.from("CAIRNVOL", "ascii");
@@ -58,7 +69,10 @@ export const NEEDLE_CHECKSUM_SIZE_BYTES = 4;
 
 /** Flag bits of a needle header. */
 export const NEEDLE_FLAG_TOMBSTONE = 0x1;
-const NEEDLE_FLAGS_KNOWN = NEEDLE_FLAG_TOMBSTONE;
+export const NEEDLE_FLAG_PADDING = 0x2;
+const NEEDLE_FLAGS_KNOWN = NEEDLE_FLAG_TOMBSTONE | NEEDLE_FLAG_PADDING;
+/** A padding needle's id. */
+const PADDING_NEEDLE_ID = "0".repeat(32) as NeedleId;
 
 const NEEDLE_LAYOUT = {
   magic: 0,
@@ -89,6 +103,18 @@ export function needleEncodedSizeBytes(header: Pick<NeedleHeader, "dataSizeBytes
   return alignUp(NEEDLE_HEADER_SIZE_BYTES + header.dataSizeBytes + NEEDLE_CHECKSUM_SIZE_BYTES);
 }
 
+/** The smallest padding needle (no data); any multiple of 8 from here on is a valid size. */
+export const PADDING_NEEDLE_SIZE_BYTES_MIN = needleEncodedSizeBytes({ dataSizeBytes: 0 });
+
+/** A padding needle of exactly `sizeBytes` (a multiple of 8, at least PADDING_NEEDLE_SIZE_BYTES_MIN), and its CRC32. */
+export function encodePaddingNeedle(sizeBytes: number): { bytes: Buffer; crc32: number } {
+  assert(sizeBytes >= PADDING_NEEDLE_SIZE_BYTES_MIN && sizeBytes % NEEDLE_ALIGNMENT_BYTES === 0, "padding fills whole needle slots");
+  const dataSizeBytes = sizeBytes - PADDING_NEEDLE_SIZE_BYTES_MIN;
+  const bytes = Buffer.allocUnsafe(sizeBytes);
+  const crc32 = encodeNeedle({ header: { needleId: PADDING_NEEDLE_ID, flags: NEEDLE_FLAG_PADDING, dataSizeBytes }, data: Buffer.alloc(dataSizeBytes) }, bytes);
+  return { bytes, crc32 };
+}
+
 /** The largest needle a volume can ever hold; recovery treats a bigger size field as garbage. */
 export const NEEDLE_ENCODED_SIZE_BYTES_MAX = needleEncodedSizeBytes({ dataSizeBytes: NEEDLE_DATA_SIZE_BYTES_MAX });
 
@@ -113,6 +139,7 @@ export function encodeNeedle(needle: Needle, target: Buffer, dataCrc32?: number)
   assert(header.dataSizeBytes <= NEEDLE_DATA_SIZE_BYTES_MAX, "needle data is within the limit");
   assert((header.flags & ~NEEDLE_FLAGS_KNOWN) === 0, "only known needle flags are set");
   assert(!(header.flags & NEEDLE_FLAG_TOMBSTONE) || header.dataSizeBytes === 0, "a tombstone carries no data");
+  assert(!(header.flags & NEEDLE_FLAG_TOMBSTONE && header.flags & NEEDLE_FLAG_PADDING), "a needle is not both tombstone and padding");
   writeNeedleHeader(header, target);
   target.set(data, NEEDLE_LAYOUT.data);
   const checksumOffset = NEEDLE_LAYOUT.data + header.dataSizeBytes;
@@ -179,6 +206,7 @@ export function decodeNeedleHeader(source: Uint8Array): NeedleHeaderDecoded {
   const dataSizeBytes = view.readUInt32BE(NEEDLE_LAYOUT.dataSize);
   if (dataSizeBytes > NEEDLE_DATA_SIZE_BYTES_MAX) return { kind: "invalid", reason: "size" };
   if (flags & NEEDLE_FLAG_TOMBSTONE && dataSizeBytes !== 0) return { kind: "invalid", reason: "size" };
+  if (flags & NEEDLE_FLAG_TOMBSTONE && flags & NEEDLE_FLAG_PADDING) return { kind: "invalid", reason: "flags" };
   const needleId = needleIdFromBytes(view.subarray(NEEDLE_LAYOUT.needleId, NEEDLE_LAYOUT.needleId + NEEDLE_ID_SIZE_BYTES));
   const header: NeedleHeader = { needleId, flags, dataSizeBytes };
   return { kind: "header", header, encodedSizeBytes: needleEncodedSizeBytes(header) };
@@ -229,7 +257,7 @@ export function decodeSuperblock(source: Uint8Array): SuperblockDecoded {
   if (!view.subarray(0, 8).equals(SUPERBLOCK_MAGIC)) return { kind: "invalid", reason: "magic" };
   if (crc32(view.subarray(0, 24)) !== view.readUInt32BE(24)) return { kind: "invalid", reason: "checksum" };
   const formatVersion = view.readUInt32BE(8);
-  if (formatVersion !== VOLUME_FORMAT_VERSION) return { kind: "invalid", reason: "version" };
+  if (!VOLUME_FORMAT_VERSIONS_READ.includes(formatVersion)) return { kind: "invalid", reason: "version" };
   return { kind: "superblock", volumeId: Number(view.readBigUInt64BE(16)) as VolumeId, formatVersion };
 }
 

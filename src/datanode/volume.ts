@@ -15,6 +15,7 @@ import {
   GROUP_COMMIT_WRITES_COUNT_MAX,
   log,
   NEEDLE_READ_SYNC_SIZE_BYTES_MAX,
+  pageOffsetOf,
   releaseChunkBuffer,
   tryTakeChunkBuffer,
   type ChunkBuffer,
@@ -23,20 +24,26 @@ import {
 } from "../base/index.js";
 import { ChecksumMismatch, DiskFull, VolumeFull } from "../cluster/index.js";
 import { crashPoint } from "./crash-point.js";
+import { DIRECT_IO_ALIGNMENT_BYTES, DIRECT_WRITE_BYTES_MIN, DirectWriteRefused, openDirect, writeAllAt, writeParts, type GroupPart } from "./direct-write.js";
 import {
   decodeNeedle,
   decodeNeedleHeader,
   decodeSealFooter,
   decodeSuperblock,
   encodeNeedle,
+  encodePaddingNeedle,
   encodeSealFooter,
   frameNeedle,
+  NEEDLE_ALIGNMENT_BYTES,
+  NEEDLE_FLAG_PADDING,
   NEEDLE_FLAG_TOMBSTONE,
   NEEDLE_HEADER_SIZE_BYTES,
   needleEncodedSizeBytes,
+  PADDING_NEEDLE_SIZE_BYTES_MIN,
   SEAL_FOOTER_SIZE_BYTES,
   startsWithSealFooterMagic,
   SUPERBLOCK_SIZE_BYTES,
+  VOLUME_FORMAT_VERSION_PADDING,
   type NeedleDecoded,
   type SealFooter,
 } from "./needle-codec.js";
@@ -51,6 +58,8 @@ export interface DataNodeStats {
   groupCommitCount: number;
   /** Needles (tombstones included) appended to volume files. */
   needleAppendCount: number;
+  /** Bytes of appends written around the page cache (O_DIRECT; see direct-write.ts). */
+  directWriteBytes: number;
 }
 
 /** A read through a Volume object that has been closed (replaced by compaction, or shut down). */
@@ -86,6 +95,12 @@ interface PendingAppend {
   encodedSizeBytes: number;
   /** CRC32 of `encoded`, folded into the file CRC without another pass over it. */
   encodedCrc32: number;
+  /**
+   * The needle's data (one of `encoded`) when it may be written around the page cache: large,
+   * in page-aligned memory, starting `directDataPageOffset` bytes into a page (direct-write.ts).
+   */
+  directData: Buffer | undefined;
+  directDataPageOffset: number;
   resolve: () => void;
   reject: (error: unknown) => void;
 }
@@ -121,6 +136,12 @@ export class Volume {
   readonly diskDirectory: string;
   private state: VolumeState;
   private readonly fileHandle: FileHandle;
+  /** The superblock's: padding needles go only into files of VOLUME_FORMAT_VERSION_PADDING on. */
+  private readonly formatVersion: number;
+  /** The same file opened with O_DIRECT for large appends, while writable and where allowed. */
+  private directHandle: FileHandle | undefined;
+  /** An O_DIRECT write failed with EINVAL: appends go through the page cache from then on. */
+  private directWritesRefused = false;
   private readonly mapping: ObjectMapping;
   private readonly volumeSizeBytes: number;
   private readonly stats: DataNodeStats;
@@ -151,7 +172,15 @@ export class Volume {
   private readsDrained: (() => void) | undefined;
   private closed = false;
 
-  private constructor(options: VolumeOpenOptions, fileHandle: FileHandle, state: VolumeState, endOffsetBytes: number, fileCrc32: number) {
+  private constructor(
+    options: VolumeOpenOptions,
+    fileHandle: FileHandle,
+    state: VolumeState,
+    endOffsetBytes: number,
+    fileCrc32: number,
+    formatVersion: number,
+  ) {
+    this.formatVersion = formatVersion;
     this.volumeId = options.volumeId;
     this.path = options.path;
     this.diskDirectory = options.diskDirectory;
@@ -175,9 +204,12 @@ export class Volume {
    *   end (a crash after writing the footer, before recording the seal) seals the volume.
    */
   static async open(options: VolumeOpenOptions): Promise<Volume> {
-    const fileHandle = await open(options.openPath ?? options.path, "r+");
+    const path = options.openPath ?? options.path;
+    const fileHandle = await open(path, "r+");
     try {
-      return await Volume.recover(options, fileHandle);
+      const volume = await Volume.recover(options, fileHandle);
+      if (volume.state.kind === "writable") volume.directHandle = await openDirect(path);
+      return volume;
     } catch (error) {
       await fileHandle.close();
       throw error;
@@ -212,11 +244,11 @@ export class Volume {
         decoded.footer.volumeId === volumeId &&
         decoded.footer.dataEndOffsetBytes === footerOffsetBytes
       ) {
-        return new Volume(options, fileHandle, { kind: "sealed", footer: decoded.footer }, footerOffsetBytes, decoded.footer.fileCrc32);
+        return new Volume(options, fileHandle, { kind: "sealed", footer: decoded.footer }, footerOffsetBytes, decoded.footer.fileCrc32, superblock.formatVersion);
       }
       const reason = decoded.kind === "invalid" ? `footer ${decoded.reason}` : "footer does not match the file";
       log.error({ volumeId, path: options.path, reason }, "sealed volume has no valid footer; serving it read-only");
-      return new Volume(options, fileHandle, { kind: "damaged", reason }, fileSizeBytes, 0);
+      return new Volume(options, fileHandle, { kind: "damaged", reason }, fileSizeBytes, 0, superblock.formatVersion);
     }
 
     let scanStartBytes = row.mappedUpToBytes;
@@ -252,7 +284,7 @@ export class Volume {
       log.info({ volumeId, needlesRecovered: scan.records.length, sealed: state.kind === "sealed" }, "volume recovered");
     }
     const counts = rowsDropped > 0 ? mapping.countNeedlesOf(volumeId) : addCounts(options.counts, delta);
-    return new Volume({ ...options, counts }, fileHandle, state, scan.endOffsetBytes, scan.crc32);
+    return new Volume({ ...options, counts }, fileHandle, state, scan.endOffsetBytes, scan.crc32, superblock.formatVersion);
   }
 
   get stateKind(): VolumeState["kind"] {
@@ -295,11 +327,21 @@ export class Volume {
       // `data` is written as it is: the caller does not change it before this resolves.
       const frame = frameNeedle({ header, data }, dataCrc32);
       const encoded = [frame.head, data, frame.tail];
-      return this.enqueue({ needleId, flags: 0, dataSizeBytes: data.length, encoded, encodedSizeBytes, encodedCrc32: frame.encodedCrc32 });
+      const pageOffset = directWritablePageOffset(data);
+      return this.enqueue({
+        needleId,
+        flags: 0,
+        dataSizeBytes: data.length,
+        encoded,
+        encodedSizeBytes,
+        encodedCrc32: frame.encodedCrc32,
+        directData: pageOffset === undefined ? undefined : data,
+        directDataPageOffset: pageOffset ?? 0,
+      });
     }
     const encoded = Buffer.allocUnsafe(encodedSizeBytes);
     const encodedCrc32 = encodeNeedle({ header, data }, encoded, dataCrc32);
-    return this.enqueue({ needleId, flags: 0, dataSizeBytes: data.length, encoded: [encoded], encodedSizeBytes, encodedCrc32 });
+    return this.enqueue({ needleId, flags: 0, dataSizeBytes: data.length, encoded: [encoded], encodedSizeBytes, encodedCrc32, directData: undefined, directDataPageOffset: 0 });
   }
 
   /**
@@ -311,7 +353,16 @@ export class Volume {
     const header = { needleId, flags: NEEDLE_FLAG_TOMBSTONE, dataSizeBytes: 0 };
     const encoded = Buffer.allocUnsafe(needleEncodedSizeBytes(header));
     const encodedCrc32 = encodeNeedle({ header, data: Buffer.alloc(0) }, encoded);
-    return this.enqueue({ needleId, flags: NEEDLE_FLAG_TOMBSTONE, dataSizeBytes: 0, encoded: [encoded], encodedSizeBytes: encoded.length, encodedCrc32 });
+    return this.enqueue({
+      needleId,
+      flags: NEEDLE_FLAG_TOMBSTONE,
+      dataSizeBytes: 0,
+      encoded: [encoded],
+      encodedSizeBytes: encoded.length,
+      encodedCrc32,
+      directData: undefined,
+      directDataPageOffset: 0,
+    });
   }
 
   /**
@@ -451,7 +502,15 @@ export class Volume {
     while (this.readsInFlight > 0) await new Promise<void>((resolve) => (this.readsDrained = resolve));
     if (this.closed) return;
     this.closed = true;
+    await this.closeDirect();
     await this.fileHandle.close();
+  }
+
+  /** Only where no append is being written: in close(), or by the append loop itself. */
+  private async closeDirect(): Promise<void> {
+    const directHandle = this.directHandle;
+    this.directHandle = undefined;
+    await directHandle?.close();
   }
 
   // ---- Group commit ----
@@ -498,15 +557,18 @@ export class Volume {
     let count = 0;
     let sealNeeded = false;
     const sealAfterAppendsCount = this.sealAfterAppendsCount;
+    const padsForDirectIo = this.padsForDirectIo();
     for (const append of this.queue) {
       if (count >= GROUP_COMMIT_WRITES_COUNT_MAX || count === sealAfterAppendsCount) break;
-      if (count > 0 && groupSizeBytes + append.encodedSizeBytes > GROUP_COMMIT_BYTES_MAX) break;
+      // The padding commitGroup may put before it is counted at its largest.
+      const sizeBytes = append.encodedSizeBytes + (padsForDirectIo && append.directData !== undefined ? DIRECT_PADDING_BYTES_MAX : 0);
+      if (count > 0 && groupSizeBytes + sizeBytes > GROUP_COMMIT_BYTES_MAX) break;
       // The footer must always fit behind the last needle, so the check includes it.
-      if (this.endOffsetBytes + groupSizeBytes + append.encodedSizeBytes + SEAL_FOOTER_SIZE_BYTES > this.volumeSizeBytes) {
+      if (this.endOffsetBytes + groupSizeBytes + sizeBytes + SEAL_FOOTER_SIZE_BYTES > this.volumeSizeBytes) {
         sealNeeded = true;
         break;
       }
-      groupSizeBytes += append.encodedSizeBytes;
+      groupSizeBytes += sizeBytes;
       count += 1;
     }
     if (sealAfterAppendsCount !== undefined) {
@@ -520,17 +582,31 @@ export class Volume {
     assert(this.state.kind === "writable", "no append to a sealed volume");
     const groupStartBytes = this.endOffsetBytes;
     const records: MappingRecord[] = [];
+    const parts: GroupPart[] = [];
+    const padsForDirectIo = this.padsForDirectIo();
     let offsetBytes = groupStartBytes;
     let groupCrc32 = this.fileCrc32;
     for (const append of group) {
+      const direct = padsForDirectIo && append.directData !== undefined;
+      if (direct) {
+        // The data's file offset takes its memory's offset within a page (direct-write.ts).
+        const paddingBytes = paddingBytesBefore(offsetBytes + NEEDLE_HEADER_SIZE_BYTES, append.directDataPageOffset);
+        if (paddingBytes > 0) {
+          const padding = encodePaddingNeedle(paddingBytes);
+          parts.push({ bytes: padding.bytes, direct: false });
+          groupCrc32 = crc32Combine(groupCrc32, padding.crc32, paddingBytes);
+          offsetBytes += paddingBytes;
+        }
+      }
       assert(offsetBytes % 8 === 0, "needles start 8-aligned");
       records.push({ needleId: append.needleId, offsetBytes, dataSizeBytes: append.dataSizeBytes, flags: append.flags });
+      for (const bytes of append.encoded) parts.push({ bytes, direct: direct && bytes === append.directData });
       groupCrc32 = crc32Combine(groupCrc32, append.encodedCrc32, append.encodedSizeBytes);
       offsetBytes += append.encodedSizeBytes;
     }
     assert(offsetBytes + SEAL_FOOTER_SIZE_BYTES <= this.volumeSizeBytes, "a group never passes the volume size limit");
     try {
-      await writeAllAt(this.fileHandle, group.flatMap((append) => append.encoded), groupStartBytes);
+      await this.writeGroup(parts, groupStartBytes);
       crashPoint("datanode.after-append-before-fsync");
       await this.fileHandle.datasync();
       this.stats.fsyncCount += 1;
@@ -561,6 +637,31 @@ export class Volume {
     for (const append of group) append.resolve();
   }
 
+  /** Whether large needles are written around the page cache, with padding needles to line them up. */
+  private padsForDirectIo(): boolean {
+    return this.directHandle !== undefined && !this.directWritesRefused && this.formatVersion >= VOLUME_FORMAT_VERSION_PADDING;
+  }
+
+  /** A group's parts: large data around the page cache where the file allows it (direct-write.ts). */
+  private async writeGroup(parts: GroupPart[], positionBytes: number): Promise<void> {
+    if (this.directHandle !== undefined && !this.directWritesRefused && parts.some((part) => part.direct)) {
+      try {
+        this.stats.directWriteBytes += await writeParts(this.fileHandle, this.directHandle, parts, positionBytes);
+        return;
+      } catch (error) {
+        if (!(error instanceof DirectWriteRefused)) throw error;
+        // Padding already placed stays: it is valid in the file whichever way it is written.
+        log.warn({ volumeId: this.volumeId, reason: error.message }, "O_DIRECT write refused; this volume writes through the page cache");
+        this.directWritesRefused = true;
+      }
+    }
+    await writeAllAt(
+      this.fileHandle,
+      parts.map((part) => part.bytes),
+      positionBytes,
+    );
+  }
+
   /**
    * Seal protocol, each step with what a crash there leaves:
    * 1. append the footer at the end: a crash before its fsync leaves a torn or complete footer
@@ -589,6 +690,7 @@ export class Volume {
       state: "sealed",
     });
     this.state = { kind: "sealed", footer };
+    await this.closeDirect();
     log.info({ volumeId: this.volumeId, sizeBytes: this.sizeBytes, requested: this.sealWaiters.length > 0 }, "volume sealed");
     this.settleSealWaiters(undefined);
   }
@@ -632,6 +734,28 @@ export class Volume {
       log.warn({ volumeId: this.volumeId, error: truncateError }, "could not cut a failed group's bytes");
     }
   }
+}
+
+/** The most padding one needle can get: almost a page, or a page and a minimal padding needle. */
+const DIRECT_PADDING_BYTES_MAX = DIRECT_IO_ALIGNMENT_BYTES + PADDING_NEEDLE_SIZE_BYTES_MIN;
+
+/**
+ * Where in a page large `data` starts, when it may be written around the page cache: page-aligned
+ * memory (a chunk buffer), and a page offset a needle's data can have in a file (needles start
+ * 8-aligned, their data a header later).
+ */
+function directWritablePageOffset(data: Buffer): number | undefined {
+  if (data.length < DIRECT_WRITE_BYTES_MIN) return undefined;
+  const pageOffset = pageOffsetOf(data);
+  if (pageOffset === undefined || (pageOffset - NEEDLE_HEADER_SIZE_BYTES) % NEEDLE_ALIGNMENT_BYTES !== 0) return undefined;
+  return pageOffset;
+}
+
+/** Padding bytes that move data about to start at `dataOffsetBytes` to `pageOffset` within a page: 0, or a whole padding needle. */
+function paddingBytesBefore(dataOffsetBytes: number, pageOffset: number): number {
+  const gapBytes = (((pageOffset - dataOffsetBytes) % DIRECT_IO_ALIGNMENT_BYTES) + DIRECT_IO_ALIGNMENT_BYTES) % DIRECT_IO_ALIGNMENT_BYTES;
+  if (gapBytes === 0) return 0;
+  return gapBytes < PADDING_NEEDLE_SIZE_BYTES_MIN ? gapBytes + DIRECT_IO_ALIGNMENT_BYTES : gapBytes;
 }
 
 function addCounts(base: NeedleCounts, delta: NeedleCounts): NeedleCounts {
@@ -691,12 +815,15 @@ async function scanNeedles(input: {
       stopReason = `needle ${needle.reason}`;
       break;
     }
-    records.push({
-      needleId: needle.header.needleId,
-      offsetBytes,
-      dataSizeBytes: needle.header.dataSizeBytes,
-      flags: needle.header.flags,
-    });
+    // Padding is checksummed with the file but never mapped.
+    if ((needle.header.flags & NEEDLE_FLAG_PADDING) === 0) {
+      records.push({
+        needleId: needle.header.needleId,
+        offsetBytes,
+        dataSizeBytes: needle.header.dataSizeBytes,
+        flags: needle.header.flags,
+      });
+    }
     runningCrc32 = crc32(encoded, runningCrc32);
     offsetBytes += encoded.length;
   }
@@ -727,24 +854,3 @@ function readAtSync(fileHandle: FileHandle, lengthBytes: number, positionBytes: 
   return filledBytes === lengthBytes ? buffer : buffer.subarray(0, filledBytes);
 }
 
-/** One writev for the whole group; loops only if the kernel wrote part of it. */
-async function writeAllAt(fileHandle: FileHandle, buffers: Buffer[], positionBytes: number): Promise<void> {
-  let remaining = buffers;
-  let position = positionBytes;
-  while (remaining.length > 0) {
-    const { bytesWritten } = await fileHandle.writev(remaining, position);
-    assert(bytesWritten > 0, "writev makes progress");
-    position += bytesWritten;
-    let skipBytes = bytesWritten;
-    const next: Buffer[] = [];
-    for (const buffer of remaining) {
-      if (skipBytes >= buffer.length) {
-        skipBytes -= buffer.length;
-        continue;
-      }
-      next.push(skipBytes > 0 ? buffer.subarray(skipBytes) : buffer);
-      skipBytes = 0;
-    }
-    remaining = next;
-  }
-}

@@ -30,6 +30,12 @@ import { codedAckCount, codesChunk, dataShardRanges, ShardLatency, type ShardRan
  * machine: 64 MiB PUT 99-170 -> 117-232 MiB/s); a PUT then holds at most 5 chunks (20 MiB).
  */
 export const CHUNK_WRITES_IN_FLIGHT_MAX = 4;
+/**
+ * Chunks a large GET reads ahead of the one it sends. Two: large objects are written around the
+ * page cache (datanode/direct-write.ts), so their first reads come from the disk, and a second
+ * read in flight keeps it busy while the first chunk is sent.
+ */
+export const READ_AHEAD_PIECE_COUNT = 2;
 /** A chunk write that fails on a volume moves on to another volume this many times at most... */
 export const CHUNK_WRITE_ATTEMPTS_MAX = 12;
 /**
@@ -404,28 +410,35 @@ export class DataRouter {
   }
 
   /**
-   * Yield bytes [startByte, endByteExclusive) of an object made of `chunks`, reading one chunk
-   * ahead of the one being sent. With `intoChunkBuffers`, whole chunks may come as views of
+   * Yield bytes [startByte, endByteExclusive) of an object made of `chunks`, reading
+   * READ_AHEAD_PIECE_COUNT chunks ahead of the one being sent. With `intoChunkBuffers`, whole chunks may come as views of
    * pooled chunk buffers: the consumer releases every piece it is given (releaseChunkBufferOf)
    * once done with it; a read ahead that is never yielded is released here.
    */
   async *readRange(chunks: ChunkRef[], startByte: number, endByteExclusive: number, options: { intoChunkBuffers?: boolean } = {}): AsyncGenerator<Buffer> {
     const pieces = piecesOf(chunks, startByte, endByteExclusive);
     const intoChunkBuffer = options.intoChunkBuffers === true;
-    let next = pieces.length > 0 ? this.readPiece(pieces[0]!, intoChunkBuffer) : undefined;
-    let index = 0;
-    try {
-      for (; index < pieces.length; index++) {
-        const current = next!;
+    const ahead: Promise<Buffer>[] = [];
+    let readIndex = 0;
+    const readAhead = (count: number): void => {
+      while (readIndex < pieces.length && ahead.length < count) {
+        const read = this.readPiece(pieces[readIndex]!, intoChunkBuffer);
         // Swallow a read-ahead rejection until it is awaited, so it is never "unhandled".
-        current.catch(() => undefined);
-        next = index + 1 < pieces.length ? this.readPiece(pieces[index + 1]!, intoChunkBuffer) : undefined;
-        next?.catch(() => undefined);
+        read.catch(() => undefined);
+        ahead.push(read);
+        readIndex += 1;
+      }
+    };
+    try {
+      readAhead(1);
+      while (ahead.length > 0) {
+        const current = ahead.shift()!;
+        readAhead(READ_AHEAD_PIECE_COUNT);
         yield await current;
       }
     } finally {
-      // Ended early (the client went away, or a read failed): the read ahead is nobody's.
-      if (intoChunkBuffer && index < pieces.length) next?.then((piece) => releaseChunkBufferOf(piece), () => undefined);
+      // Ended early (the client went away, or a read failed): the reads ahead are nobody's.
+      if (intoChunkBuffer) for (const read of ahead) read.then((piece) => releaseChunkBufferOf(piece), () => undefined);
     }
   }
 

@@ -18,6 +18,7 @@ import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
 import {
   assert,
+  CHUNK_BUFFER_DATA_OFFSET_BYTES,
   CHUNK_SIZE_BYTES,
   chunkBufferRef,
   crc32Combine,
@@ -127,6 +128,7 @@ interface SentRange {
 interface ChunkState {
   /** The pooled buffer it fills, or undefined when every one was taken (then `bytes` is plain memory). */
   buffer: ChunkBuffer | undefined;
+  /** The chunk's bytes: in a pooled buffer, from CHUNK_BUFFER_DATA_OFFSET_BYTES on. */
   bytes: Buffer;
   filledBytes: number;
   /** Bytes of the chunk already sent to the hashing thread (from its start). */
@@ -290,7 +292,7 @@ class OffloadedHasher implements BodyHasher {
     chunk.ranges.push(range);
     this.unhashed.push(range);
     this.bytesInFlight += sizeBytes;
-    if (chunk.buffer !== undefined) this.worker.update(this.jobId, chunk.buffer, chunk.sentBytes, sizeBytes);
+    if (chunk.buffer !== undefined) this.worker.update(this.jobId, chunk.buffer, CHUNK_BUFFER_DATA_OFFSET_BYTES + chunk.sentBytes, sizeBytes);
     else this.worker.updateWithCopy(this.jobId, chunk.bytes.subarray(chunk.sentBytes, chunk.filledBytes));
     chunk.sentBytes = chunk.filledBytes;
   }
@@ -303,7 +305,8 @@ class OffloadedHasher implements BodyHasher {
  */
 function newChunkState(): ChunkState {
   const buffer = tryTakeChunkBuffer();
-  const bytes = buffer?.bytes ?? Buffer.allocUnsafeSlow(CHUNK_SIZE_BYTES);
+  const bytes =
+    buffer?.bytes.subarray(CHUNK_BUFFER_DATA_OFFSET_BYTES, CHUNK_BUFFER_DATA_OFFSET_BYTES + CHUNK_SIZE_BYTES) ?? Buffer.allocUnsafeSlow(CHUNK_SIZE_BYTES);
   return { buffer, bytes, filledBytes: 0, sentBytes: 0, ranges: [], crcWaiters: [], releaseRequested: false, returned: false };
 }
 

@@ -1,0 +1,208 @@
+// Proves large appends around the page cache (direct-write.ts): a chunk in a pooled buffer is
+// written with O_DIRECT where the disk allows it, its needle lands at a page boundary behind a
+// padding needle, the padding is checksummed but never mapped, and a recovery scan over the
+// whole file (mapping lost) finds every needle again; a version 1 volume never gets padding;
+// and the padding needle and superblock versions decode as the format table says.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { open, readFile, rm } from "node:fs/promises";
+import { join } from "node:path";
+import { CHUNK_BUFFER_DATA_OFFSET_BYTES, crc32, MEBIBYTE, newNeedleId, releaseChunkBuffer, tryTakeChunkBuffer, type VolumeId } from "../base/index.js";
+import { DIRECT_IO_ALIGNMENT_BYTES, openDirect } from "./direct-write.js";
+import { makeNeedle, makeTemporaryDisks, needleBytes, TEST_NODE_ID, volumePath, type TemporaryDisks } from "./fixtures.js";
+import { DataNode } from "./index.js";
+import {
+  decodeNeedle,
+  decodeNeedleHeader,
+  decodeSuperblock,
+  encodeNeedle,
+  encodePaddingNeedle,
+  encodeSuperblock,
+  NEEDLE_FLAG_PADDING,
+  NEEDLE_FLAG_TOMBSTONE,
+  PADDING_NEEDLE_SIZE_BYTES_MIN,
+  SUPERBLOCK_SIZE_BYTES,
+  VOLUME_FORMAT_VERSION,
+} from "./needle-codec.js";
+
+const VOLUME = 1 as VolumeId;
+const LARGE_SIZE_BYTES = 4 * MEBIBYTE;
+
+/** Whether the test's disk takes O_DIRECT writes at all (tmpfs does not). */
+async function diskTakesDirectWrites(directory: string): Promise<boolean> {
+  const probePath = join(directory, "direct-probe");
+  await (await open(probePath, "w")).close();
+  const handle = await openDirect(probePath);
+  await handle?.close();
+  await rm(probePath);
+  return handle !== undefined;
+}
+
+/** A needle whose data sits in a pooled chunk buffer where a PUT body's chunk does. */
+function largeNeedleInChunkBuffer(): { needleId: ReturnType<typeof newNeedleId>; data: Buffer; release: () => void } {
+  const buffer = tryTakeChunkBuffer();
+  assert.ok(buffer !== undefined, "a chunk buffer is free");
+  const needleId = newNeedleId();
+  const data = buffer.bytes.subarray(CHUNK_BUFFER_DATA_OFFSET_BYTES, CHUNK_BUFFER_DATA_OFFSET_BYTES + LARGE_SIZE_BYTES);
+  needleBytes(needleId, LARGE_SIZE_BYTES).copy(data);
+  return { needleId, data, release: () => releaseChunkBuffer(buffer) };
+}
+
+/** Every needle in a volume file, in order: [offset, flags, data size]. */
+async function needlesInFile(path: string): Promise<Array<[number, number, number]>> {
+  const file = await readFile(path);
+  const needles: Array<[number, number, number]> = [];
+  for (let offset = SUPERBLOCK_SIZE_BYTES; offset < file.length; ) {
+    const header = decodeNeedleHeader(file.subarray(offset));
+    assert.equal(header.kind, "header", `a needle at ${offset}`);
+    if (header.kind !== "header") break;
+    assert.equal(decodeNeedle(file.subarray(offset, offset + header.encodedSizeBytes)).kind, "needle", `needle at ${offset} verifies`);
+    needles.push([offset, header.header.flags, header.header.dataSizeBytes]);
+    offset += header.encodedSizeBytes;
+  }
+  return needles;
+}
+
+async function withNode(body: (context: { disks: TemporaryDisks; node: () => DataNode; reopen: () => Promise<DataNode> }) => Promise<void>): Promise<void> {
+  const disks = await makeTemporaryDisks(1);
+  let node = await DataNode.open({ nodeId: TEST_NODE_ID, diskDirectories: disks.disks });
+  try {
+    await body({
+      disks,
+      node: () => node,
+      reopen: async () => {
+        await node.close();
+        node = await DataNode.open({ nodeId: TEST_NODE_ID, diskDirectories: disks.disks });
+        return node;
+      },
+    });
+  } finally {
+    await node.close();
+    await disks.cleanup();
+  }
+}
+
+test("a chunk in a pooled buffer goes around the page cache, page-aligned behind a padding needle, and a full recovery scan finds it", async () => {
+  await withNode(async ({ disks, node, reopen }) => {
+    await node().createVolume(VOLUME);
+    const direct = await diskTakesDirectWrites(disks.disks[0]!);
+    const small = makeNeedle(VOLUME, 4000);
+    await node().writeNeedle(small);
+    const large = largeNeedleInChunkBuffer();
+    try {
+      await node().writeNeedle({ volumeId: VOLUME, needleId: large.needleId, data: large.data, crc32: crc32(large.data) });
+    } finally {
+      large.release();
+    }
+    const rows = node().scrubAccess(VOLUME)!.needlesInFileOrder(-1, 10)!;
+    assert.deepEqual(
+      rows.map((row) => row.needleId),
+      [small.needleId, large.needleId],
+      "padding is never mapped",
+    );
+    const largeOffset = rows[1]!.offsetBytes;
+    const inFile = await needlesInFile(volumePath(disks.disks[0]!, VOLUME));
+    if (direct) {
+      assert.ok(node().stats().directWriteBytes >= LARGE_SIZE_BYTES - DIRECT_IO_ALIGNMENT_BYTES, `most of the chunk went around the cache: ${node().stats().directWriteBytes}`);
+      assert.equal(largeOffset % DIRECT_IO_ALIGNMENT_BYTES, 0, "the chunk's needle starts at a page boundary, as its data's memory does (28 bytes in)");
+      assert.deepEqual(
+        inFile.map(([, flags]) => flags),
+        [0, NEEDLE_FLAG_PADDING, 0],
+        "a padding needle fills the gap",
+      );
+    } else {
+      // The disk refuses O_DIRECT (tmpfs): the same needles, written through the page cache.
+      assert.equal(node().stats().directWriteBytes, 0);
+      assert.deepEqual(
+        inFile.map(([, flags]) => flags),
+        [0, 0],
+      );
+    }
+
+    // Lose the mapping: reopening scans the whole file, skipping the padding.
+    await node().close();
+    for (const suffix of ["", "-wal", "-shm"]) await rm(join(disks.disks[0]!, `mapping.sqlite${suffix}`), { force: true });
+    const reopened = await reopen();
+    assert.deepEqual(
+      reopened.scrubAccess(VOLUME)!.needlesInFileOrder(-1, 10)!.map((row) => [row.needleId, row.offsetBytes]),
+      [
+        [small.needleId, rows[0]!.offsetBytes],
+        [large.needleId, largeOffset],
+      ],
+    );
+    assert.ok((await reopened.readNeedle({ volumeId: VOLUME, needleId: large.needleId })).equals(needleBytes(large.needleId, LARGE_SIZE_BYTES)));
+    assert.ok((await reopened.readNeedle({ volumeId: VOLUME, needleId: small.needleId })).equals(small.data));
+    // Appends go on behind it, and the volume still seals with a whole-file checksum that holds.
+    const after = makeNeedle(VOLUME, 100);
+    await reopened.writeNeedle(after);
+    assert.ok((await reopened.readNeedle({ volumeId: VOLUME, needleId: after.needleId })).equals(after.data));
+  });
+});
+
+test("a version 1 volume never gets a padding needle: its chunks go through the page cache", async () => {
+  await withNode(async ({ disks, node, reopen }) => {
+    await node().createVolume(VOLUME);
+    await node().close();
+    // Rewrite the superblock as version 1 wrote it.
+    const path = volumePath(disks.disks[0]!, VOLUME);
+    const superblock = encodeSuperblock(VOLUME);
+    superblock.writeUInt32BE(1, 8);
+    superblock.writeUInt32BE(crc32(superblock.subarray(0, 24)), 24);
+    const file = await open(path, "r+");
+    await file.write(superblock, 0, superblock.length, 0);
+    await file.close();
+    await reopen();
+
+    const small = makeNeedle(VOLUME, 4000);
+    await node().writeNeedle(small);
+    const large = largeNeedleInChunkBuffer();
+    try {
+      await node().writeNeedle({ volumeId: VOLUME, needleId: large.needleId, data: large.data, crc32: crc32(large.data) });
+    } finally {
+      large.release();
+    }
+    assert.equal(node().stats().directWriteBytes, 0);
+    assert.deepEqual(
+      (await needlesInFile(path)).map(([, flags]) => flags),
+      [0, 0],
+    );
+    assert.ok((await node().readNeedle({ volumeId: VOLUME, needleId: large.needleId })).equals(needleBytes(large.needleId, LARGE_SIZE_BYTES)));
+  });
+});
+
+test("padding needles decode as the format says; a needle cannot be tombstone and padding at once", () => {
+  for (const sizeBytes of [PADDING_NEEDLE_SIZE_BYTES_MIN, 40, DIRECT_IO_ALIGNMENT_BYTES + 24]) {
+    const padding = encodePaddingNeedle(sizeBytes);
+    assert.equal(padding.bytes.length, sizeBytes);
+    assert.equal(padding.crc32, crc32(padding.bytes));
+    const decoded = decodeNeedle(padding.bytes);
+    assert.equal(decoded.kind, "needle");
+    if (decoded.kind !== "needle") continue;
+    assert.equal(decoded.header.flags, NEEDLE_FLAG_PADDING);
+    assert.equal(decoded.header.needleId, "0".repeat(32));
+    assert.ok(decoded.data.every((byte) => byte === 0));
+  }
+  assert.throws(() => encodePaddingNeedle(24), "smaller than a needle");
+  assert.throws(() => encodePaddingNeedle(36), "not a multiple of 8");
+  const both = Buffer.alloc(32);
+  assert.throws(() => encodeNeedle({ header: { needleId: newNeedleId(), flags: NEEDLE_FLAG_TOMBSTONE | NEEDLE_FLAG_PADDING, dataSizeBytes: 0 }, data: Buffer.alloc(0) }, both));
+  const padding = encodePaddingNeedle(32).bytes;
+  padding.writeUInt16BE(NEEDLE_FLAG_TOMBSTONE | NEEDLE_FLAG_PADDING, 4);
+  assert.deepEqual(decodeNeedleHeader(padding), { kind: "invalid", reason: "flags" });
+});
+
+test("superblocks are written as version 2; versions 1 and 2 are read, others refused", () => {
+  const superblock = encodeSuperblock(VOLUME);
+  assert.equal(VOLUME_FORMAT_VERSION, 2);
+  assert.deepEqual(decodeSuperblock(superblock), { kind: "superblock", volumeId: VOLUME, formatVersion: 2 });
+  for (const [version, expected] of [
+    [1, "superblock"],
+    [3, "invalid"],
+    [0, "invalid"],
+  ] as const) {
+    const other = Buffer.from(superblock);
+    other.writeUInt32BE(version, 8);
+    other.writeUInt32BE(crc32(other.subarray(0, 24)), 24);
+    assert.equal(decodeSuperblock(other).kind, expected, `version ${version}`);
+  }
+});
