@@ -116,10 +116,10 @@ export interface Instrumentation {
   cpuProfileDirectory?: string;
 }
 
-export function startCairnServer(dataDirectory: string, instrumentation: Instrumentation = {}): Promise<RunningProcess> {
+export function startCairnServer(dataDirectory: string, instrumentation: Instrumentation = {}, serverArgs: string[] = []): Promise<RunningProcess> {
   return startProcess(
     "cairn-server",
-    [...profileArgs(instrumentation), ...CAIRN_COMMAND, "server", "--data-dir", dataDirectory, "--listen", "127.0.0.1:0"],
+    [...profileArgs(instrumentation), ...CAIRN_COMMAND, "server", "--data-dir", dataDirectory, "--listen", "127.0.0.1:0", ...serverArgs],
     ROOT_KEYS_ENV,
     path.join(dataDirectory, "loop-delay.json"),
   );

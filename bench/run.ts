@@ -175,7 +175,7 @@ async function createBucket(s3: S3Target): Promise<void> {
 }
 
 interface System {
-  kind: "null-server" | "cairn-server" | "cluster-3-replica" | "cluster-ec-4+2";
+  kind: "null-server" | "cairn-server" | "cairn-server --direct-io" | "cluster-3-replica" | "cluster-ec-4+2";
   port: number;
   /** The processes whose CPU time is charged to the workload (every process of a cluster). */
   pids: number[];
@@ -518,7 +518,7 @@ async function putThenGet(system: System, bucket: string, label: string, sizeByt
     await fourKibibyteRounds(system, bucket, putName, getName);
     return;
   }
-  if (label === "64m" && sectionWanted([putName])) {
+  if (label === "64m" && namePrefix === "" && sectionWanted([putName])) {
     await attempt("baseline-md5", async () => {
       md5 = measureMd5();
       progress(`md5 (just before the 64 MiB PUT): ${round(md5.mibPerSecond, 1)} MiB/s`);
@@ -596,6 +596,26 @@ async function serverWorkloads(): Promise<void> {
   } finally {
     await stopProcess(server);
     if (config.cpuProfileDirectory !== undefined) progress(`cpu profile of the server written under ${config.cpuProfileDirectory}`);
+  }
+}
+
+const DIRECT_IO_WORKLOADS = ["dio-put-64m", "dio-get-64m"];
+
+/**
+ * The same large PUTs and GETs on a server started with --direct-io (a deployment choice, off by
+ * default): large chunks are written around the page cache, so the PUT costs less CPU and the
+ * GETs that follow read from the disk. The targets are judged on the default server above.
+ */
+async function directIoWorkloads(): Promise<void> {
+  if (!sectionWanted(DIRECT_IO_WORKLOADS)) return;
+  const dataDirectory = makeTemporaryDirectory("server-direct-io");
+  const server = await startCairnServer(dataDirectory, config.cpuProfileDirectory !== undefined ? { cpuProfileDirectory: config.cpuProfileDirectory } : {}, ["--direct-io"]);
+  try {
+    const system: System = { kind: "cairn-server --direct-io", port: server.port, pids: [server.pid], loopProcess: server };
+    await createBucket(target(server.port, "bench"));
+    await putThenGet(system, "bench", "64m", 64 * MEBIBYTE, config.connections64m, config.ops64mMax, "dio-");
+  } finally {
+    await stopProcess(server);
   }
 }
 
@@ -744,7 +764,7 @@ function loopDelayVerdict(): TargetVerdict {
 function ratioToBaseline(result: Result): string {
   const nullGet = find("null-get-4k")?.opsPerSecond;
   const nullPut = find("null-put-4k")?.opsPerSecond;
-  const name = result.workload.replace(/^(3r|ec)-/, "");
+  const name = result.workload.replace(/^(3r|ec|dio)-/, "");
   const format = (value: number, baseline: number | undefined, label: string): string =>
     baseline === undefined || baseline <= 0 ? "-" : `${round(value / baseline, 2)} ${label}`;
   if (result.system === "null-server") return "-";
@@ -805,6 +825,7 @@ async function main(): Promise<number> {
   const loadAverageAtStart = os.loadavg();
   progress(`config ${JSON.stringify(config)}`);
   await attempt("cairn-server", serverWorkloads, ["baseline-disk", ...SERVER_WORKLOADS]);
+  await attempt("cairn-server --direct-io", directIoWorkloads, DIRECT_IO_WORKLOADS);
   if (nullServer?.loopProcess !== undefined) await stopProcess(nullServer.loopProcess);
   if (md5 === undefined && sectionWanted(["baseline-md5"])) {
     await attempt("baseline-md5", async () => {

@@ -56,3 +56,13 @@ test("a config file with an unknown key, a list for a single setting, or no JSON
   }
   assert.throws(() => Settings.load(SPECS, parseFlags(["--config", "/nonexistent/cairn.json"]).flags, {}), /cannot read config file/);
 });
+
+test("a boolean setting takes true/false/1/0, a flag given alone is true, anything else is refused", () => {
+  const specs: readonly SettingSpec[] = [{ flag: "direct-io", env: "CAIRN_DIRECT_IO", defaultValue: "false", help: "" }];
+  assert.equal(new Settings(specs, new Map()).boolean("direct-io"), false, "the default");
+  assert.equal(new Settings(specs, parseFlags(["--direct-io"]).flags).boolean("direct-io"), true);
+  assert.equal(new Settings(specs, parseFlags(["--direct-io", "false"]).flags).boolean("direct-io"), false);
+  assert.equal(new Settings(specs, new Map(), { CAIRN_DIRECT_IO: "1" }).boolean("direct-io"), true);
+  assert.equal(new Settings(specs, new Map(), { CAIRN_DIRECT_IO: "0" }).boolean("direct-io"), false);
+  assert.throws(() => new Settings(specs, new Map(), { CAIRN_DIRECT_IO: "yes" }).boolean("direct-io"), UsageError);
+});

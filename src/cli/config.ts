@@ -116,6 +116,15 @@ export class Settings {
     return Number(value);
   }
 
+  /** "true"/"1" or "false"/"0" (a flag given alone is "true"); undefined when unset. */
+  boolean(flag: string): boolean | undefined {
+    const value = this.get(flag);
+    if (value === undefined || value === "") return undefined;
+    if (value === "true" || value === "1") return true;
+    if (value === "false" || value === "0") return false;
+    throw new UsageError(`--${flag} must be true or false, got ${value}`);
+  }
+
   static help(specs: readonly SettingSpec[]): string {
     return specs
       .map((spec) => `  --${spec.flag.padEnd(18)} ${spec.env.padEnd(28)} ${spec.help}${spec.defaultValue ? ` (default ${spec.defaultValue})` : ""}`)

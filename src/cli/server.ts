@@ -20,7 +20,7 @@ import { SqliteMetadataStore } from "../meta/index.js";
 import { EmbeddedPlacement } from "../placement/index.js";
 import { listenS3 } from "./s3-listener.js";
 import { Settings, type SettingSpec } from "./config.js";
-import { BACKGROUND_WORK_SETTINGS, startBackgroundWork } from "./datanode.js";
+import { BACKGROUND_WORK_SETTINGS, DIRECT_IO_SETTING, startBackgroundWork } from "./datanode.js";
 import { ensureRootUser, loadOrCreateMasterKey, loadOrCreateRootCredentials } from "./credentials.js";
 
 export const SERVER_SETTINGS: readonly SettingSpec[] = [
@@ -36,6 +36,7 @@ export const SERVER_SETTINGS: readonly SettingSpec[] = [
     defaultValue: String(MULTIPART_UPLOAD_AGE_MS_MAX / 1000),
     help: "abort multipart uploads abandoned this long",
   },
+  DIRECT_IO_SETTING,
   ...BACKGROUND_WORK_SETTINGS,
 ];
 
@@ -61,6 +62,7 @@ export async function runServer(settings: Settings): Promise<RunningServer> {
     nodeId: "local" as NodeId,
     diskDirectories: disks,
     ...(volumeSizeBytes !== undefined ? { volumeSizeBytes } : {}),
+    directIo: settings.boolean(DIRECT_IO_SETTING.flag) ?? false,
   });
   const placement = await EmbeddedPlacement.open({ databasePath: path.join(dataDirectory, "placement.sqlite"), node });
   const background = startBackgroundWork(node, settings, async (report) => placement.reportDamage(report));

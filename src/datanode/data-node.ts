@@ -81,6 +81,12 @@ export interface DataNodeOptions {
    * and seal volumes with a few small needles. Such a volume cannot hold a full 4 MiB chunk.
    */
   allowVolumeSizeBelowMinimumForTests?: boolean;
+  /**
+   * Write large needles' data around the page cache with O_DIRECT where the disk allows it
+   * (direct-write.ts): about a fifth less CPU per large PUT, but reads of those objects then
+   * come from the disk. Default false.
+   */
+  directIo?: boolean;
 }
 
 /** Payloads larger than NEEDLE_DATA_SIZE_BYTES_MAX are refused (the data path cuts chunks). */
@@ -130,6 +136,7 @@ export class DataNode implements RepairNeedleStore, CompactionTarget {
   readonly nodeId: NodeId;
   private readonly diskDirectories: readonly string[];
   private readonly volumeSizeBytes: number;
+  private readonly directIo: boolean;
   private readonly mapping: ObjectMapping;
   private readonly volumes = new Map<VolumeId, Volume>();
   private readonly volumesBeingCreated = new Map<VolumeId, Promise<void>>();
@@ -145,10 +152,11 @@ export class DataNode implements RepairNeedleStore, CompactionTarget {
   /** The compaction running now: one at a time per node bounds the extra disk space and IO. */
   private compactionRunning: Promise<CompactionResult> | undefined;
 
-  private constructor(options: { nodeId: NodeId; diskDirectories: string[]; volumeSizeBytes: number; mapping: ObjectMapping }) {
+  private constructor(options: { nodeId: NodeId; diskDirectories: string[]; volumeSizeBytes: number; directIo: boolean; mapping: ObjectMapping }) {
     this.nodeId = options.nodeId;
     this.diskDirectories = options.diskDirectories;
     this.volumeSizeBytes = options.volumeSizeBytes;
+    this.directIo = options.directIo;
     this.mapping = options.mapping;
   }
 
@@ -165,7 +173,7 @@ export class DataNode implements RepairNeedleStore, CompactionTarget {
     }
     for (const disk of options.diskDirectories) await mkdir(join(disk, VOLUMES_DIRECTORY_NAME), { recursive: true });
     const mapping = ObjectMapping.open(join(firstDisk, MAPPING_FILE_NAME));
-    const node = new DataNode({ nodeId: options.nodeId, diskDirectories: [...options.diskDirectories], volumeSizeBytes, mapping });
+    const node = new DataNode({ nodeId: options.nodeId, diskDirectories: [...options.diskDirectories], volumeSizeBytes, directIo: options.directIo ?? false, mapping });
     try {
       await node.openVolumes();
     } catch (error) {
@@ -241,6 +249,7 @@ export class DataNode implements RepairNeedleStore, CompactionTarget {
       mapping: this.mapping,
       counts: input.counts ?? { needleCount: 0, deletedNeedleCount: 0 },
       volumeSizeBytes: this.volumeSizeBytes,
+      directIo: this.directIo,
       stats: this.statistics,
       recordSealedTombstone: (needleId) => this.recordSealedTombstone(input.volumeId, needleId),
     });

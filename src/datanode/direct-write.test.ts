@@ -1,8 +1,9 @@
-// Proves large appends around the page cache (direct-write.ts): a chunk in a pooled buffer is
-// written with O_DIRECT where the disk allows it, its needle lands at a page boundary behind a
-// padding needle, the padding is checksummed but never mapped, and a recovery scan over the
-// whole file (mapping lost) finds every needle again; a version 1 volume never gets padding;
-// and the padding needle and superblock versions decode as the format table says.
+// Proves large appends around the page cache (direct-write.ts): with directIo, a chunk in a
+// pooled buffer is written with O_DIRECT where the disk allows it, its needle lands at a page
+// boundary behind a padding needle, the padding is checksummed but never mapped, and a recovery
+// scan over the whole file (mapping lost) finds every needle again; without directIo (the
+// default) or in a version 1 volume nothing goes around the cache and no padding is written; and
+// the padding needle and superblock versions decode as the format table says.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { open, readFile, rm } from "node:fs/promises";
@@ -63,16 +64,19 @@ async function needlesInFile(path: string): Promise<Array<[number, number, numbe
   return needles;
 }
 
-async function withNode(body: (context: { disks: TemporaryDisks; node: () => DataNode; reopen: () => Promise<DataNode> }) => Promise<void>): Promise<void> {
+async function withNode(
+  directIo: boolean,
+  body: (context: { disks: TemporaryDisks; node: () => DataNode; reopen: () => Promise<DataNode> }) => Promise<void>,
+): Promise<void> {
   const disks = await makeTemporaryDisks(1);
-  let node = await DataNode.open({ nodeId: TEST_NODE_ID, diskDirectories: disks.disks });
+  let node = await DataNode.open({ nodeId: TEST_NODE_ID, diskDirectories: disks.disks, directIo });
   try {
     await body({
       disks,
       node: () => node,
       reopen: async () => {
         await node.close();
-        node = await DataNode.open({ nodeId: TEST_NODE_ID, diskDirectories: disks.disks });
+        node = await DataNode.open({ nodeId: TEST_NODE_ID, diskDirectories: disks.disks, directIo });
         return node;
       },
     });
@@ -82,8 +86,8 @@ async function withNode(body: (context: { disks: TemporaryDisks; node: () => Dat
   }
 }
 
-test("a chunk in a pooled buffer goes around the page cache, page-aligned behind a padding needle, and a full recovery scan finds it", async () => {
-  await withNode(async ({ disks, node, reopen }) => {
+test("with directIo, a chunk in a pooled buffer goes around the page cache, page-aligned behind a padding needle, and a full recovery scan finds it", async () => {
+  await withNode(true, async ({ disks, node, reopen }) => {
     await node().createVolume(VOLUME);
     const direct = await diskTakesDirectWrites(disks.disks[0]!);
     const small = makeNeedle(VOLUME, 4000);
@@ -139,35 +143,41 @@ test("a chunk in a pooled buffer goes around the page cache, page-aligned behind
   });
 });
 
-test("a version 1 volume never gets a padding needle: its chunks go through the page cache", async () => {
-  await withNode(async ({ disks, node, reopen }) => {
-    await node().createVolume(VOLUME);
-    await node().close();
-    // Rewrite the superblock as version 1 wrote it.
-    const path = volumePath(disks.disks[0]!, VOLUME);
-    const superblock = encodeSuperblock(VOLUME);
-    superblock.writeUInt32BE(1, 8);
-    superblock.writeUInt32BE(crc32(superblock.subarray(0, 24)), 24);
-    const file = await open(path, "r+");
-    await file.write(superblock, 0, superblock.length, 0);
-    await file.close();
-    await reopen();
-
-    const small = makeNeedle(VOLUME, 4000);
-    await node().writeNeedle(small);
-    const large = largeNeedleInChunkBuffer();
-    try {
-      await node().writeNeedle({ volumeId: VOLUME, needleId: large.needleId, data: large.data, crc32: crc32(large.data) });
-    } finally {
-      large.release();
-    }
-    assert.equal(node().stats().directWriteBytes, 0);
-    assert.deepEqual(
-      (await needlesInFile(path)).map(([, flags]) => flags),
-      [0, 0],
-    );
-    assert.ok((await node().readNeedle({ volumeId: VOLUME, needleId: large.needleId })).equals(needleBytes(large.needleId, LARGE_SIZE_BYTES)));
-  });
+test("by default, and in a version 1 volume, chunks go through the page cache and no padding needle is written", async () => {
+  for (const [directIo, formatVersion] of [
+    [false, 2],
+    [true, 1],
+  ] as const) {
+    await withNode(directIo, async ({ disks, node, reopen }) => {
+      await node().createVolume(VOLUME);
+      const path = volumePath(disks.disks[0]!, VOLUME);
+      if (formatVersion === 1) {
+        // Rewrite the superblock as version 1 wrote it.
+        await node().close();
+        const superblock = encodeSuperblock(VOLUME);
+        superblock.writeUInt32BE(1, 8);
+        superblock.writeUInt32BE(crc32(superblock.subarray(0, 24)), 24);
+        const file = await open(path, "r+");
+        await file.write(superblock, 0, superblock.length, 0);
+        await file.close();
+        await reopen();
+      }
+      const small = makeNeedle(VOLUME, 4000);
+      await node().writeNeedle(small);
+      const large = largeNeedleInChunkBuffer();
+      try {
+        await node().writeNeedle({ volumeId: VOLUME, needleId: large.needleId, data: large.data, crc32: crc32(large.data) });
+      } finally {
+        large.release();
+      }
+      assert.equal(node().stats().directWriteBytes, 0, `directIo ${directIo}, version ${formatVersion}`);
+      assert.deepEqual(
+        (await needlesInFile(path)).map(([, flags]) => flags),
+        [0, 0],
+      );
+      assert.ok((await node().readNeedle({ volumeId: VOLUME, needleId: large.needleId })).equals(needleBytes(large.needleId, LARGE_SIZE_BYTES)));
+    });
+  }
 });
 
 test("padding needles decode as the format says; a needle cannot be tombstone and padding at once", () => {

@@ -119,6 +119,8 @@ export interface VolumeOpenOptions {
   stats: DataNodeStats;
   /** Records a tombstone on this volume once sealed (durably, in the mapping only). */
   recordSealedTombstone: (needleId: NeedleId) => Promise<void>;
+  /** Write large needles around the page cache where the disk allows it (DataNodeOptions.directIo). */
+  directIo: boolean;
 }
 
 const READ_CHUNK_SIZE_BYTES = 8 * 1024 * 1024;
@@ -208,7 +210,7 @@ export class Volume {
     const fileHandle = await open(path, "r+");
     try {
       const volume = await Volume.recover(options, fileHandle);
-      if (volume.state.kind === "writable") volume.directHandle = await openDirect(path);
+      if (options.directIo && volume.state.kind === "writable") volume.directHandle = await openDirect(path);
       return volume;
     } catch (error) {
       await fileHandle.close();
