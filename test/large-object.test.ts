@@ -7,10 +7,10 @@ import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
 import { Readable } from "node:stream";
 import { CreateBucketCommand, GetObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
-import { readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import * as path from "node:path";
 import { GIBIBYTE, MEBIBYTE } from "../src/base/index.js";
-import { openDirect } from "../src/datanode/direct-write.js";
+import { directWritesAllowedIn } from "../src/datanode/direct-write.js";
 import { decodeNeedleHeader, NEEDLE_FLAG_PADDING, SUPERBLOCK_SIZE_BYTES } from "../src/datanode/needle-codec.js";
 import { makeDataDirectory, removeDataDirectory, s3Client, startCairn } from "./helpers/cairn-process.js";
 
@@ -98,7 +98,7 @@ test("with --direct-io, a 64 MiB object round-trips and its chunks sit page-alig
     }
     const chunks = needles.filter((needle) => needle.dataSizeBytes === 4 * MEBIBYTE);
     assert.equal(chunks.length, objectSizeBytes / (4 * MEBIBYTE));
-    if (await directIoAllowedIn(dataDirectory)) {
+    if (await directWritesAllowedIn(dataDirectory)) {
       assert.ok(chunks.every((needle) => needle.offset % 4096 === 0), "every chunk's needle starts at a page boundary");
       assert.ok(needles.some((needle) => needle.flags === NEEDLE_FLAG_PADDING), "padding needles line them up");
     }
@@ -106,13 +106,3 @@ test("with --direct-io, a 64 MiB object round-trips and its chunks sit page-alig
     removeDataDirectory(dataDirectory);
   }
 });
-
-/** Whether the test's file system takes O_DIRECT (tmpfs does not); the server then writes buffered. */
-async function directIoAllowedIn(directory: string): Promise<boolean> {
-  const probe = path.join(directory, "direct-probe");
-  writeFileSync(probe, "");
-  const handle = await openDirect(probe);
-  await handle?.close();
-  rmSync(probe);
-  return handle !== undefined;
-}

@@ -58,6 +58,7 @@ import {
   type VolumeGarbage,
 } from "./compaction.js";
 import { crashPoint } from "./crash-point.js";
+import { directWritesAllowedIn } from "./direct-write.js";
 import {
   encodeSuperblock,
   NEEDLE_ENCODED_SIZE_BYTES_MAX,
@@ -172,6 +173,11 @@ export class DataNode implements RepairNeedleStore, CompactionTarget {
       throw new RangeError("disk directories must be distinct");
     }
     for (const disk of options.diskDirectories) await mkdir(join(disk, VOLUMES_DIRECTORY_NAME), { recursive: true });
+    if (options.directIo === true) {
+      for (const disk of options.diskDirectories) {
+        if (!(await directWritesAllowedIn(join(disk, VOLUMES_DIRECTORY_NAME)))) log.warn({ disk }, "direct I/O asked for, but this disk refuses O_DIRECT; its volumes write through the page cache");
+      }
+    }
     const mapping = ObjectMapping.open(join(firstDisk, MAPPING_FILE_NAME));
     const node = new DataNode({ nodeId: options.nodeId, diskDirectories: [...options.diskDirectories], volumeSizeBytes, directIo: options.directIo ?? false, mapping });
     try {

@@ -3,14 +3,15 @@
 // through delete; VolumeFull, VolumeNotFound, NeedleNotFound, ChecksumMismatch and
 // NeedleRangeInvalid arrive as their own classes; a client with the wrong cluster secret is
 // refused and writes nothing; malformed arguments are answered with DataNodeRequestInvalid and
-// never reach the engine; acknowledged writes are counted with a latency.
+// never reach the engine; acknowledged writes are counted with a latency; a large chunk's body
+// is read into a pooled chunk buffer (returned after) and written around the page cache with directIo.
 // (This lives in datanode/ rather than beside remote-needle-store.ts because cluster/ may not
 // import datanode/; the transport-only cases are in cluster/remote-needle-store.test.ts.)
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as http from "node:http";
 import type { AddressInfo } from "node:net";
-import { NEEDLE_DATA_SIZE_BYTES_MAX, newNeedleId, type VolumeId } from "../base/index.js";
+import { chunkBufferPoolStats, NEEDLE_DATA_SIZE_BYTES_MAX, newNeedleId, type VolumeId } from "../base/index.js";
 import {
   ChecksumMismatch,
   createRpcHandler,
@@ -22,6 +23,7 @@ import {
   VolumeNotFound,
 } from "../cluster/index.js";
 import { createDataNodeRpcRoutes, DataNode, DataNodeRequestInvalid, NeedleRangeInvalid, WriteStats } from "./index.js";
+import { directWritesAllowedIn } from "./direct-write.js";
 import { makeNeedle, makeTemporaryDisks, TEST_NODE_ID } from "./fixtures.js";
 
 const SECRET = "test-cluster-secret";
@@ -31,18 +33,19 @@ const VOLUME_SIZE_BYTES = 64 * 1024;
 
 interface Served {
   node: DataNode;
+  diskDirectory: string;
   store: RemoteNeedleStore;
   address: string;
   writeStats: WriteStats;
 }
 
-async function withServedNode(body: (served: Served) => Promise<void>): Promise<void> {
+/** A served node with tiny volumes, or with `nodeOptions` (default volume size) instead. */
+async function withServedNode(body: (served: Served) => Promise<void>, nodeOptions?: { directIo: boolean }): Promise<void> {
   const disks = await makeTemporaryDisks(1);
   const node = await DataNode.open({
     nodeId: TEST_NODE_ID,
     diskDirectories: disks.disks,
-    volumeSizeBytes: VOLUME_SIZE_BYTES,
-    allowVolumeSizeBelowMinimumForTests: true,
+    ...(nodeOptions ?? { volumeSizeBytes: VOLUME_SIZE_BYTES, allowVolumeSizeBelowMinimumForTests: true }),
   });
   const writeStats = new WriteStats();
   const server = http.createServer(
@@ -54,7 +57,7 @@ async function withServedNode(body: (served: Served) => Promise<void>): Promise<
   const store = new RemoteNeedleStore({ nodeId: TEST_NODE_ID, address, secret: SECRET, timeoutMs: 2_000 });
   try {
     await store.createVolume(VOLUME);
-    await body({ node, store, address, writeStats });
+    await body({ node, diskDirectory: disks.disks[0]!, store, address, writeStats });
   } finally {
     await store.close();
     server.closeAllConnections();
@@ -162,4 +165,22 @@ test("malformed arguments are answered with DataNodeRequestInvalid and the node 
       client.close();
     }
   });
+});
+
+test("a large chunk written over RPC lands in a pooled chunk buffer, goes around the page cache with directIo, and the buffer comes back", async () => {
+  await withServedNode(
+    async ({ node, store, diskDirectory }) => {
+      const small = makeNeedle(VOLUME, 4000); // the chunk's needle then needs padding to line up
+      await store.writeNeedle(small);
+      const chunk = makeNeedle(VOLUME, NEEDLE_DATA_SIZE_BYTES_MAX);
+      await store.writeNeedle(chunk);
+      assert.ok((await store.readNeedle(chunk)).equals(chunk.data));
+      const pool = chunkBufferPoolStats();
+      assert.ok(pool.createdCount > 0, "the body was read into a chunk buffer");
+      assert.equal(pool.freeCount, pool.createdCount, "and every chunk buffer is back in the pool");
+      if (await directWritesAllowedIn(diskDirectory)) assert.ok(node.stats().directWriteBytes >= NEEDLE_DATA_SIZE_BYTES_MAX - 4096, `${node.stats().directWriteBytes} bytes went around the cache`);
+      else assert.equal(node.stats().directWriteBytes, 0, "the disk refuses O_DIRECT (tmpfs)");
+    },
+    { directIo: true },
+  );
 });

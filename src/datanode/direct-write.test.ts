@@ -8,8 +8,8 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { open, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { CHUNK_BUFFER_DATA_OFFSET_BYTES, crc32, MEBIBYTE, newNeedleId, releaseChunkBuffer, tryTakeChunkBuffer, type VolumeId } from "../base/index.js";
-import { DIRECT_IO_ALIGNMENT_BYTES, openDirect } from "./direct-write.js";
+import { CHUNK_BUFFER_DATA_OFFSET_BYTES, crc32, MEBIBYTE, newNeedleId, releaseChunkBuffer, tryTakeChunkBuffer, type NeedleId, type VolumeId } from "../base/index.js";
+import { DIRECT_IO_ALIGNMENT_BYTES, directWritesAllowedIn } from "./direct-write.js";
 import { makeNeedle, makeTemporaryDisks, needleBytes, TEST_NODE_ID, volumePath, type TemporaryDisks } from "./fixtures.js";
 import { DataNode } from "./index.js";
 import {
@@ -29,24 +29,24 @@ import {
 const VOLUME = 1 as VolumeId;
 const LARGE_SIZE_BYTES = 4 * MEBIBYTE;
 
-/** Whether the test's disk takes O_DIRECT writes at all (tmpfs does not). */
-async function diskTakesDirectWrites(directory: string): Promise<boolean> {
-  const probePath = join(directory, "direct-probe");
-  await (await open(probePath, "w")).close();
-  const handle = await openDirect(probePath);
-  await handle?.close();
-  await rm(probePath);
-  return handle !== undefined;
-}
-
-/** A needle whose data sits in a pooled chunk buffer where a PUT body's chunk does. */
-function largeNeedleInChunkBuffer(): { needleId: ReturnType<typeof newNeedleId>; data: Buffer; release: () => void } {
+/**
+ * A small needle (so the volume's end is off a page boundary), then a 4 MiB one whose data sits in
+ * a pooled chunk buffer where a PUT body's chunk does.
+ */
+async function writeSmallThenChunk(node: DataNode): Promise<{ small: ReturnType<typeof makeNeedle>; large: { needleId: NeedleId } }> {
+  const small = makeNeedle(VOLUME, 4000);
+  await node.writeNeedle(small);
   const buffer = tryTakeChunkBuffer();
   assert.ok(buffer !== undefined, "a chunk buffer is free");
-  const needleId = newNeedleId();
-  const data = buffer.bytes.subarray(CHUNK_BUFFER_DATA_OFFSET_BYTES, CHUNK_BUFFER_DATA_OFFSET_BYTES + LARGE_SIZE_BYTES);
-  needleBytes(needleId, LARGE_SIZE_BYTES).copy(data);
-  return { needleId, data, release: () => releaseChunkBuffer(buffer) };
+  try {
+    const needleId = newNeedleId();
+    const data = buffer.bytes.subarray(CHUNK_BUFFER_DATA_OFFSET_BYTES, CHUNK_BUFFER_DATA_OFFSET_BYTES + LARGE_SIZE_BYTES);
+    needleBytes(needleId, LARGE_SIZE_BYTES).copy(data);
+    await node.writeNeedle({ volumeId: VOLUME, needleId, data, crc32: crc32(data) });
+    return { small, large: { needleId } };
+  } finally {
+    releaseChunkBuffer(buffer);
+  }
 }
 
 /** Every needle in a volume file, in order: [offset, flags, data size]. */
@@ -89,15 +89,8 @@ async function withNode(
 test("with directIo, a chunk in a pooled buffer goes around the page cache, page-aligned behind a padding needle, and a full recovery scan finds it", async () => {
   await withNode(true, async ({ disks, node, reopen }) => {
     await node().createVolume(VOLUME);
-    const direct = await diskTakesDirectWrites(disks.disks[0]!);
-    const small = makeNeedle(VOLUME, 4000);
-    await node().writeNeedle(small);
-    const large = largeNeedleInChunkBuffer();
-    try {
-      await node().writeNeedle({ volumeId: VOLUME, needleId: large.needleId, data: large.data, crc32: crc32(large.data) });
-    } finally {
-      large.release();
-    }
+    const direct = await directWritesAllowedIn(disks.disks[0]!);
+    const { small, large } = await writeSmallThenChunk(node());
     const rows = node().scrubAccess(VOLUME)!.needlesInFileOrder(-1, 10)!;
     assert.deepEqual(
       rows.map((row) => row.needleId),
@@ -162,14 +155,7 @@ test("by default, and in a version 1 volume, chunks go through the page cache an
         await file.close();
         await reopen();
       }
-      const small = makeNeedle(VOLUME, 4000);
-      await node().writeNeedle(small);
-      const large = largeNeedleInChunkBuffer();
-      try {
-        await node().writeNeedle({ volumeId: VOLUME, needleId: large.needleId, data: large.data, crc32: crc32(large.data) });
-      } finally {
-        large.release();
-      }
+      const { large } = await writeSmallThenChunk(node());
       assert.equal(node().stats().directWriteBytes, 0, `directIo ${directIo}, version ${formatVersion}`);
       assert.deepEqual(
         (await needlesInFile(path)).map(([, flags]) => flags),

@@ -25,7 +25,8 @@
  * open fails or the first write fails with EINVAL; the volume then writes buffered only.
  */
 import { constants } from "node:fs";
-import { open, type FileHandle } from "node:fs/promises";
+import { open, rm, writeFile, type FileHandle } from "node:fs/promises";
+import { join } from "node:path";
 import { assert, MEBIBYTE, MEMORY_PAGE_SIZE_BYTES, pageOffsetOf } from "../base/index.js";
 
 /** Covers 512-byte and 4 KiB logical blocks alike; also the page size of chunk buffers' memory. */
@@ -50,6 +51,19 @@ export async function openDirect(path: string): Promise<FileHandle | undefined> 
     return await open(path, constants.O_WRONLY | O_DIRECT);
   } catch {
     return undefined;
+  }
+}
+
+/** Whether files in `directory` open with O_DIRECT at all (tmpfs refuses it), tried on a probe file. */
+export async function directWritesAllowedIn(directory: string): Promise<boolean> {
+  const probePath = join(directory, ".direct-io-probe");
+  await writeFile(probePath, "");
+  try {
+    const handle = await openDirect(probePath);
+    await handle?.close();
+    return handle !== undefined;
+  } finally {
+    await rm(probePath, { force: true });
   }
 }
 
