@@ -7,3 +7,4 @@ export * from "./clock.js";
 export * from "./log.js";
 export * from "./chunk-buffer-pool.js";
 export * from "./memo.js";
+export * from "./loop-turn.js";

@@ -2,7 +2,15 @@
 import { pipeline } from "node:stream";
 import type { Readable } from "node:stream";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { isChunkBufferView, PUT_OBJECT_SIZE_BYTES_MAX, releaseChunkBufferOf, UPLOAD_PART_COUNT_MAX, uuidV7Bytes, type ChecksumAlgorithm } from "../base/index.js";
+import {
+  chargeLoopTurn,
+  isChunkBufferView,
+  PUT_OBJECT_SIZE_BYTES_MAX,
+  releaseChunkBufferOf,
+  UPLOAD_PART_COUNT_MAX,
+  uuidV7Bytes,
+  type ChecksumAlgorithm,
+} from "../base/index.js";
 import type { EcScheme } from "../ec/index.js";
 import { ecSchemeFor } from "./storage-class.js";
 import { createPayloadDecoder } from "../auth/index.js";
@@ -87,6 +95,8 @@ export async function receiveBody(
   // a small one as the pieces received.
   async function* hashed(): AsyncGenerator<Buffer> {
     for await (const piece of body as AsyncIterable<Buffer>) {
+      const turn = chargeLoopTurn(piece.length);
+      if (turn !== undefined) await turn;
       const waiting = hasher.update(piece);
       if (waiting !== undefined) await waiting;
       if (!hasher.assemblesChunks) yield piece;
