@@ -8,3 +8,4 @@ export * from "./log.js";
 export * from "./chunk-buffer-pool.js";
 export * from "./memo.js";
 export * from "./loop-turn.js";
+export * from "./thread-priority.js";

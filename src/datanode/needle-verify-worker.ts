@@ -5,7 +5,7 @@
  */
 import { readSync } from "node:fs";
 import { parentPort } from "node:worker_threads";
-import { resolveChunkBufferRef, type ChunkBufferRef } from "../base/index.js";
+import { niceThisWorkerThread, resolveChunkBufferRef, type ChunkBufferRef } from "../base/index.js";
 import { decodeNeedle, type NeedleHeader } from "./needle-codec.js";
 
 export interface NeedleReadRequest {
@@ -23,6 +23,7 @@ export type NeedleReadReply =
   | { id: number; kind: "invalid"; reason: string }
   | { id: number; kind: "error"; message: string; code: string | undefined };
 
+niceThisWorkerThread();
 const port = parentPort!;
 /** Pooled chunk buffers' memory, by id (sent once per buffer). */
 const chunkBuffers = new Map<number, SharedArrayBuffer>();

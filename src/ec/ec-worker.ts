@@ -5,7 +5,7 @@
  * the way out.
  */
 import { parentPort } from "node:worker_threads";
-import { assert } from "../base/index.js";
+import { assert, niceThisWorkerThread } from "../base/index.js";
 import { ReedSolomon } from "./reed-solomon.js";
 
 export type EcWorkerRequest =
@@ -17,6 +17,8 @@ export type EcWorkerRequest =
 export type EcWorkerReply =
   | { id: number; ok: true; packed: ArrayBuffer; producedIndexes: number[] }
   | { id: number; ok: false; message: string };
+
+niceThisWorkerThread();
 
 /** One codec per (k, m): building one costs a matrix inversion and its tables. */
 const codecs = new Map<string, ReedSolomon>();

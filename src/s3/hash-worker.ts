@@ -4,9 +4,17 @@
  * ArrayBuffers; every batch is acknowledged once hashed, which is the sender's backpressure.
  */
 import { createHash, type Hash } from "node:crypto";
-import { setPriority } from "node:os";
 import { parentPort } from "node:worker_threads";
-import { crc32, crc32Combine, newChecksummer, resolveChunkBufferRef, type ChecksumAlgorithm, type Checksummer, type ChunkBufferRef } from "../base/index.js";
+import {
+  crc32,
+  crc32Combine,
+  newChecksummer,
+  niceThisWorkerThread,
+  resolveChunkBufferRef,
+  type ChecksumAlgorithm,
+  type Checksummer,
+  type ChunkBufferRef,
+} from "../base/index.js";
 
 export type HashWorkerRequest =
   | { kind: "begin"; jobId: number; checksumAlgorithm: ChecksumAlgorithm | undefined }
@@ -32,18 +40,7 @@ interface Job {
   bodyCrc32: number | undefined;
 }
 
-/**
- * Niceness of this thread (Linux applies it to the calling thread only). On a machine with a
- * core or two, the hashing thread would otherwise take its full share of a core the event loop
- * also needs, and every preemption of the loop is a stall of several milliseconds for every
- * request; niced, it yields at once and hashes whenever the loop waits.
- */
-const HASH_THREAD_NICE = 5;
-try {
-  setPriority(HASH_THREAD_NICE);
-} catch {
-  // Not permitted here: hash at the default priority.
-}
+niceThisWorkerThread();
 
 const jobs = new Map<number, Job>();
 /** Pooled chunk buffers' memory, by id (sent once per buffer). */
