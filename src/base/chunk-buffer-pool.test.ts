@@ -1,13 +1,17 @@
-// The pool must never hand out a buffer that is still held, and must refuse a double release.
+// The pool must never hand out a buffer that is still held, and must refuse a double release;
+// its buffers are page-aligned memory, or plain shared memory where that cannot be reserved.
+import { execFileSync } from "node:child_process";
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
+  CHUNK_BUFFER_DATA_OFFSET_BYTES,
   CHUNK_BUFFER_POOL_COUNT_MAX,
   CHUNK_BUFFER_RESERVE_COUNT,
   CHUNK_BUFFER_SIZE_BYTES,
   CHUNK_SIZE_BYTES,
   chunkBufferPoolStats,
   chunkBufferRef,
+  pageOffsetOf,
   releaseChunkBuffer,
   releaseChunkBufferOf,
   resolveChunkBufferRef,
@@ -64,4 +68,23 @@ test("releaseChunkBufferOf releases the chunk buffer a view belongs to, once, an
   assert.equal(releaseChunkBufferOf(buffer.bytes.subarray(28, 1000)), true);
   assert.equal(buffer.isTaken, false);
   assert.throws(() => releaseChunkBufferOf(buffer.bytes), /released once/, "a second release is refused");
+});
+
+test("chunk buffers are page-aligned memory, and plain shared memory where the address space for that is refused", () => {
+  const buffer = tryTakeChunkBuffer();
+  assert.ok(buffer !== undefined);
+  try {
+    assert.equal(buffer.pageAligned, true);
+    assert.equal(pageOffsetOf(buffer.bytes.subarray(CHUNK_BUFFER_DATA_OFFSET_BYTES)), CHUNK_BUFFER_DATA_OFFSET_BYTES);
+    assert.equal(pageOffsetOf(Buffer.alloc(16)), undefined, "other memory has no known page offset");
+  } finally {
+    releaseChunkBuffer(buffer);
+  }
+  // Under a 4 GB virtual memory limit V8 cannot reserve a WebAssembly memory: the pool falls back.
+  const script = `import(${JSON.stringify(new URL("./index.js", import.meta.url).href)}).then((m) => {
+    const b = m.tryTakeChunkBuffer();
+    console.log(JSON.stringify({ pageAligned: b.pageAligned, pageOffset: m.pageOffsetOf(b.bytes) ?? null, sizeBytes: b.bytes.length }));
+  })`;
+  const output = execFileSync("bash", ["-c", `ulimit -v 4000000 && exec "${process.execPath}" --input-type=module -e "$0"`, script], { encoding: "utf8" });
+  assert.deepEqual(JSON.parse(output), { pageAligned: false, pageOffset: null, sizeBytes: CHUNK_BUFFER_SIZE_BYTES });
 });

@@ -54,6 +54,8 @@ export class ChunkBuffer {
     /** 1 and up; workers cache its memory by id. */
     readonly id: number,
     readonly shared: SharedArrayBuffer,
+    /** Whether `shared` starts at a page boundary (see newPageAlignedSharedMemory). */
+    readonly pageAligned: boolean,
   ) {
     this.bytes = Buffer.from(shared, 0, CHUNK_BUFFER_SIZE_BYTES);
     byMemory.set(shared, this);
@@ -87,7 +89,10 @@ export function tryTakeChunkBuffer(reserveCount = 0): ChunkBuffer | undefined {
     return reused;
   }
   createdCount += 1;
-  return new ChunkBuffer(createdCount, newPageAlignedSharedMemory(CHUNK_BUFFER_SIZE_BYTES));
+  const aligned = newPageAlignedSharedMemory(CHUNK_BUFFER_SIZE_BYTES);
+  return aligned === undefined
+    ? new ChunkBuffer(createdCount, new SharedArrayBuffer(CHUNK_BUFFER_SIZE_BYTES), false)
+    : new ChunkBuffer(createdCount, aligned, true);
 }
 
 const WASM_PAGE_SIZE_BYTES = 64 * KIBIBYTE;
@@ -98,10 +103,17 @@ export const MEMORY_PAGE_SIZE_BYTES = 4 * KIBIBYTE;
  * Shared memory that starts at a page boundary: a WebAssembly memory is mapped on its own, where
  * a SharedArrayBuffer comes from malloc. A volume writes a large needle's data from it straight to
  * disk with O_DIRECT, which wants page-aligned memory (see the datanode's direct-write.ts).
+ * V8 reserves address space around each one; where that is refused (a process with a virtual
+ * memory limit), undefined, and the pool uses plain shared memory, never written that way.
  */
-function newPageAlignedSharedMemory(sizeBytes: number): SharedArrayBuffer {
+function newPageAlignedSharedMemory(sizeBytes: number): SharedArrayBuffer | undefined {
   const pages = Math.ceil(sizeBytes / WASM_PAGE_SIZE_BYTES);
-  const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true }).buffer as unknown;
+  let memory: unknown;
+  try {
+    memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true }).buffer;
+  } catch {
+    return undefined;
+  }
   assert(memory instanceof SharedArrayBuffer, "a shared WebAssembly memory is a SharedArrayBuffer");
   return memory;
 }
@@ -111,7 +123,7 @@ function newPageAlignedSharedMemory(sizeBytes: number): SharedArrayBuffer {
  * boundary (a view of a chunk buffer); undefined for other memory.
  */
 export function pageOffsetOf(bytes: Uint8Array): number | undefined {
-  return byMemory.has(bytes.buffer) ? bytes.byteOffset % MEMORY_PAGE_SIZE_BYTES : undefined;
+  return byMemory.get(bytes.buffer)?.pageAligned === true ? bytes.byteOffset % MEMORY_PAGE_SIZE_BYTES : undefined;
 }
 
 /** Give a buffer back: its bytes may be overwritten by the next taker from now on. */
