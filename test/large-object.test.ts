@@ -7,11 +7,12 @@ import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
 import { Readable } from "node:stream";
 import { CreateBucketCommand, GetObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
-import { readdirSync, readFileSync } from "node:fs";
+import { readdirSync } from "node:fs";
 import * as path from "node:path";
 import { GIBIBYTE, MEBIBYTE } from "../src/base/index.js";
 import { directWritesAllowedIn } from "../src/datanode/direct-write.js";
-import { decodeNeedleHeader, NEEDLE_FLAG_PADDING, SUPERBLOCK_SIZE_BYTES } from "../src/datanode/needle-codec.js";
+import { needlesInVolumeFile } from "../src/datanode/fixtures.js";
+import { NEEDLE_FLAG_PADDING } from "../src/datanode/needle-codec.js";
 import { makeDataDirectory, removeDataDirectory, s3Client, startCairn } from "./helpers/cairn-process.js";
 
 const OBJECT_SIZE_BYTES = 1 * GIBIBYTE;
@@ -86,20 +87,14 @@ test("with --direct-io, a 64 MiB object round-trips and its chunks sit page-alig
     // The file says how its needles were placed: where O_DIRECT is allowed (not on tmpfs), every
     // 4 MiB chunk's needle starts at a page boundary, most of them behind a padding needle.
     const volumesDirectory = path.join(dataDirectory, "disk0", "volumes");
-    const needles: Array<{ offset: number; flags: number; dataSizeBytes: number }> = [];
+    const needles = [];
     for (const name of readdirSync(volumesDirectory).filter((file) => file.endsWith(".vol"))) {
-      const file = readFileSync(path.join(volumesDirectory, name));
-      for (let offset = SUPERBLOCK_SIZE_BYTES; offset < file.length; ) {
-        const header = decodeNeedleHeader(file.subarray(offset));
-        if (header.kind !== "header") break;
-        needles.push({ offset, flags: header.header.flags, dataSizeBytes: header.header.dataSizeBytes });
-        offset += header.encodedSizeBytes;
-      }
+      needles.push(...(await needlesInVolumeFile(path.join(volumesDirectory, name))));
     }
     const chunks = needles.filter((needle) => needle.dataSizeBytes === 4 * MEBIBYTE);
     assert.equal(chunks.length, objectSizeBytes / (4 * MEBIBYTE));
     if (await directWritesAllowedIn(dataDirectory)) {
-      assert.ok(chunks.every((needle) => needle.offset % 4096 === 0), "every chunk's needle starts at a page boundary");
+      assert.ok(chunks.every((needle) => needle.offsetBytes % 4096 === 0), "every chunk's needle starts at a page boundary");
       assert.ok(needles.some((needle) => needle.flags === NEEDLE_FLAG_PADDING), "padding needles line them up");
     }
   } finally {

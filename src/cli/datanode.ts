@@ -40,7 +40,6 @@ const BLOB_SIZE_BYTES_SLACK = 64 * KIBIBYTE;
 /** On close, requests still running after this are cut off so shutdown cannot hang on a slow peer. */
 const SHUTDOWN_GRACE_MS = 5 * SECOND_MS;
 
-/** Compaction and scrubbing, shared by `cairn datanode` and `cairn server`. */
 /** Both roles that hold disks take it (DataNodeOptions.directIo). */
 export const DIRECT_IO_SETTING: SettingSpec = {
   flag: "direct-io",
@@ -49,6 +48,7 @@ export const DIRECT_IO_SETTING: SettingSpec = {
   help: "write large objects' chunks around the page cache (O_DIRECT): less CPU per large PUT, but their GETs read from the disk",
 };
 
+/** Compaction and scrubbing, shared by `cairn datanode` and `cairn server`. */
 export const BACKGROUND_WORK_SETTINGS: readonly SettingSpec[] = [
   {
     flag: "compaction-garbage-percent",

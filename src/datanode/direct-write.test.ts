@@ -6,11 +6,11 @@
 // the padding needle and superblock versions decode as the format table says.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { open, readFile, rm } from "node:fs/promises";
+import { open, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { CHUNK_BUFFER_DATA_OFFSET_BYTES, crc32, MEBIBYTE, newNeedleId, releaseChunkBuffer, tryTakeChunkBuffer, type NeedleId, type VolumeId } from "../base/index.js";
 import { DIRECT_IO_ALIGNMENT_BYTES, directWritesAllowedIn } from "./direct-write.js";
-import { makeNeedle, makeTemporaryDisks, needleBytes, TEST_NODE_ID, volumePath, type TemporaryDisks } from "./fixtures.js";
+import { makeNeedle, makeTemporaryDisks, needleBytes, needlesInVolumeFile, TEST_NODE_ID, volumePath, type TemporaryDisks } from "./fixtures.js";
 import { DataNode } from "./index.js";
 import {
   decodeNeedle,
@@ -22,7 +22,6 @@ import {
   NEEDLE_FLAG_PADDING,
   NEEDLE_FLAG_TOMBSTONE,
   PADDING_NEEDLE_SIZE_BYTES_MIN,
-  SUPERBLOCK_SIZE_BYTES,
   VOLUME_FORMAT_VERSION,
 } from "./needle-codec.js";
 
@@ -47,21 +46,6 @@ async function writeSmallThenChunk(node: DataNode): Promise<{ small: ReturnType<
   } finally {
     releaseChunkBuffer(buffer);
   }
-}
-
-/** Every needle in a volume file, in order: [offset, flags, data size]. */
-async function needlesInFile(path: string): Promise<Array<[number, number, number]>> {
-  const file = await readFile(path);
-  const needles: Array<[number, number, number]> = [];
-  for (let offset = SUPERBLOCK_SIZE_BYTES; offset < file.length; ) {
-    const header = decodeNeedleHeader(file.subarray(offset));
-    assert.equal(header.kind, "header", `a needle at ${offset}`);
-    if (header.kind !== "header") break;
-    assert.equal(decodeNeedle(file.subarray(offset, offset + header.encodedSizeBytes)).kind, "needle", `needle at ${offset} verifies`);
-    needles.push([offset, header.header.flags, header.header.dataSizeBytes]);
-    offset += header.encodedSizeBytes;
-  }
-  return needles;
 }
 
 async function withNode(
@@ -98,12 +82,12 @@ test("with directIo, a chunk in a pooled buffer goes around the page cache, page
       "padding is never mapped",
     );
     const largeOffset = rows[1]!.offsetBytes;
-    const inFile = await needlesInFile(volumePath(disks.disks[0]!, VOLUME));
+    const inFile = await needlesInVolumeFile(volumePath(disks.disks[0]!, VOLUME));
     if (direct) {
       assert.ok(node().stats().directWriteBytes >= LARGE_SIZE_BYTES - DIRECT_IO_ALIGNMENT_BYTES, `most of the chunk went around the cache: ${node().stats().directWriteBytes}`);
       assert.equal(largeOffset % DIRECT_IO_ALIGNMENT_BYTES, 0, "the chunk's needle starts at a page boundary, as its data's memory does (28 bytes in)");
       assert.deepEqual(
-        inFile.map(([, flags]) => flags),
+        inFile.map((needle) => needle.flags),
         [0, NEEDLE_FLAG_PADDING, 0],
         "a padding needle fills the gap",
       );
@@ -111,7 +95,7 @@ test("with directIo, a chunk in a pooled buffer goes around the page cache, page
       // The disk refuses O_DIRECT (tmpfs): the same needles, written through the page cache.
       assert.equal(node().stats().directWriteBytes, 0);
       assert.deepEqual(
-        inFile.map(([, flags]) => flags),
+        inFile.map((needle) => needle.flags),
         [0, 0],
       );
     }
@@ -158,7 +142,7 @@ test("by default, and in a version 1 volume, chunks go through the page cache an
       const { large } = await writeSmallThenChunk(node());
       assert.equal(node().stats().directWriteBytes, 0, `directIo ${directIo}, version ${formatVersion}`);
       assert.deepEqual(
-        (await needlesInFile(path)).map(([, flags]) => flags),
+        (await needlesInVolumeFile(path)).map((needle) => needle.flags),
         [0, 0],
       );
       assert.ok((await node().readNeedle({ volumeId: VOLUME, needleId: large.needleId })).equals(needleBytes(large.needleId, LARGE_SIZE_BYTES)));

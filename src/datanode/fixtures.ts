@@ -3,10 +3,12 @@
  * bytes follow from their id, so a process that never saw the writer can check every byte.
  */
 import { createHash } from "node:crypto";
-import { mkdtemp, open, rm } from "node:fs/promises";
+import assert from "node:assert/strict";
+import { mkdtemp, open, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { crc32, newNeedleId, type NeedleId, type NodeId, type VolumeId } from "../base/index.js";
+import { decodeNeedle, decodeNeedleHeader, startsWithSealFooterMagic, SUPERBLOCK_SIZE_BYTES } from "./needle-codec.js";
 
 export const TEST_NODE_ID = "node-test" as NodeId;
 
@@ -108,4 +110,19 @@ export async function fillSealAndDelete(
   await node.deleteNeedle(unknown);
   deleted.push(unknown);
   return { live: written.filter((needle) => !deleted.includes(needle)), deleted };
+}
+
+/** Every needle of a volume file in file order (padding too), each checked to decode and verify; stops at a seal footer. */
+export async function needlesInVolumeFile(path: string): Promise<Array<{ offsetBytes: number; flags: number; dataSizeBytes: number }>> {
+  const file = await readFile(path);
+  const needles: Array<{ offsetBytes: number; flags: number; dataSizeBytes: number }> = [];
+  for (let offsetBytes = SUPERBLOCK_SIZE_BYTES; offsetBytes < file.length && !startsWithSealFooterMagic(file.subarray(offsetBytes)); ) {
+    const header = decodeNeedleHeader(file.subarray(offsetBytes));
+    assert.equal(header.kind, "header", `a needle at ${offsetBytes}`);
+    if (header.kind !== "header") break;
+    assert.equal(decodeNeedle(file.subarray(offsetBytes, offsetBytes + header.encodedSizeBytes)).kind, "needle", `needle at ${offsetBytes} verifies`);
+    needles.push({ offsetBytes, flags: header.header.flags, dataSizeBytes: header.header.dataSizeBytes });
+    offsetBytes += header.encodedSizeBytes;
+  }
+  return needles;
 }

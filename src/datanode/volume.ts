@@ -97,10 +97,9 @@ interface PendingAppend {
   encodedCrc32: number;
   /**
    * The needle's data (one of `encoded`) when it may be written around the page cache: large,
-   * in page-aligned memory, starting `directDataPageOffset` bytes into a page (direct-write.ts).
+   * in page-aligned memory, starting `pageOffset` bytes into a page (direct-write.ts).
    */
-  directData: Buffer | undefined;
-  directDataPageOffset: number;
+  direct: { data: Buffer; pageOffset: number } | undefined;
   resolve: () => void;
   reject: (error: unknown) => void;
 }
@@ -337,13 +336,12 @@ export class Volume {
         encoded,
         encodedSizeBytes,
         encodedCrc32: frame.encodedCrc32,
-        directData: pageOffset === undefined ? undefined : data,
-        directDataPageOffset: pageOffset ?? 0,
+        direct: pageOffset === undefined ? undefined : { data, pageOffset },
       });
     }
     const encoded = Buffer.allocUnsafe(encodedSizeBytes);
     const encodedCrc32 = encodeNeedle({ header, data }, encoded, dataCrc32);
-    return this.enqueue({ needleId, flags: 0, dataSizeBytes: data.length, encoded: [encoded], encodedSizeBytes, encodedCrc32, directData: undefined, directDataPageOffset: 0 });
+    return this.enqueue({ needleId, flags: 0, dataSizeBytes: data.length, encoded: [encoded], encodedSizeBytes, encodedCrc32, direct: undefined });
   }
 
   /**
@@ -362,8 +360,7 @@ export class Volume {
       encoded: [encoded],
       encodedSizeBytes: encoded.length,
       encodedCrc32,
-      directData: undefined,
-      directDataPageOffset: 0,
+      direct: undefined,
     });
   }
 
@@ -563,7 +560,7 @@ export class Volume {
     for (const append of this.queue) {
       if (count >= GROUP_COMMIT_WRITES_COUNT_MAX || count === sealAfterAppendsCount) break;
       // The padding commitGroup may put before it is counted at its largest.
-      const sizeBytes = append.encodedSizeBytes + (padsForDirectIo && append.directData !== undefined ? DIRECT_PADDING_BYTES_MAX : 0);
+      const sizeBytes = append.encodedSizeBytes + (padsForDirectIo && append.direct !== undefined ? DIRECT_PADDING_BYTES_MAX : 0);
       if (count > 0 && groupSizeBytes + sizeBytes > GROUP_COMMIT_BYTES_MAX) break;
       // The footer must always fit behind the last needle, so the check includes it.
       if (this.endOffsetBytes + groupSizeBytes + sizeBytes + SEAL_FOOTER_SIZE_BYTES > this.volumeSizeBytes) {
@@ -589,10 +586,10 @@ export class Volume {
     let offsetBytes = groupStartBytes;
     let groupCrc32 = this.fileCrc32;
     for (const append of group) {
-      const direct = padsForDirectIo && append.directData !== undefined;
-      if (direct) {
+      const direct = padsForDirectIo ? append.direct : undefined;
+      if (direct !== undefined) {
         // The data's file offset takes its memory's offset within a page (direct-write.ts).
-        const paddingBytes = paddingBytesBefore(offsetBytes + NEEDLE_HEADER_SIZE_BYTES, append.directDataPageOffset);
+        const paddingBytes = paddingBytesBefore(offsetBytes + NEEDLE_HEADER_SIZE_BYTES, direct.pageOffset);
         if (paddingBytes > 0) {
           const padding = encodePaddingNeedle(paddingBytes);
           parts.push({ bytes: padding.bytes, direct: false });
@@ -602,7 +599,7 @@ export class Volume {
       }
       assert(offsetBytes % 8 === 0, "needles start 8-aligned");
       records.push({ needleId: append.needleId, offsetBytes, dataSizeBytes: append.dataSizeBytes, flags: append.flags });
-      for (const bytes of append.encoded) parts.push({ bytes, direct: direct && bytes === append.directData });
+      for (const bytes of append.encoded) parts.push({ bytes, direct: bytes === direct?.data });
       groupCrc32 = crc32Combine(groupCrc32, append.encodedCrc32, append.encodedSizeBytes);
       offsetBytes += append.encodedSizeBytes;
     }
@@ -646,7 +643,8 @@ export class Volume {
 
   /** A group's parts: large data around the page cache where the file allows it (direct-write.ts). */
   private async writeGroup(parts: GroupPart[], positionBytes: number): Promise<void> {
-    if (this.directHandle !== undefined && !this.directWritesRefused && parts.some((part) => part.direct)) {
+    // Parts are marked direct only while padsForDirectIo() holds (commitGroup, just before).
+    if (this.directHandle !== undefined && parts.some((part) => part.direct)) {
       try {
         this.stats.directWriteBytes += await writeParts(this.fileHandle, this.directHandle, parts, positionBytes);
         return;

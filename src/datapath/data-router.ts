@@ -31,9 +31,9 @@ import { codedAckCount, codesChunk, dataShardRanges, ShardLatency, type ShardRan
  */
 export const CHUNK_WRITES_IN_FLIGHT_MAX = 4;
 /**
- * Chunks a large GET reads ahead of the one it sends. Two: large objects are written around the
- * page cache (datanode/direct-write.ts), so their first reads come from the disk, and a second
- * read in flight keeps it busy while the first chunk is sent.
+ * Chunks a large GET reads ahead of the one it sends. Two: a large object not in the page cache
+ * (written with --direct-io, datanode/direct-write.ts, or evicted) is read from the disk, and a
+ * second read in flight keeps it busy while the first chunk is sent.
  */
 export const READ_AHEAD_PIECE_COUNT = 2;
 /** A chunk write that fails on a volume moves on to another volume this many times at most... */
