@@ -10,6 +10,7 @@
  *
  * Settings (environment):
  *   CAIRN_BENCH_SECONDS=4             seconds per timed workload
+ *   CAIRN_BENCH_WARMUP_SECONDS=2      seconds of the same load, unmeasured, before each timed PUT or GET
  *   CAIRN_BENCH_ROUNDS_4K=3           rounds of each 4 KiB workload alternated with its baseline
  *   CAIRN_BENCH_WORKERS=2             load-generator processes (forked workers)
  *   CAIRN_BENCH_CONNECTIONS=16        concurrent connections for 4 KiB, 1 MiB and mixed
@@ -57,6 +58,7 @@ function envNumber(name: string, fallback: number): number {
 
 const config = {
   seconds: envNumber("CAIRN_BENCH_SECONDS", 4),
+  warmupSeconds: Math.max(0, envNumber("CAIRN_BENCH_WARMUP_SECONDS", 2)),
   rounds4k: Math.max(1, Math.floor(envNumber("CAIRN_BENCH_ROUNDS_4K", 3))),
   workers: Math.max(1, Math.floor(envNumber("CAIRN_BENCH_WORKERS", 2))),
   connections: Math.max(1, envNumber("CAIRN_BENCH_CONNECTIONS", 16)),
@@ -200,6 +202,8 @@ async function measure(options: {
   durationMs?: number | null;
   opsTotal?: number | null;
   record?: boolean;
+  /** false: no warm-up (the GETs of a --direct-io server would pull objects into the page cache). */
+  warmup?: boolean;
 }): Promise<{ load: LoadResult; result: Result }> {
   const { system } = options;
   const workers = Math.min(config.workers, options.connections);
@@ -216,6 +220,23 @@ async function measure(options: {
     connectionsPerWorker,
   };
   progress(`${options.workload} on ${system.kind} (${connectionsPerWorker * workers} connections in ${workers} worker process(es))...`);
+  const warmup = options.warmup !== false && config.warmupSeconds > 0 && spec.durationMs !== null;
+  if (warmup && (spec.operation === "put" || spec.operation === "get")) {
+    // Fresh processes (a new cluster, new load workers) run their first thousand requests in
+    // V8's lower tiers: without this a 4-second window measures the JIT warming up. PUTs go to
+    // keys of their own (the measured PUT writes new keys, as it would without the warm-up); a
+    // capped workload (64 MiB) warms up with one object per worker.
+    await runLoad({
+      spec: {
+        ...spec,
+        keyPrefix: spec.operation === "put" ? `warmup/${spec.keyPrefix}` : spec.keyPrefix,
+        durationMs: config.warmupSeconds * 1000,
+        opsTotal: spec.opsTotal === null ? null : Math.min(spec.opsTotal, workers),
+      },
+      workerCount: workers,
+      serverPids: system.pids,
+    });
+  }
   if (system.loopProcess !== undefined) await loopDelaySince(system.loopProcess); // starts a fresh window
   const load = await runLoad({ spec, workerCount: workers, serverPids: system.pids });
   const loop = system.loopProcess === undefined ? undefined : await loopDelaySince(system.loopProcess);
@@ -533,7 +554,8 @@ async function putThenGet(system: System, bucket: string, label: string, sizeByt
       // GET alone (CAIRN_BENCH_ONLY=get-...): write a small pool first.
       pool = await populate(system, bucket, { label, sizeBytes, connections, keyPrefix: `${label}/`, count: Math.max(config.workers, Math.min(opsMax ?? 200, 200)) });
     }
-    await measure({ workload: getName, system, bucket, operation: "get", objectSizeBytes: sizeBytes, connections, keyPrefix: `${label}/`, keyPoolCount: pool });
+    const fromDisk = system.kind === "cairn-server --direct-io";
+    await measure({ workload: getName, system, bucket, operation: "get", objectSizeBytes: sizeBytes, connections, keyPrefix: `${label}/`, keyPoolCount: pool, warmup: !fromDisk });
   });
 }
 
