@@ -18,7 +18,7 @@ import {
   type NeedleStore,
   type WriteNeedleInput,
 } from "../cluster/index.js";
-import { EcWorkerPool, joinDataShards, shardSizeBytesFor, splitIntoDataShards, TooFewShards, type EcScheme } from "../ec/index.js";
+import { EcWorkerPool, joinDataShards, shardSizeBytesFor, TooFewShards, type EcScheme } from "../ec/index.js";
 import type { ChunkRef } from "../meta/index.js";
 import { sameLayout, type Placement, type VolumeReplicaSet } from "../placement/index.js";
 import { codedAckCount, codesChunk, dataShardRanges, ShardLatency, type ShardRange } from "./coded-chunks.js";
@@ -324,15 +324,10 @@ export class DataRouter {
 
   /**
    * k data shards and m parity shards of a chunk, each with its CRC32 (computed once, whichever
-   * volume and attempt take them); the parity is computed on a worker thread.
+   * volume and attempt take them); all but one copy of the chunk is done on a worker thread.
    */
-  private async encodeShards(data: Buffer, ec: EcScheme): Promise<Array<{ data: Buffer; crc32: number }>> {
-    const dataShards = splitIntoDataShards(data, ec.k);
-    const parityShards = await this.ecCoder().encode(ec, dataShards);
-    return [...dataShards, ...parityShards].map((shard) => {
-      const bytes = Buffer.from(shard.buffer, shard.byteOffset, shard.byteLength);
-      return { data: bytes, crc32: crc32(bytes) };
-    });
+  private encodeShards(data: Buffer, ec: EcScheme): Promise<Array<{ data: Buffer; crc32: number }>> {
+    return this.ecCoder().encodeChunk(ec, data);
   }
 
   /**

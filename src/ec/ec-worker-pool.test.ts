@@ -2,12 +2,14 @@
 // equal the synchronous codec's byte for byte (4+2 and 8+4, concurrent requests over two
 // workers); it rejects with TooFewShards and fails the same assertions before sending anything;
 // callers' shards (including Buffers from Node's shared pool) are neither detached nor modified.
+// encodeChunk cuts a chunk as splitIntoDataShards does, with the codec's parity and each shard's
+// CRC32, and never aliases the chunk.
 // A smoke test checks that timers fire while a worker codes (timing-based, so it asserts little).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { AssertionError } from "../base/index.js";
+import { AssertionError, crc32 } from "../base/index.js";
 import { SeededBytes, sameBytes } from "./ec-test-data.js";
-import { EcWorkerPool, ReedSolomon, TooFewShards } from "./index.js";
+import { EcWorkerPool, ReedSolomon, splitIntoDataShards, TooFewShards } from "./index.js";
 
 const random = new SeededBytes("ec-worker-pool.test");
 
@@ -29,6 +31,33 @@ test("the pool encodes and reconstructs exactly as the synchronous codec does", 
         assert.equal(rebuilt[k + m - 1], stripe[k + m - 1], "present shards are returned as given");
       }),
     );
+  } finally {
+    await pool.close();
+  }
+});
+
+test("encodeChunk gives the data shards split, the codec's parity and every shard's CRC32", async () => {
+  const pool = new EcWorkerPool({ workerCount: 2 });
+  try {
+    // Sizes a multiple of k, with padding in the last shard, smaller than k, and empty.
+    for (const [k, m, sizeBytes] of [[4, 2, 1024 * 1024], [4, 2, 1024 * 1024 + 3], [8, 4, 100_001], [4, 2, 3], [4, 2, 0]] as const) {
+      // Chunks of large bodies live in shared memory, 28 bytes into a pooled buffer.
+      const shared = Buffer.from(new SharedArrayBuffer(sizeBytes + 28), 28, sizeBytes);
+      const chunk = sizeBytes % 2 === 1 ? shared : Buffer.alloc(sizeBytes);
+      chunk.set(random.bytes(sizeBytes));
+      const original = Buffer.from(chunk);
+      const shards = await pool.encodeChunk({ k, m }, chunk);
+      const expectedData = splitIntoDataShards(original, k);
+      const expected = [...expectedData, ...new ReedSolomon(k, m).encode(expectedData)];
+      assert.equal(shards.length, k + m, `${k}+${m} of ${sizeBytes} bytes: k + m shards`);
+      shards.forEach((shard, i) => {
+        assert.ok(sameBytes(shard.data, expected[i]!), `${k}+${m} of ${sizeBytes} bytes: shard ${i}`);
+        assert.equal(shard.crc32, crc32(expected[i]!), `${k}+${m} of ${sizeBytes} bytes: CRC32 of shard ${i}`);
+      });
+      chunk.fill(0xee);
+      assert.ok(shards.every((shard, i) => sameBytes(shard.data, expected[i]!)), "the shards do not alias the chunk");
+    }
+    await assert.rejects(pool.encodeChunk({ k: 19, m: 2 }, Buffer.alloc(10)), AssertionError);
   } finally {
     await pool.close();
   }

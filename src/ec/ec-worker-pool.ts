@@ -15,10 +15,12 @@ import { Worker } from "node:worker_threads";
 import { assert } from "../base/index.js";
 import type { EcWorkerReply, EcWorkerRequest } from "./ec-worker.js";
 import { EC_SHARD_COUNT_MAX, TooFewShards } from "./reed-solomon.js";
-import type { EcScheme } from "./shards.js";
+import { shardSizeBytesFor, stripeBuffer, type EcScheme } from "./shards.js";
+
+type Produced = { packed: ArrayBuffer; producedIndexes: number[]; crc32s?: number[] };
 
 interface Pending {
-  resolve: (produced: { packed: ArrayBuffer; producedIndexes: number[] }) => void;
+  resolve: (produced: Produced) => void;
   reject: (error: Error) => void;
 }
 
@@ -51,6 +53,24 @@ export class EcWorkerPool {
     const packed = packCopy(dataShards, shardSizeBytes);
     const produced = await this.send({ id: 0, kind: "encode", k: scheme.k, m: scheme.m, shardSizeBytes, packed });
     return unpack(produced.packed, shardSizeBytes, produced.producedIndexes.length);
+  }
+
+  /**
+   * The k data shards (the chunk cut as splitIntoDataShards cuts it) and m parity shards of a
+   * chunk, each with its CRC32. The chunk is copied once, into a buffer for the whole stripe that
+   * is transferred to a worker; the parity and every shard's checksum are computed there, and the
+   * shards come back as views of that one buffer (never of the chunk, which the caller may reuse).
+   */
+  async encodeChunk(scheme: EcScheme, chunk: Uint8Array): Promise<Array<{ data: Buffer; crc32: number }>> {
+    checkScheme(scheme);
+    const shardCount = scheme.k + scheme.m;
+    const shardSizeBytes = shardSizeBytesFor(chunk.length, scheme.k);
+    if (shardSizeBytes === 0) return Array.from({ length: shardCount }, () => ({ data: Buffer.alloc(0), crc32: 0 }));
+    const stripe = stripeBuffer(chunk, scheme.k, shardCount);
+    const produced = await this.send({ id: 0, kind: "encodeStripe", k: scheme.k, m: scheme.m, shardSizeBytes, packed: stripe.buffer as ArrayBuffer });
+    const crc32s = produced.crc32s;
+    assert(crc32s !== undefined && crc32s.length === shardCount, "an encoded stripe comes back with a CRC32 per shard");
+    return crc32s.map((crc32, shardIndex) => ({ data: Buffer.from(produced.packed, shardIndex * shardSizeBytes, shardSizeBytes), crc32 }));
   }
 
   /** All k + m shards from the present ones; see ReedSolomon.reconstruct. Rejects with TooFewShards. */
@@ -87,7 +107,7 @@ export class EcWorkerPool {
     for (const poolWorker of workers) rejectAll(poolWorker, new Error("EcWorkerPool closed"));
   }
 
-  private send(request: EcWorkerRequest): Promise<{ packed: ArrayBuffer; producedIndexes: number[] }> {
+  private send(request: EcWorkerRequest): Promise<Produced> {
     assert(!this.closed, "the pool is open");
     let target = this.workers[0]!;
     for (const poolWorker of this.workers) if (poolWorker.pending.size < target.pending.size) target = poolWorker;
@@ -108,7 +128,7 @@ export class EcWorkerPool {
       assert(pending !== undefined, `a reply matches request ${reply.id}`);
       poolWorker.pending.delete(reply.id);
       if (poolWorker.pending.size === 0) worker.unref();
-      if (reply.ok) pending.resolve({ packed: reply.packed, producedIndexes: reply.producedIndexes });
+      if (reply.ok) pending.resolve(reply);
       else pending.reject(new Error(`erasure-coding worker failed: ${reply.message}`));
     });
     worker.on("error", (error) => {

@@ -5,17 +5,22 @@
  * the way out.
  */
 import { parentPort } from "node:worker_threads";
-import { assert, niceThisWorkerThread } from "../base/index.js";
+import { assert, crc32, niceThisWorkerThread } from "../base/index.js";
 import { ReedSolomon } from "./reed-solomon.js";
 
 export type EcWorkerRequest =
   | { id: number; kind: "encode"; k: number; m: number; shardSizeBytes: number; packed: ArrayBuffer }
+  /** packed holds k + m shard slots, the k data shards filled: parity goes into the rest in place. */
+  | { id: number; kind: "encodeStripe"; k: number; m: number; shardSizeBytes: number; packed: ArrayBuffer }
   /** presentIndexes: the shard indexes packed, in order; the rest are lost. */
   | { id: number; kind: "reconstruct"; k: number; m: number; shardSizeBytes: number; packed: ArrayBuffer; presentIndexes: number[] };
 
-/** producedIndexes: which shard each shardSizeBytes slice of packed is. */
+/**
+ * producedIndexes: which shard each shardSizeBytes slice of packed is. An encodeStripe reply
+ * returns the request's whole stripe (every index) with crc32s, the CRC32 of each shard.
+ */
 export type EcWorkerReply =
-  | { id: number; ok: true; packed: ArrayBuffer; producedIndexes: number[] }
+  | { id: number; ok: true; packed: ArrayBuffer; producedIndexes: number[]; crc32s?: number[] }
   | { id: number; ok: false; message: string };
 
 niceThisWorkerThread();
@@ -45,6 +50,12 @@ function pack(shards: Uint8Array[], shardSizeBytes: number): ArrayBuffer {
 
 function handle(request: EcWorkerRequest): EcWorkerReply {
   const codec = codecFor(request.k, request.m);
+  if (request.kind === "encodeStripe") {
+    const shards = unpack(request.packed, request.shardSizeBytes, request.k + request.m);
+    codec.encodeInto(shards.slice(0, request.k), shards.slice(request.k));
+    const producedIndexes = shards.map((_, shardIndex) => shardIndex);
+    return { id: request.id, ok: true, packed: request.packed, producedIndexes, crc32s: shards.map((shard) => crc32(shard)) };
+  }
   if (request.kind === "encode") {
     const parity = codec.encode(unpack(request.packed, request.shardSizeBytes, request.k));
     const producedIndexes = parity.map((_, i) => request.k + i);

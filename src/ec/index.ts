@@ -6,6 +6,7 @@
  *     k >= 1, m >= 1, k + m <= EC_SHARD_COUNT_MAX (20); asserts otherwise.
  *     .encode(dataShards: readonly Uint8Array[]): Uint8Array[]
  *        k equal-length data shards -> m new parity shards.
+ *     .encodeInto(dataShards, parityShards): void    the same, into m given arrays (overwritten).
  *     .reconstruct(shards: ReadonlyArray<Uint8Array | undefined>): Uint8Array[]
  *        k + m slots, undefined where lost -> all k + m shards (present ones returned as given,
  *        lost ones new). Throws TooFewShards when fewer than k are present.
@@ -16,6 +17,8 @@
  *   parseStorageClassEc("EC:4+2"): { k: 4, m: 2 } | undefined            EC_PRESETS lists 4+2, 8+4
  *   new EcWorkerPool({ workerCount }): .encode(scheme, dataShards), .reconstruct(scheme, shards)
  *     the same contract as promises, computed on worker threads; .close().
+ *     .encodeChunk(scheme, chunk): all k + m shards of a chunk with their CRC32s, the split,
+ *     parity and checksums computed on a worker (one copy of the chunk on the caller's thread).
  */
 export { EC_SHARD_COUNT_MAX, ReedSolomon, TooFewShards } from "./reed-solomon.js";
 export type { EcKernel, ReedSolomonOptions } from "./reed-solomon.js";

@@ -114,11 +114,18 @@ export class ReedSolomon {
   /** The m parity shards (new arrays) for k equal-length data shards; the inputs are not modified. */
   encode(dataShards: readonly Uint8Array[]): Uint8Array[] {
     assert(dataShards.length === this.dataShardCount, `encode takes ${this.dataShardCount} data shards, got ${dataShards.length}`);
-    const shardSizeBytes = dataShards[0]!.length;
-    for (const shard of dataShards) assert(shard.length === shardSizeBytes, "data shards have equal lengths");
-    const parity = Array.from({ length: this.parityShardCount }, () => new Uint8Array(shardSizeBytes));
-    this.run(this.parityPlan, dataShards, parity, shardSizeBytes);
+    const parity = Array.from({ length: this.parityShardCount }, () => new Uint8Array(dataShards[0]!.length));
+    this.encodeInto(dataShards, parity);
     return parity;
+  }
+
+  /** encode() into m given arrays of the data shards' length, whose bytes are all overwritten. */
+  encodeInto(dataShards: readonly Uint8Array[], parityShards: Uint8Array[]): void {
+    assert(dataShards.length === this.dataShardCount, `encode takes ${this.dataShardCount} data shards, got ${dataShards.length}`);
+    assert(parityShards.length === this.parityShardCount, `encode fills ${this.parityShardCount} parity shards, got ${parityShards.length}`);
+    const shardSizeBytes = dataShards[0]!.length;
+    for (const shard of [...dataShards, ...parityShards]) assert(shard.length === shardSizeBytes, "shards have equal lengths");
+    this.run(this.parityPlan, dataShards, parityShards, shardSizeBytes);
   }
 
   /**

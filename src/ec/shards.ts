@@ -33,9 +33,27 @@ export function shardSizeBytesFor(objectSizeBytes: number, dataShardCount: numbe
  */
 export function splitIntoDataShards(chunk: Uint8Array, k: number): Uint8Array[] {
   const shardSizeBytes = shardSizeBytesFor(chunk.length, k);
-  const backing = new Uint8Array(shardSizeBytes * k);
-  backing.set(chunk);
+  const backing = stripeBuffer(chunk, k, k);
   return Array.from({ length: k }, (_, shardIndex) => backing.subarray(shardIndex * shardSizeBytes, (shardIndex + 1) * shardSizeBytes));
+}
+
+/**
+ * A new buffer for shardCount shards of shardSizeBytesFor(chunk.length, k) bytes (shard i at
+ * [i * shardSizeBytes, (i + 1) * shardSizeBytes)) holding the chunk's k data shards, zero-padded
+ * past its end; the slots after them (parity) are left uninitialized for the coder to fill. It
+ * owns its ArrayBuffer whole (not a slice of Node's pool), so the buffer can be transferred to
+ * a worker thread. One copy of the chunk and no zero-filling of what is about to be overwritten.
+ */
+export function stripeBuffer(chunk: Uint8Array, k: number, shardCount: number): Buffer {
+  assert(Number.isInteger(shardCount) && shardCount >= k, `a stripe of ${shardCount} shards holds the ${k} data shards`);
+  const shardSizeBytes = shardSizeBytesFor(chunk.length, k);
+  const stripe = Buffer.allocUnsafeSlow(shardSizeBytes * shardCount);
+  // fill() copies with one memcpy; set() out of shared memory (a pooled chunk buffer, whose data
+  // starts 28 bytes into it) copies with relaxed atomics, byte by byte when misaligned: perf
+  // showed that copy at 2.2 GB/s taking a sixth of an EC gateway's event loop.
+  if (chunk.length > 0) stripe.fill(chunk, 0, chunk.length);
+  stripe.fill(0, chunk.length, shardSizeBytes * k);
+  return stripe;
 }
 
 /** The first sizeBytes bytes of the k data shards laid end to end (the padding dropped), as a new Buffer. */
