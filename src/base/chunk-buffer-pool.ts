@@ -145,6 +145,16 @@ export function releaseChunkBufferOf(bytes: Uint8Array): boolean {
   return true;
 }
 
+/**
+ * Copies source into target at offsetBytes with one memcpy. TypedArray set(), and Buffer copy()
+ * which uses it, copies into or out of shared memory (every chunk buffer) with relaxed atomics,
+ * byte by byte when source and target are not equally aligned, and a chunk's data starts 28
+ * bytes into its buffer: 1.3-2.2 GB/s measured, where fill() with a buffer runs at memory speed.
+ */
+export function copyBytes(target: Buffer, source: Uint8Array, offsetBytes: number): void {
+  if (source.length > 0) target.fill(source, offsetBytes, offsetBytes + source.length);
+}
+
 /** Whether `bytes` is a view of a chunk buffer (something to release). */
 export function isChunkBufferView(bytes: Uint8Array): boolean {
   return byMemory.has(bytes.buffer);

@@ -15,6 +15,7 @@ import * as http from "node:http";
 import {
   CHUNK_BUFFER_DATA_OFFSET_BYTES,
   CHUNK_SIZE_BYTES,
+  copyBytes,
   log,
   MEBIBYTE,
   releaseChunkBuffer,
@@ -139,7 +140,7 @@ async function readBlobBody(req: http.IncomingMessage, sizeBytesMax: number): Pr
     for await (const piece of req as AsyncIterable<Buffer>) {
       // HTTP framing ends the body at its declared length; more would be a broken parser.
       if (sizeBytes + piece.length > declaredBytes) throw new RemoteError("BodyTooLarge", `body over its declared ${declaredBytes} bytes`, 413);
-      piece.copy(target, sizeBytes);
+      copyBytes(target, piece, sizeBytes);
       sizeBytes += piece.length;
     }
     return { body: target.subarray(0, sizeBytes), release };
