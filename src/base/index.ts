@@ -9,3 +9,4 @@ export * from "./chunk-buffer-pool.js";
 export * from "./memo.js";
 export * from "./loop-turn.js";
 export * from "./thread-priority.js";
+export * from "./http-body.js";

@@ -18,6 +18,7 @@ import {
   copyBytes,
   log,
   MEBIBYTE,
+  readWholeBody,
   releaseChunkBuffer,
   SECOND_MS,
   tryTakeChunkBuffer,
@@ -105,15 +106,8 @@ export interface RpcRoutes {
   blobRead?: Record<string, BlobReadHandler>;
 }
 
-async function readBody(req: http.IncomingMessage, sizeBytesMax: number): Promise<Buffer> {
-  const pieces: Buffer[] = [];
-  let sizeBytes = 0;
-  for await (const piece of req as AsyncIterable<Buffer>) {
-    sizeBytes += piece.length;
-    if (sizeBytes > sizeBytesMax) throw new RemoteError("BodyTooLarge", `body over ${sizeBytesMax} bytes`, 413);
-    pieces.push(piece);
-  }
-  return Buffer.concat(pieces);
+function readBody(req: http.IncomingMessage, sizeBytesMax: number): Promise<Buffer> {
+  return readWholeBody(req, { sizeBytesMax, tooLarge: () => new RemoteError("BodyTooLarge", `body over ${sizeBytesMax} bytes`, 413) });
 }
 
 /**

@@ -1,11 +1,12 @@
 /** PutObject, GetObject, HeadObject, DeleteObject. */
 import { pipeline } from "node:stream";
 import type { Readable } from "node:stream";
-import type { IncomingMessage, ServerResponse } from "node:http";
+import type { ServerResponse } from "node:http";
 import {
   chargeLoopTurn,
   isChunkBufferView,
   PUT_OBJECT_SIZE_BYTES_MAX,
+  readWholeBody,
   releaseChunkBufferOf,
   UPLOAD_PART_COUNT_MAX,
   uuidV7Bytes,
@@ -192,41 +193,6 @@ function chunkBufferReleaser(res: ServerResponse): { track(piece: Buffer): void;
 
 /** Bodies up to this size with no aws-chunked framing are read whole before they are stored. */
 const SMALL_BODY_SIZE_BYTES_MAX = 64 * 1024;
-
-/** The request's body as one buffer; rejects as the request's async iterator would. */
-function readWholeBody(req: IncomingMessage): Promise<Buffer> {
-  return new Promise<Buffer>((resolve, reject) => {
-    const pieces: Buffer[] = [];
-    let sizeBytes = 0;
-    const onData = (piece: Buffer) => {
-      pieces.push(piece);
-      sizeBytes += piece.length;
-    };
-    const onEnd = () => {
-      cleanUp();
-      resolve(pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces, sizeBytes));
-    };
-    const onError = (error: Error) => {
-      cleanUp();
-      reject(error);
-    };
-    // 'close' before 'end': the request was destroyed (client gone) before its body was read.
-    const onClose = () => {
-      cleanUp();
-      reject(Object.assign(new Error("premature close"), { code: "ERR_STREAM_PREMATURE_CLOSE" }));
-    };
-    const cleanUp = () => {
-      req.off("data", onData);
-      req.off("end", onEnd);
-      req.off("error", onError);
-      req.off("close", onClose);
-    };
-    req.on("data", onData);
-    req.on("end", onEnd);
-    req.on("error", onError);
-    req.on("close", onClose);
-  });
-}
 
 /** Errors that mean the client's body did not arrive whole (reset, aborted, malformed framing). */
 function isClientBodyError(error: unknown): boolean {
