@@ -396,6 +396,18 @@ export function runMetadataStoreContract(
       assert.equal(await store.getObjectVersion("bucket-a", "dir/file.txt", newVersionId()), undefined);
     });
 
+    test("getBucketAndObjectVersion answers as getBucket and getObjectVersion do", async () => {
+      assert.deepEqual(await store.getBucketAndObjectVersion("missing", "key"), { bucket: undefined, version: undefined });
+      await store.createBucket(makeBucket("bucket-a"));
+      const bucket = await store.getBucket("bucket-a");
+      assert.deepEqual(await store.getBucketAndObjectVersion("bucket-a", "key"), { bucket, version: undefined });
+      const version = makeVersion("bucket-a", "key", NULL_VERSION_ID);
+      await store.putObjectVersion(version);
+      assert.deepEqual(await store.getBucketAndObjectVersion("bucket-a", "key"), { bucket, version });
+      assert.deepEqual(await store.getBucketAndObjectVersion("bucket-a", "key", NULL_VERSION_ID), { bucket, version });
+      assert.deepEqual(await store.getBucketAndObjectVersion("bucket-a", "key", newVersionId()), { bucket, version: undefined });
+    });
+
     test("putObjectVersion into a missing bucket fails with NoSuchBucket", async () => {
       await assert.rejects(store.putObjectVersion(makeVersion("missing", "key", NULL_VERSION_ID)), NoSuchBucket);
     });

@@ -40,6 +40,22 @@ export interface ObjectChecksum {
 /** The literal version id S3 gives objects written while versioning is off or suspended. */
 export const NULL_VERSION_ID = "null";
 
+export interface BucketAndObjectVersion {
+  bucket: Bucket | undefined;
+  version: ObjectVersion | undefined;
+}
+
+/** getBucketAndObjectVersion for an engine in this process: the two reads one after the other. */
+export async function bucketAndObjectVersion(
+  store: Pick<MetadataStore, "getBucket" | "getObjectVersion">,
+  bucket: string,
+  key: string,
+  versionId: string | undefined,
+): Promise<BucketAndObjectVersion> {
+  const found = await store.getBucket(bucket);
+  return { bucket: found, version: found === undefined ? undefined : await store.getObjectVersion(bucket, key, versionId) };
+}
+
 export interface ObjectVersion {
   bucket: string;
   key: string;
@@ -202,6 +218,11 @@ export interface MetadataStore {
   putObjectVersion(version: ObjectVersion, condition?: WriteCondition): Promise<PutObjectResult>;
   /** The latest version (possibly a delete marker) or the given one; undefined when none. */
   getObjectVersion(bucket: string, key: string, versionId?: string): Promise<ObjectVersion | undefined>;
+  /**
+   * getBucket and getObjectVersion at once, as a GET or HEAD needs them: one round trip where
+   * the store is remote. `version` is undefined when the bucket is.
+   */
+  getBucketAndObjectVersion(bucket: string, key: string, versionId?: string): Promise<BucketAndObjectVersion>;
   /**
    * Without versionId: Unversioned removes the null version; Enabled adds a delete marker
    * (minted with `newVersionId`); Suspended replaces the null version with a null delete marker.

@@ -22,7 +22,7 @@ import type { MetadataStore } from "./metadata-store.js";
 /** Every method of the interface; the type check below fails when one is missing. */
 const METHODS = [
   "createBucket", "getBucket", "listBuckets", "deleteBucket", "updateBucket",
-  "putObjectVersion", "getObjectVersion", "deleteObject", "setObjectTags", "setObjectSystemMetadata",
+  "putObjectVersion", "getObjectVersion", "getBucketAndObjectVersion", "deleteObject", "setObjectTags", "setObjectSystemMetadata",
   "listObjects", "listObjectVersions",
   "createMultipartUpload", "getMultipartUpload", "putPart", "listParts", "getParts",
   "completeMultipartUpload", "abortMultipartUpload", "listMultipartUploads", "listMultipartUploadsInitiatedBefore",

@@ -272,11 +272,10 @@ export async function putObject(ctx: RequestContext, services: GatewayServices):
   });
 }
 
-/** The version a GET/HEAD names, or the 404 S3 gives (with x-amz-delete-marker when it is one). */
-async function resolveVersion(ctx: RequestContext, services: GatewayServices, bucket: Bucket): Promise<ObjectVersion> {
+/** The version a GET/HEAD named (as the store found it), or the 404 S3 gives (with x-amz-delete-marker when it is one). */
+function resolveVersion(ctx: RequestContext, version: ObjectVersion | undefined): ObjectVersion {
   const key = ctx.target.key!;
   const requestedVersionId = ctx.query.get("versionId") ?? undefined;
-  const version = await services.meta.getObjectVersion(bucket.name, key, requestedVersionId);
   if (version === undefined) {
     if (requestedVersionId !== undefined) {
       throw s3Errors.noSuchVersion({ Key: key, VersionId: requestedVersionId });
@@ -307,13 +306,22 @@ function s3ErrorFields(error: S3Error) {
  */
 async function readableVersion(ctx: RequestContext, services: GatewayServices): Promise<{ bucket: Bucket; version: ObjectVersion }> {
   const name = ctx.target.bucket!;
-  const bucket = await services.meta.getBucket(name);
+  const key = ctx.target.key!;
+  try {
+    validateObjectKey(key);
+  } catch (error) {
+    // A missing bucket is reported before a bad key, and a bad key never reaches the store.
+    if ((await services.meta.getBucket(name)) === undefined) throw s3Errors.noSuchBucket({ BucketName: name });
+    throw error;
+  }
+  // One metadata round trip: the bucket and the version together.
+  const found = await services.meta.getBucketAndObjectVersion(name, key, ctx.query.get("versionId") ?? undefined);
+  const bucket = found.bucket;
   if (bucket === undefined) throw s3Errors.noSuchBucket({ BucketName: name });
-  validateObjectKey(ctx.target.key!);
-  if (mayAccess(ctx, bucket, "read-object")) return { bucket, version: await resolveVersion(ctx, services, bucket) };
+  if (mayAccess(ctx, bucket, "read-object")) return { bucket, version: resolveVersion(ctx, found.version) };
   let version: ObjectVersion | undefined;
   try {
-    version = await resolveVersion(ctx, services, bucket);
+    version = resolveVersion(ctx, found.version);
   } catch (error) {
     if (error instanceof S3Error) throw s3Errors.accessDenied();
     throw error;

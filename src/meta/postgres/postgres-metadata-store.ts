@@ -82,7 +82,7 @@ import {
   UserAlreadyExists,
 } from "../errors.js";
 import { commonPrefixOf, compareKeys, prefixSuccessor } from "../key-order.js";
-import { NULL_VERSION_ID } from "../metadata-store.js";
+import { bucketAndObjectVersion, NULL_VERSION_ID, type BucketAndObjectVersion } from "../metadata-store.js";
 import type {
   AccessKey,
   Bucket,
@@ -586,6 +586,10 @@ export class PostgresMetadataStore implements MetadataStore {
         ? await first<ObjectVersionRow>(this.pool, this.statements.versionLatest, [bucket, key])
         : await first<ObjectVersionRow>(this.pool, this.statements.versionById, [bucket, key, versionId]);
     return row === undefined ? undefined : versionFromRow(row);
+  }
+
+  async getBucketAndObjectVersion(bucket: string, key: string, versionId?: string): Promise<BucketAndObjectVersion> {
+    return bucketAndObjectVersion(this, bucket, key, versionId);
   }
 
   async deleteObject(input: {

@@ -37,7 +37,7 @@ import {
   UserAlreadyExists,
 } from "../errors.js";
 import { commonPrefixOf, compareKeys, prefixSuccessor } from "../key-order.js";
-import { NULL_VERSION_ID } from "../metadata-store.js";
+import { bucketAndObjectVersion, NULL_VERSION_ID, type BucketAndObjectVersion } from "../metadata-store.js";
 import type {
   AccessKey,
   Bucket,
@@ -556,6 +556,10 @@ export class SqliteMetadataStore implements MetadataStore {
       const version = deepFreeze(versionFromRow(versionRowFromRaw(raw)));
       return setInBoundedCache(this.latestVersionCache, cacheKey, version, LATEST_VERSION_CACHE_ENTRIES_MAX);
     });
+  }
+
+  async getBucketAndObjectVersion(bucket: string, key: string, versionId?: string): Promise<BucketAndObjectVersion> {
+    return bucketAndObjectVersion(this, bucket, key, versionId);
   }
 
   async deleteObject(input: {
