@@ -12,7 +12,7 @@
  * a pool never keeps a process alive by itself; close() terminates them.
  */
 import { Worker } from "node:worker_threads";
-import { assert } from "../base/index.js";
+import { assert, copyBytes } from "../base/index.js";
 import type { EcWorkerReply, EcWorkerRequest } from "./ec-worker.js";
 import { EC_SHARD_COUNT_MAX, TooFewShards } from "./reed-solomon.js";
 import { shardSizeBytesFor, stripeBuffer, type EcScheme } from "./shards.js";
@@ -50,9 +50,10 @@ export class EcWorkerPool {
     assert(dataShards.length === scheme.k, `encode takes ${scheme.k} data shards, got ${dataShards.length}`);
     const shardSizeBytes = dataShards[0]!.length;
     for (const shard of dataShards) assert(shard.length === shardSizeBytes, "data shards have equal lengths");
-    const packed = packCopy(dataShards, shardSizeBytes);
-    const produced = await this.send({ id: 0, kind: "encode", k: scheme.k, m: scheme.m, shardSizeBytes, packed });
-    return unpack(produced.packed, shardSizeBytes, produced.producedIndexes.length);
+    const stripe = Buffer.allocUnsafeSlow((scheme.k + scheme.m) * shardSizeBytes);
+    dataShards.forEach((shard, shardIndex) => copyBytes(stripe, shard, shardIndex * shardSizeBytes));
+    const { shards } = await this.encodeStripe(scheme, stripe, shardSizeBytes, false);
+    return shards.slice(scheme.k);
   }
 
   /**
@@ -66,11 +67,26 @@ export class EcWorkerPool {
     const shardCount = scheme.k + scheme.m;
     const shardSizeBytes = shardSizeBytesFor(chunk.length, scheme.k);
     if (shardSizeBytes === 0) return Array.from({ length: shardCount }, () => ({ data: Buffer.alloc(0), crc32: 0 }));
-    const stripe = stripeBuffer(chunk, scheme.k, shardCount);
-    const produced = await this.send({ id: 0, kind: "encodeStripe", k: scheme.k, m: scheme.m, shardSizeBytes, packed: stripe.buffer as ArrayBuffer });
-    const crc32s = produced.crc32s;
+    const { shards, crc32s } = await this.encodeStripe(scheme, stripeBuffer(chunk, scheme.k, shardCount), shardSizeBytes, true);
     assert(crc32s !== undefined && crc32s.length === shardCount, "an encoded stripe comes back with a CRC32 per shard");
-    return crc32s.map((crc32, shardIndex) => ({ data: Buffer.from(produced.packed, shardIndex * shardSizeBytes, shardSizeBytes), crc32 }));
+    return shards.map((data, shardIndex) => ({ data, crc32: crc32s[shardIndex]! }));
+  }
+
+  /**
+   * Parity into the last m slots of `stripe` (k + m shards of shardSizeBytes, the k data shards
+   * filled) on a worker; the stripe, which owns its ArrayBuffer, is transferred and comes back as
+   * k + m views of the one returned ArrayBuffer.
+   */
+  private async encodeStripe(
+    scheme: EcScheme,
+    stripe: Buffer,
+    shardSizeBytes: number,
+    withCrc32s: boolean,
+  ): Promise<{ shards: Buffer[]; crc32s: number[] | undefined }> {
+    const packed = stripe.buffer as ArrayBuffer; // Buffer.allocUnsafeSlow: an ArrayBuffer of its own
+    const produced = await this.send({ id: 0, kind: "encode", k: scheme.k, m: scheme.m, shardSizeBytes, packed, withCrc32s });
+    const shards = produced.producedIndexes.map((shardIndex) => Buffer.from(produced.packed, shardIndex * shardSizeBytes, shardSizeBytes));
+    return { shards, crc32s: produced.crc32s };
   }
 
   /** All k + m shards from the present ones; see ReedSolomon.reconstruct. Rejects with TooFewShards. */

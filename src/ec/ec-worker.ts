@@ -9,16 +9,15 @@ import { assert, crc32, niceThisWorkerThread } from "../base/index.js";
 import { ReedSolomon } from "./reed-solomon.js";
 
 export type EcWorkerRequest =
-  | { id: number; kind: "encode"; k: number; m: number; shardSizeBytes: number; packed: ArrayBuffer }
-  /** packed holds k + m shard slots, the k data shards filled: parity goes into the rest in place. */
-  | { id: number; kind: "encodeStripe"; k: number; m: number; shardSizeBytes: number; packed: ArrayBuffer }
+  /**
+   * packed holds k + m shard slots, the k data shards filled: parity goes into the rest in place,
+   * and the whole stripe comes back; with withCrc32s, with each shard's CRC32.
+   */
+  | { id: number; kind: "encode"; k: number; m: number; shardSizeBytes: number; packed: ArrayBuffer; withCrc32s: boolean }
   /** presentIndexes: the shard indexes packed, in order; the rest are lost. */
   | { id: number; kind: "reconstruct"; k: number; m: number; shardSizeBytes: number; packed: ArrayBuffer; presentIndexes: number[] };
 
-/**
- * producedIndexes: which shard each shardSizeBytes slice of packed is. An encodeStripe reply
- * returns the request's whole stripe (every index) with crc32s, the CRC32 of each shard.
- */
+/** producedIndexes: which shard each shardSizeBytes slice of packed is; crc32s: see encode. */
 export type EcWorkerReply =
   | { id: number; ok: true; packed: ArrayBuffer; producedIndexes: number[]; crc32s?: number[] }
   | { id: number; ok: false; message: string };
@@ -50,16 +49,12 @@ function pack(shards: Uint8Array[], shardSizeBytes: number): ArrayBuffer {
 
 function handle(request: EcWorkerRequest): EcWorkerReply {
   const codec = codecFor(request.k, request.m);
-  if (request.kind === "encodeStripe") {
+  if (request.kind === "encode") {
     const shards = unpack(request.packed, request.shardSizeBytes, request.k + request.m);
     codec.encodeInto(shards.slice(0, request.k), shards.slice(request.k));
     const producedIndexes = shards.map((_, shardIndex) => shardIndex);
-    return { id: request.id, ok: true, packed: request.packed, producedIndexes, crc32s: shards.map((shard) => crc32(shard)) };
-  }
-  if (request.kind === "encode") {
-    const parity = codec.encode(unpack(request.packed, request.shardSizeBytes, request.k));
-    const producedIndexes = parity.map((_, i) => request.k + i);
-    return { id: request.id, ok: true, packed: pack(parity, request.shardSizeBytes), producedIndexes };
+    const reply: EcWorkerReply = { id: request.id, ok: true, packed: request.packed, producedIndexes };
+    return request.withCrc32s ? { ...reply, crc32s: shards.map((shard) => crc32(shard)) } : reply;
   }
   const present = unpack(request.packed, request.shardSizeBytes, request.presentIndexes.length);
   const slots: Array<Uint8Array | undefined> = new Array<Uint8Array | undefined>(request.k + request.m).fill(undefined);
