@@ -1,8 +1,8 @@
 /**
- * A request's (or response's) whole body as one Buffer, read by events: `for await` over the
- * stream costs an async iterator per request, more than hashing a small PUT's body.
+ * A request's (or any readable stream's) whole body as one Buffer, read by events: `for await`
+ * over the stream costs an async iterator per request, more than hashing a small PUT's body.
  */
-import type { IncomingMessage } from "node:http";
+import type { Readable } from "node:stream";
 
 /**
  * Resolves with the body; rejects as the stream's async iterator would (its 'error', or a
@@ -10,7 +10,7 @@ import type { IncomingMessage } from "node:http";
  * leaving a `for await` loop early does.
  */
 export function readWholeBody(
-  stream: IncomingMessage,
+  stream: Readable,
   limit?: { sizeBytesMax: number; tooLarge: () => Error },
 ): Promise<Buffer> {
   return new Promise<Buffer>((resolve, reject) => {

@@ -1,6 +1,6 @@
 /** CreateBucket, HeadBucket, DeleteBucket, ListBuckets, GetBucketLocation. */
 import { pipeline, type Readable } from "node:stream";
-import { XML_BODY_SIZE_BYTES_MAX } from "../base/index.js";
+import { readWholeBody, XML_BODY_SIZE_BYTES_MAX } from "../base/index.js";
 import { createPayloadDecoder } from "../auth/index.js";
 import { BucketAlreadyExists, type CannedAcl } from "../meta/index.js";
 import { requireAuthenticated, requireBucket } from "./access.js";
@@ -15,16 +15,9 @@ import { isoTimestamp, parseXml, renderXml } from "./xml.js";
  * through the payload decoder: a signed body's SHA-256 is verified and aws-chunked framing
  * removed, as for object bodies.
  */
-export async function readSmallBody(ctx: RequestContext): Promise<Buffer> {
+export function readSmallBody(ctx: RequestContext): Promise<Buffer> {
   const body = pipeline(ctx.req, createPayloadDecoder(ctx.auth, ctx.headers), () => undefined) as Readable;
-  const pieces: Buffer[] = [];
-  let sizeBytes = 0;
-  for await (const piece of body as AsyncIterable<Buffer>) {
-    sizeBytes += piece.length;
-    if (sizeBytes > XML_BODY_SIZE_BYTES_MAX) throw s3Errors.malformedXml();
-    pieces.push(piece);
-  }
-  return Buffer.concat(pieces);
+  return readWholeBody(body, { sizeBytesMax: XML_BODY_SIZE_BYTES_MAX, tooLarge: () => s3Errors.malformedXml() });
 }
 
 /** Read a small XML request body, or MalformedXML; undefined when the body is empty. */
