@@ -497,17 +497,20 @@ async function alternatedWithBaseline(
     // Only one side was wanted (CAIRN_BENCH_ONLY) or measured: it is recorded without a ratio.
     for (const result of [lastBaseline, lastResult]) if (result !== undefined) results.push(result);
   } else {
-    const byRatio = [...pairs].sort((left, right) => left.ratio - right.ratio);
-    const median = byRatio[Math.floor((byRatio.length - 1) / 2)]!;
+    const median = medianRound(pairs, "the null server");
     results.push(median.baseline, median.result);
-    if (pairs.length > 1) {
-      addNote(
-        median.result,
-        `ratio to the null server in ${pairs.length} alternated rounds: ${pairs.map((pair) => round(pair.ratio, 3)).join(", ")}; the median round is shown`,
-      );
-    }
   }
   return loads;
+}
+
+/** The round with the median ratio; its result notes every round's ratio to `baselineName`. */
+function medianRound<T extends { result: Result; ratio: number }>(rounds: readonly T[], baselineName: string): T {
+  const byRatio = [...rounds].sort((left, right) => left.ratio - right.ratio);
+  const median = byRatio[Math.floor((byRatio.length - 1) / 2)]!;
+  if (rounds.length > 1) {
+    addNote(median.result, `ratio to ${baselineName} in ${rounds.length} alternated rounds: ${rounds.map((entry) => round(entry.ratio, 3)).join(", ")}; the median round is shown`);
+  }
+  return median;
 }
 
 /** Writes `count` objects, unrecorded, for a GET measured alone; returns the key pool they form. */
@@ -569,7 +572,7 @@ async function putThenGet(system: System, bucket: string, label: string, sizeByt
  * writes its own keys; returns the key pool of the first round, for the GET.
  */
 async function sixtyFourMibibytePutRounds(system: System, bucket: string, putName: string, connections: number, opsMax: number | null): Promise<number> {
-  const rounds: Array<{ baseline: Md5Baseline; result: Result }> = [];
+  const rounds: Array<{ baseline: Md5Baseline; result: Result; ratio: number }> = [];
   let pool = 0;
   for (let roundIndex = 0; roundIndex < config.rounds64m; roundIndex++) {
     let baseline: Md5Baseline | undefined;
@@ -581,19 +584,14 @@ async function sixtyFourMibibytePutRounds(system: System, bucket: string, putNam
       const keyPrefix = `64m/r${roundIndex}/`;
       const { load, result } = await measure({ workload: putName, system, bucket, operation: "put", objectSizeBytes: 64 * MEBIBYTE, connections, keyPrefix, opsTotal: opsMax, record: false });
       if (roundIndex === 0) pool = keyPoolAfterPut(load);
-      if (baseline !== undefined) rounds.push({ baseline, result });
+      if (baseline !== undefined) rounds.push({ baseline, result, ratio: result.mibPerSecond / baseline.mibPerSecond });
       else results.push(result);
     });
   }
   if (rounds.length === 0) return pool;
-  const ratioOf = (entry: { baseline: Md5Baseline; result: Result }): number => entry.result.mibPerSecond / entry.baseline.mibPerSecond;
-  const byRatio = [...rounds].sort((left, right) => ratioOf(left) - ratioOf(right));
-  const median = byRatio[Math.floor((byRatio.length - 1) / 2)]!;
+  const median = medianRound(rounds, "MD5");
   md5 = median.baseline;
   results.push(median.result);
-  if (rounds.length > 1) {
-    addNote(median.result, `ratio to MD5 in ${rounds.length} alternated rounds: ${rounds.map((entry) => round(ratioOf(entry), 3)).join(", ")}; the median round is shown`);
-  }
   return pool;
 }
 
