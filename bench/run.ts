@@ -574,6 +574,7 @@ async function putThenGet(system: System, bucket: string, label: string, sizeByt
 async function sixtyFourMibibytePutRounds(system: System, bucket: string, putName: string, connections: number, opsMax: number | null): Promise<number> {
   const rounds: Array<{ baseline: Md5Baseline; result: Result; ratio: number }> = [];
   let pool = 0;
+  let lastResult: Result | undefined;
   for (let roundIndex = 0; roundIndex < config.rounds64m; roundIndex++) {
     let baseline: Md5Baseline | undefined;
     await attempt("baseline-md5", async () => {
@@ -584,11 +585,15 @@ async function sixtyFourMibibytePutRounds(system: System, bucket: string, putNam
       const keyPrefix = `64m/r${roundIndex}/`;
       const { load, result } = await measure({ workload: putName, system, bucket, operation: "put", objectSizeBytes: 64 * MEBIBYTE, connections, keyPrefix, opsTotal: opsMax, record: false });
       if (roundIndex === 0) pool = keyPoolAfterPut(load);
+      lastResult = result;
       if (baseline !== undefined) rounds.push({ baseline, result, ratio: result.mibPerSecond / baseline.mibPerSecond });
-      else results.push(result);
     });
   }
-  if (rounds.length === 0) return pool;
+  if (rounds.length === 0) {
+    // No MD5 measured: the last PUT is recorded once, without a ratio.
+    if (lastResult !== undefined) results.push(lastResult);
+    return pool;
+  }
   const median = medianRound(rounds, "MD5");
   md5 = median.baseline;
   results.push(median.result);
