@@ -138,7 +138,6 @@ export class EcWorkerPool {
   private startWorker(): PoolWorker {
     const worker = new Worker(new URL("./ec-worker.js", import.meta.url));
     const poolWorker: PoolWorker = { worker, pending: new Map() };
-    worker.unref();
     worker.on("message", (reply: EcWorkerReply) => {
       const pending = poolWorker.pending.get(reply.id);
       assert(pending !== undefined, `a reply matches request ${reply.id}`);
@@ -154,6 +153,7 @@ export class EcWorkerPool {
       const index = this.workers.indexOf(poolWorker);
       if (index !== -1 && !this.closed) this.workers[index] = this.startWorker();
     });
+    worker.unref(); // after the listeners: adding a "message" listener refs the worker again
     return poolWorker;
   }
 }

@@ -343,7 +343,6 @@ class HashWorker {
   private start(): Worker {
     this.knownBuffers = new Set<number>();
     const worker = new Worker(new URL("./hash-worker.js", import.meta.url));
-    worker.unref();
     worker.on("error", (error) => {
       // Its jobs' state is gone with it: fail them, and start a fresh thread for the next bodies.
       const failed = [...this.jobs.values()];
@@ -361,6 +360,7 @@ class HashWorker {
         job.onDigests({ md5: Buffer.from(reply.md5), checksum: reply.checksum === undefined ? undefined : Buffer.from(reply.checksum) });
       }
     });
+    worker.unref(); // after the listeners: adding a "message" listener refs the worker again
     return worker;
   }
 
