@@ -44,8 +44,8 @@ const SHUTDOWN_GRACE_MS = 5 * SECOND_MS;
 export const DIRECT_IO_SETTING: SettingSpec = {
   flag: "direct-io",
   env: "CAIRN_DIRECT_IO",
-  defaultValue: "false",
-  help: "write large objects' chunks around the page cache (O_DIRECT): less CPU per large PUT, but their GETs read from the disk",
+  defaultValue: "true",
+  help: "write large objects' chunks around the page cache (O_DIRECT): less CPU per large PUT, and their GETs read from the disk; false writes them through the page cache",
 };
 
 /** Compaction and scrubbing, shared by `cairn datanode` and `cairn server`. */
@@ -202,7 +202,7 @@ export async function runDatanode(settings: Settings): Promise<RunningDatanode> 
       nodeId,
       diskDirectories: disks,
       ...(volumeSizeBytes !== undefined ? { volumeSizeBytes } : {}),
-      directIo: settings.boolean(DIRECT_IO_SETTING.flag) ?? false,
+      directIo: settings.boolean(DIRECT_IO_SETTING.flag) ?? true,
     });
     background = startBackgroundWork(node, settings, (report) => sender.reportDamage(report));
     const { compactor, scrubber } = background;

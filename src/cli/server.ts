@@ -62,7 +62,7 @@ export async function runServer(settings: Settings): Promise<RunningServer> {
     nodeId: "local" as NodeId,
     diskDirectories: disks,
     ...(volumeSizeBytes !== undefined ? { volumeSizeBytes } : {}),
-    directIo: settings.boolean(DIRECT_IO_SETTING.flag) ?? false,
+    directIo: settings.boolean(DIRECT_IO_SETTING.flag) ?? true,
   });
   const placement = await EmbeddedPlacement.open({ databasePath: path.join(dataDirectory, "placement.sqlite"), node });
   const background = startBackgroundWork(node, settings, async (report) => placement.reportDamage(report));

@@ -175,7 +175,8 @@ export class DataNode implements RepairNeedleStore, CompactionTarget {
     for (const disk of options.diskDirectories) await mkdir(join(disk, VOLUMES_DIRECTORY_NAME), { recursive: true });
     if (options.directIo === true) {
       for (const disk of options.diskDirectories) {
-        if (!(await directWritesAllowedIn(join(disk, VOLUMES_DIRECTORY_NAME)))) log.warn({ disk }, "direct I/O asked for, but this disk refuses O_DIRECT; its volumes write through the page cache");
+        // Direct I/O is the roles' default, so a disk without it (tmpfs) is no cause for alarm.
+        if (!(await directWritesAllowedIn(join(disk, VOLUMES_DIRECTORY_NAME)))) log.info({ disk }, "this disk refuses O_DIRECT; its volumes write large chunks through the page cache");
       }
     }
     const mapping = ObjectMapping.open(join(firstDisk, MAPPING_FILE_NAME));
