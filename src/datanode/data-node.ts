@@ -84,8 +84,9 @@ export interface DataNodeOptions {
   allowVolumeSizeBelowMinimumForTests?: boolean;
   /**
    * Write large needles' data around the page cache with O_DIRECT where the disk allows it
-   * (direct-write.ts): about a fifth less CPU per large PUT, but reads of those objects then
-   * come from the disk. Default false.
+   * (direct-write.ts): about a fifth less CPU per large PUT, but the first reads of those
+   * objects then come from the disk. Default false here; `cairn server` and `cairn datanode`
+   * turn it on unless started with --direct-io=false.
    */
   directIo?: boolean;
 }

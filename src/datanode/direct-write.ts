@@ -24,7 +24,7 @@
  * Where O_DIRECT is refused (tmpfs, some network file systems, devices with larger blocks) the
  * open fails or the first write fails with EINVAL; the volume then writes buffered only.
  */
-import { constants } from "node:fs";
+import { constants, writevSync } from "node:fs";
 import { open, rm, writeFile, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import { assert, MEBIBYTE, MEMORY_PAGE_SIZE_BYTES, pageOffsetOf } from "../base/index.js";
@@ -129,20 +129,39 @@ export async function writeAllAt(fileHandle: FileHandle, buffers: Buffer[], posi
   let position = positionBytes;
   while (remaining.length > 0) {
     const { bytesWritten } = await fileHandle.writev(remaining, position);
-    assert(bytesWritten > 0, "writev makes progress");
     position += bytesWritten;
-    let skipBytes = bytesWritten;
-    const next: Buffer[] = [];
-    for (const buffer of remaining) {
-      if (skipBytes >= buffer.length) {
-        skipBytes -= buffer.length;
-        continue;
-      }
-      next.push(skipBytes > 0 ? buffer.subarray(skipBytes) : buffer);
-      skipBytes = 0;
-    }
-    remaining = next;
+    remaining = afterWritten(remaining, bytesWritten);
   }
+}
+
+/**
+ * writeAllAt on the calling thread: for a few KiB, one writev into the page cache costs less than
+ * handing it to libuv's thread pool and waiting for the answer (see Volume.writeGroup).
+ */
+export function writeAllAtSync(fd: number, buffers: Buffer[], positionBytes: number): void {
+  let remaining = buffers;
+  let position = positionBytes;
+  while (remaining.length > 0) {
+    const bytesWritten = writevSync(fd, remaining, position);
+    position += bytesWritten;
+    remaining = afterWritten(remaining, bytesWritten);
+  }
+}
+
+/** What of `buffers` is left once the kernel wrote the first `bytesWritten` bytes of them. */
+function afterWritten(buffers: Buffer[], bytesWritten: number): Buffer[] {
+  assert(bytesWritten > 0, "writev makes progress");
+  let skipBytes = bytesWritten;
+  const next: Buffer[] = [];
+  for (const buffer of buffers) {
+    if (skipBytes >= buffer.length) {
+      skipBytes -= buffer.length;
+      continue;
+    }
+    next.push(skipBytes > 0 ? buffer.subarray(skipBytes) : buffer);
+    skipBytes = 0;
+  }
+  return next;
 }
 
 function alignUp(bytes: number): number {
