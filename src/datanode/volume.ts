@@ -659,8 +659,8 @@ export class Volume {
    * takes microseconds, while handing it to libuv's thread pool wakes a thread that, on a busy
    * machine, takes the loop's core, and the group then waits for a loop turn to hear back (a
    * --cpu-prof of 4 KiB PUTs had the loop off its core in those hand-offs for 30% of its wall
-   * time). Alternated 4 KiB PUT runs: 2,287-2,488 vs 1,685-2,318 ops/s, server CPU 0.30-0.34 vs
-   * 0.33-0.46 ms per PUT. The fsync stays on the thread pool: it waits for the disk.
+   * time). Alternated 4 KiB PUT runs, six pairs: 1,880-2,488 vs 1,669-2,318 ops/s, server CPU
+   * 0.30-0.40 vs 0.33-0.46 ms per PUT. The fsync stays on the thread pool: it waits for the disk.
    */
   private async writeGroup(parts: GroupPart[], positionBytes: number): Promise<void> {
     const sizeBytes = parts.reduce((sum, part) => sum + part.bytes.length, 0);
