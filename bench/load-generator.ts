@@ -49,7 +49,13 @@ function totalCpuMs(pids: readonly number[]): number {
 /** Children still running, so the caller's cleanup can kill them if the run is torn down. */
 export const liveWorkers = new Set<ChildProcess>();
 
-export async function runLoad(options: { spec: WorkloadSpec; workerCount: number; serverPids?: readonly number[] }): Promise<LoadResult> {
+export async function runLoad(options: {
+  spec: WorkloadSpec;
+  workerCount: number;
+  serverPids?: readonly number[];
+  /** Called once every worker is ready (warmed up), just before the measured window starts. */
+  beforeStart?: () => Promise<void>;
+}): Promise<LoadResult> {
   const { spec, workerCount } = options;
   if (spec.durationMs === null && spec.opsTotal === null) throw new Error("runLoad needs a duration or an op count");
   const workers: ChildProcess[] = [];
@@ -83,6 +89,7 @@ export async function runLoad(options: { spec: WorkloadSpec; workerCount: number
     }
     // A worker that dies before "ready" must fail the run, not hang it.
     await Promise.race([Promise.all(readyAll), Promise.all(reportAll)]);
+    await options.beforeStart?.();
     const cpuBeforeMs = options.serverPids === undefined ? 0 : totalCpuMs(options.serverPids);
     const start: ParentMessage = { kind: "start" };
     for (const worker of workers) worker.send(start);

@@ -220,27 +220,23 @@ async function measure(options: {
     durationMs: options.durationMs === undefined ? config.seconds * 1000 : options.durationMs,
     opsTotal: options.opsTotal ?? null,
     connectionsPerWorker,
+    warmupMs: 0,
   };
   progress(`${options.workload} on ${system.kind} (${connectionsPerWorker * workers} connections in ${workers} worker process(es))...`);
   const warmup = options.warmup !== false && config.warmupSeconds > 0 && spec.durationMs !== null;
-  if (warmup && (spec.operation === "put" || spec.operation === "get")) {
-    // Fresh processes (a new cluster, new load workers) run their first thousand requests in
-    // V8's lower tiers: without this a 4-second window measures the JIT warming up. PUTs go to
-    // keys of their own (the measured PUT writes new keys, as it would without the warm-up); a
-    // capped workload (64 MiB) warms up with one object per worker.
-    await runLoad({
-      spec: {
-        ...spec,
-        keyPrefix: spec.operation === "put" ? `warmup/${spec.keyPrefix}` : spec.keyPrefix,
-        durationMs: config.warmupSeconds * 1000,
-        opsTotal: spec.opsTotal === null ? null : Math.min(spec.opsTotal, workers),
-      },
-      workerCount: workers,
-      serverPids: system.pids,
-    });
-  }
-  if (system.loopProcess !== undefined) await loopDelaySince(system.loopProcess); // starts a fresh window
-  const load = await runLoad({ spec, workerCount: workers, serverPids: system.pids });
+  // Fresh processes (a new cluster, new load workers) run their first thousand requests in V8's
+  // lower tiers: without a warm-up a 4-second window measures the JIT warming up. The load
+  // workers run it themselves before the window (load-worker.ts); a capped workload (64 MiB)
+  // warms up with one object per connection.
+  if (warmup) spec.warmupMs = config.warmupSeconds * 1000;
+  const loopProcess = system.loopProcess;
+  const load = await runLoad({
+    spec,
+    workerCount: workers,
+    serverPids: system.pids,
+    // A fresh event-loop window for the measured requests only, after the warm-up.
+    ...(loopProcess === undefined ? {} : { beforeStart: async () => void (await loopDelaySince(loopProcess)) }),
+  });
   const loop = system.loopProcess === undefined ? undefined : await loopDelaySince(system.loopProcess);
   const result: Result = {
     workload: options.workload,

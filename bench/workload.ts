@@ -34,6 +34,11 @@ export interface WorkloadSpec {
   durationMs: number | null;
   opsTotal: number | null;
   connectionsPerWorker: number;
+  /**
+   * Each worker first runs the same requests for this long, unmeasured, before it reports ready
+   * (PUTs to keys under "warmup/"); with opsTotal set, one request per connection instead. 0: none.
+   */
+  warmupMs: number;
 }
 
 export interface WorkerAssignment {
