@@ -46,8 +46,26 @@ async function run(assignment: WorkerAssignment): Promise<WorkerReport> {
     report.errors += 1;
     if (report.errorSamples.length < ERROR_SAMPLE_COUNT_MAX) report.errorSamples.push(message);
   };
-  const objectPath = (index: number): string =>
-    `/${spec.target.bucket}/${keyName(spec.keyPrefix, spec.keyNaming, index)}`;
+  /**
+   * The method and object path of this worker's op number `op`, with keys under `keyPrefix`: a
+   * PUT's key index interleaves the workers, GETs and the mixed draw pick from the key pool.
+   */
+  const requestOf = (op: number, keyPrefix: string): { method: "GET" | "PUT" | "HEAD" | "DELETE"; path: string } => {
+    let method: "GET" | "PUT" | "HEAD" | "DELETE";
+    let index: number;
+    if (spec.operation === "put") {
+      method = "PUT";
+      index = op * workerCount + workerIndex;
+    } else if (spec.operation === "get") {
+      method = "GET";
+      index = randomInt(spec.keyPoolCount);
+    } else {
+      const draw = randomInt(100);
+      method = draw < 45 ? "GET" : draw < 75 ? "HEAD" : draw < 90 ? "PUT" : "DELETE";
+      index = randomInt(spec.keyPoolCount);
+    }
+    return { method, path: `/${spec.target.bucket}/${keyName(keyPrefix, spec.keyNaming, index)}` };
+  };
 
   // Ops of this worker are numbered 0, 1, 2, ...; a PUT's key index interleaves the workers so
   // that after a run the indices [0, min ops per worker * workerCount) all exist.
@@ -58,19 +76,15 @@ async function run(assignment: WorkerAssignment): Promise<WorkerReport> {
   // server, which the client limits, was measured against a cold client more than Cairn was.
   if (spec.warmupMs > 0 && (spec.operation === "put" || spec.operation === "get")) {
     const warmupDeadlineMs = Date.now() + spec.warmupMs;
+    // PUTs write keys of their own (the measured PUTs write new keys, as they would without it).
+    const warmupKeyPrefix = spec.operation === "put" ? `warmup/${spec.keyPrefix}` : spec.keyPrefix;
     let nextWarmupOp = 0;
     const warmupConnection = async (): Promise<void> => {
       do {
-        const op = nextWarmupOp;
+        const { method, path } = requestOf(nextWarmupOp, warmupKeyPrefix);
         nextWarmupOp += 1;
-        const path =
-          spec.operation === "put"
-            ? `/${spec.target.bucket}/${keyName(`warmup/${spec.keyPrefix}`, spec.keyNaming, op * workerCount + workerIndex)}`
-            : objectPath(randomInt(spec.keyPoolCount));
         // Failures here are not the measurement's; the measured run reports its own.
-        await s3Request({ agent, target: spec.target, method: spec.operation === "put" ? "PUT" : "GET", path, ...(spec.operation === "put" ? { body } : {}) }).catch(
-          () => undefined,
-        );
+        await s3Request({ agent, target: spec.target, method, path, ...(method === "PUT" ? { body } : {}) }).catch(() => undefined);
       } while (spec.opsTotal === null && Date.now() < warmupDeadlineMs);
     };
     await Promise.all(Array.from({ length: spec.connectionsPerWorker }, () => warmupConnection()));
@@ -86,37 +100,25 @@ async function run(assignment: WorkerAssignment): Promise<WorkerReport> {
   const deadlineMs = spec.durationMs === null ? Infinity : report.startedAtMs + spec.durationMs;
 
   const oneOp = async (op: number): Promise<void> => {
-    let method: "GET" | "PUT" | "HEAD" | "DELETE";
-    let index: number;
-    if (spec.operation === "put") {
-      method = "PUT";
-      index = op * workerCount + workerIndex;
-    } else if (spec.operation === "get") {
-      method = "GET";
-      index = randomInt(spec.keyPoolCount);
-    } else {
-      const draw = randomInt(100);
-      method = draw < 45 ? "GET" : draw < 75 ? "HEAD" : draw < 90 ? "PUT" : "DELETE";
-      index = randomInt(spec.keyPoolCount);
-    }
+    const { method, path } = requestOf(op, spec.keyPrefix);
     const startedAt = performance.now();
     try {
       const response = await s3Request({
         agent,
         target: spec.target,
         method,
-        path: objectPath(index),
+        path,
         ...(method === "PUT" ? { body } : {}),
       });
       record(performance.now() - startedAt);
       report.bytes += method === "PUT" ? body.length : response.bodyBytes;
       if (response.statusCode === 404 && spec.operation === "mixed" && method !== "PUT") report.notFound += 1;
-      else if (response.statusCode < 200 || response.statusCode >= 300) fail(`${method} ${objectPath(index)}: HTTP ${response.statusCode}`);
+      else if (response.statusCode < 200 || response.statusCode >= 300) fail(`${method} ${path}: HTTP ${response.statusCode}`);
       else if (method === "GET" && response.bodyBytes !== spec.objectSizeBytes && spec.operation !== "mixed")
-        fail(`GET ${objectPath(index)}: ${response.bodyBytes} bytes, expected ${spec.objectSizeBytes}`);
+        fail(`GET ${path}: ${response.bodyBytes} bytes, expected ${spec.objectSizeBytes}`);
     } catch (error) {
       record(performance.now() - startedAt);
-      fail(`${method} ${objectPath(index)}: ${(error as Error).message}`);
+      fail(`${method} ${path}: ${(error as Error).message}`);
     }
     report.ops += 1;
   };

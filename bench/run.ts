@@ -220,15 +220,13 @@ async function measure(options: {
     durationMs: options.durationMs === undefined ? config.seconds * 1000 : options.durationMs,
     opsTotal: options.opsTotal ?? null,
     connectionsPerWorker,
-    warmupMs: 0,
+    // Fresh processes (a new cluster, new load workers) run their first thousand requests in V8's
+    // lower tiers: without a warm-up a 4-second window measures the JIT warming up. The load
+    // workers run it themselves before the window (load-worker.ts); a capped workload (64 MiB)
+    // warms up with one object per connection.
+    warmupMs: options.warmup !== false && options.durationMs !== null ? config.warmupSeconds * 1000 : 0,
   };
   progress(`${options.workload} on ${system.kind} (${connectionsPerWorker * workers} connections in ${workers} worker process(es))...`);
-  const warmup = options.warmup !== false && config.warmupSeconds > 0 && spec.durationMs !== null;
-  // Fresh processes (a new cluster, new load workers) run their first thousand requests in V8's
-  // lower tiers: without a warm-up a 4-second window measures the JIT warming up. The load
-  // workers run it themselves before the window (load-worker.ts); a capped workload (64 MiB)
-  // warms up with one object per connection.
-  if (warmup) spec.warmupMs = config.warmupSeconds * 1000;
   const loopProcess = system.loopProcess;
   const load = await runLoad({
     spec,
@@ -237,7 +235,7 @@ async function measure(options: {
     // A fresh event-loop window for the measured requests only, after the warm-up.
     ...(loopProcess === undefined ? {} : { beforeStart: async () => void (await loopDelaySince(loopProcess)) }),
   });
-  const loop = system.loopProcess === undefined ? undefined : await loopDelaySince(system.loopProcess);
+  const loop = loopProcess === undefined ? undefined : await loopDelaySince(loopProcess);
   const result: Result = {
     workload: options.workload,
     system: system.kind,
