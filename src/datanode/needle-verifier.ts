@@ -98,8 +98,9 @@ let readWorkers: NeedleReadWorker[] | undefined;
 
 /**
  * decodeNeedle of the `lengthBytes` at `positionBytes` of the open file `fd`, read and checked on
- * a worker thread (the one with the fewest reads waiting), into the chunk buffer `into` when given (the payload is then a view of it;
- * the caller owns the buffer throughout). The caller keeps `fd` open until this settles.
+ * a worker thread (the one with the fewest reads waiting), into the chunk buffer `into` when
+ * given (the payload is then a view of it; the caller owns the buffer throughout). The caller
+ * keeps `fd` open until this settles.
  */
 export function readAndVerifyNeedle(fd: number, positionBytes: number, lengthBytes: number, into?: ChunkBuffer): Promise<NeedleDecoded> {
   readWorkers ??= Array.from({ length: NEEDLE_READ_WORKER_COUNT }, () => new NeedleReadWorker());
