@@ -10,3 +10,4 @@ export * from "./memo.js";
 export * from "./loop-turn.js";
 export * from "./thread-priority.js";
 export * from "./http-body.js";
+export * from "./wal-checkpointer.js";

@@ -163,9 +163,11 @@ test("a second data node on the same disks is refused while the first runs, and 
   await withNode(async ({ node, disks, reopen }) => {
     const needle = makeNeedle(VOLUME, 1000);
     await node.writeNeedle(needle);
-    // The mapping database is held exclusively: a second node cannot open it (nor write a
-    // mapping beside the first one's), whatever it would do next.
-    await assert.rejects(DataNode.open({ nodeId: TEST_NODE_ID, diskDirectories: disks.disks }), /locked/);
+    // The mapping's guard file is held exclusively: a second node cannot open the mapping (nor
+    // write one beside the first one's), whatever it would do next; it is told so at once.
+    const startedMs = Date.now();
+    await assert.rejects(DataNode.open({ nodeId: TEST_NODE_ID, diskDirectories: disks.disks }), { name: "MappingInUse", message: /is locked by another data node/ });
+    assert.ok(Date.now() - startedMs < 2_000, "refused without waiting out a busy timeout");
     const reopened = await reopen();
     assert.deepEqual(await reopened.readNeedle({ volumeId: VOLUME, needleId: needle.needleId }), needle.data);
   });

@@ -7,6 +7,7 @@
  *   <disk>/volumes/<volumeId>.vol   one file per volume (layout in needle-codec.ts)
  *   <disk>/volumes/<volumeId>.vol.compact   a compaction's new file until it is renamed into place
  *   <firstDisk>/mapping.sqlite      object_mapping and per-volume progress (object-mapping.ts)
+ *   <firstDisk>/mapping.sqlite.lock held locked while the node runs: one data node per disk
  *
  * Tombstones: a writable volume gets a tombstone needle appended (fsynced) and the mapping flag
  * set; a sealed volume is never appended to again, so its tombstones are kept only in the
@@ -604,7 +605,7 @@ export class DataNode implements RepairNeedleStore, CompactionTarget {
     await Promise.all([...this.volumes.values()].map((volume) => volume.close()));
     while (this.sealedTombstoneFlushRunning) await this.sealedTombstoneFlushDone;
     this.volumes.clear();
-    this.mapping.close();
+    await this.mapping.close();
   }
 
   // ---- Sealed-volume tombstones: batched, one durable (synchronous=FULL) commit per batch ----

@@ -1,6 +1,7 @@
 /**
  * The data node's object_mapping: needle id -> volume, offset, size, flags, in the node's own
- * SQLite database (one file per node, WAL mode).
+ * SQLite database (one file per node, WAL mode, checkpointed on the checkpoint thread of
+ * base/wal-checkpointer.ts), beside a lock file that keeps a second data node off the disk.
  *
  * Durability choice: the connection runs with `synchronous=NORMAL`. In WAL mode a commit then
  * survives a process crash (the WAL is in the OS page cache) but a power cut may lose the last
@@ -16,7 +17,7 @@
  * delete is acknowledged.
  */
 import Database from "better-sqlite3";
-import { assert, setInBoundedCache, type NeedleId, type VolumeId } from "../base/index.js";
+import { assert, BackgroundCheckpoints, setInBoundedCache, type NeedleId, type VolumeId } from "../base/index.js";
 import {
   NEEDLE_ALIGNMENT_BYTES,
   NEEDLE_CHECKSUM_SIZE_BYTES,
@@ -25,6 +26,33 @@ import {
   needleIdFromBytes,
   needleIdToBytes,
 } from "./needle-codec.js";
+
+/** Thrown by ObjectMapping.open when another data node (process or instance) holds the files. */
+export class MappingInUse extends Error {
+  constructor(path: string) {
+    super(`${path} is locked by another data node: one data node per disk`);
+    this.name = "MappingInUse";
+  }
+}
+
+/**
+ * Keeps a second process off the data node's files: a SQLite file in exclusive locking mode,
+ * once written, keeps its write lock until its connection closes, and the kernel drops the lock
+ * of a process that dies, so no stale lock outlives a crash. Another process fails to write it.
+ */
+function holdExclusively(path: string): Database.Database {
+  // No busy timeout: the holder keeps the lock for as long as it runs, so waiting is pointless.
+  const guard = new Database(path, { timeout: 0 });
+  try {
+    guard.pragma("locking_mode = EXCLUSIVE");
+    guard.exec(`CREATE TABLE IF NOT EXISTS holder (pid INTEGER NOT NULL); DELETE FROM holder; INSERT INTO holder (pid) VALUES (${process.pid});`);
+    return guard;
+  } catch (error) {
+    guard.close();
+    if ((error as { code?: string }).code === "SQLITE_BUSY") throw new MappingInUse(path);
+    throw error;
+  }
+}
 
 /** A tombstone kept only in the mapping (sealed volume) has no needle in the file. */
 export const OFFSET_NONE = -1;
@@ -97,8 +125,15 @@ export class ObjectMapping {
   private readonly setTombstoneFlag: Database.Statement<[number, Buffer]>;
   private readonly updateVolumeProgress: Database.Statement<[number, number, string, number]>;
 
-  private constructor(db: Database.Database) {
+  private readonly checkpoints: BackgroundCheckpoints | undefined;
+
+  private constructor(
+    db: Database.Database,
+    /** Held open for the exclusive lock on `<mapping>.lock` (holdExclusively). */
+    private readonly guard: Database.Database,
+  ) {
     this.db = db;
+    this.checkpoints = BackgroundCheckpoints.start(db);
     this.inTransaction = db.transaction((body: () => unknown) => body());
     this.selectNeedle = db.prepare(
       "SELECT offset_bytes, data_size_bytes, flags FROM object_mapping WHERE volume_id = ? AND needle_id = ?",
@@ -124,21 +159,23 @@ export class ObjectMapping {
   }
 
   static open(path: string): ObjectMapping {
-    const db = new Database(path);
+    const guard = holdExclusively(`${path}.lock`);
+    let db: Database.Database | undefined;
     try {
-      return ObjectMapping.initialize(db);
+      db = new Database(path);
+      return ObjectMapping.initialize(db, guard);
     } catch (error) {
-      db.close();
+      db?.close();
+      guard.close();
       throw error;
     }
   }
 
-  private static initialize(db: Database.Database): ObjectMapping {
-    // Only this data node uses the file. Held exclusively (set before WAL is first used), WAL
-    // keeps its index in memory instead of shared memory, and a lookup costs no file-lock and
-    // stat system calls (three per statement otherwise); a second process on the same disk is
-    // refused instead of sharing it.
-    db.pragma("locking_mode = EXCLUSIVE");
+  private static initialize(db: Database.Database, guard: Database.Database): ObjectMapping {
+    // Not in exclusive locking mode, which would have kept the WAL index out of shared memory
+    // and saved a lookup its file-lock system calls: the checkpoint thread needs a connection of
+    // its own. Lookups of hot needles come from rowCache anyway; the guard file keeps a second
+    // process off the disk instead.
     db.pragma("journal_mode = WAL");
     db.pragma("synchronous = NORMAL");
     db.exec(`
@@ -180,7 +217,7 @@ export class ObjectMapping {
     } else {
       assert(version.value === MAPPING_SCHEMA_VERSION, `mapping schema version ${version.value} is supported`);
     }
-    return new ObjectMapping(db);
+    return new ObjectMapping(db, guard);
   }
 
   loadVolumes(): VolumeRow[] {
@@ -438,8 +475,10 @@ export class ObjectMapping {
     }
   }
 
-  close(): void {
+  async close(): Promise<void> {
+    await this.checkpoints?.close();
     this.db.close();
+    this.guard.close();
   }
 
   private applyOne(volumeId: VolumeId, record: MappingRecord, delta: NeedleCounts): void {

@@ -40,7 +40,15 @@ test("committed metadata survives close and reopen, with WAL synced before every
 
   const third = SqliteMetadataStore.open(path);
   // NORMAL only because the store fdatasyncs the WAL itself before any write resolves.
-  assert.deepEqual(third.durabilitySettings(), { journalMode: "wal", synchronous: "NORMAL", walSyncedBeforeAck: true, schemaVersion: SCHEMA_VERSION_LATEST });
+  // Checkpoints (and their fsyncs) run on the checkpoint thread, never inside a COMMIT.
+  assert.deepEqual(third.durabilitySettings(), {
+    journalMode: "wal",
+    synchronous: "NORMAL",
+    walSyncedBeforeAck: true,
+    checkpointsInBackground: true,
+    walAutocheckpointPages: 0,
+    schemaVersion: SCHEMA_VERSION_LATEST,
+  });
   await third.close();
 });
 

@@ -8,7 +8,9 @@
  * batch held the loop for a whole fsync (milliseconds on a busy disk), which stalled every
  * other request. A read answers only once every commit it could have seen is durable (see
  * `visible`), so nobody observes a write that a power loss could still take back. An in-memory
- * database, or one whose WAL file cannot be opened, keeps synchronous=FULL.
+ * database, or one whose WAL file cannot be opened, keeps synchronous=FULL. Checkpoints, the
+ * other fsyncs SQLite would make inside a COMMIT, run on a thread of their own
+ * (base/wal-checkpointer.ts).
  *
  * Every interface method is one transaction. Writes use BEGIN IMMEDIATE so a second process on
  * the same file waits on busy_timeout at BEGIN instead of failing to upgrade a read lock after
@@ -21,7 +23,7 @@
 import Database from "better-sqlite3";
 import { closeSync, fdatasync, openSync } from "node:fs";
 import { setImmediate as setImmediatePromise } from "node:timers/promises";
-import { assert, setInBoundedCache, systemClock } from "../../base/index.js";
+import { assert, BackgroundCheckpoints, setInBoundedCache, systemClock } from "../../base/index.js";
 import type { Clock, NeedleId, VolumeId } from "../../base/index.js";
 import {
   AccessKeyAlreadyExists,
@@ -416,6 +418,7 @@ export class SqliteMetadataStore implements MetadataStore {
    * `inTransaction` runs its body in a transaction, or in a savepoint inside one.
    */
   private readonly inTransaction: Database.Transaction<(body: () => unknown) => unknown>;
+  private readonly checkpoints: BackgroundCheckpoints | undefined;
 
   private constructor(
     private readonly db: Database.Database,
@@ -423,6 +426,7 @@ export class SqliteMetadataStore implements MetadataStore {
     /** The -wal file, fsynced after each commit; undefined when commits sync themselves (FULL). */
     private readonly walFd: number | undefined,
   ) {
+    this.checkpoints = BackgroundCheckpoints.start(db);
     this.clock = options.clock ?? systemClock;
     this.statements = prepareStatements(db);
     this.inTransaction = db.transaction((body: () => unknown) => body());
@@ -455,6 +459,10 @@ export class SqliteMetadataStore implements MetadataStore {
     synchronous: "OFF" | "NORMAL" | "FULL" | "EXTRA";
     /** True when writes resolve only after an fdatasync of the WAL (synchronous is NORMAL then). */
     walSyncedBeforeAck: boolean;
+    /** True when checkpoints run on the checkpoint thread, not in this connection's COMMITs. */
+    checkpointsInBackground: boolean;
+    /** SQLite's automatic checkpoint threshold in pages; 0 when it is off. */
+    walAutocheckpointPages: number;
     schemaVersion: number;
   } {
     const synchronousLevels = ["OFF", "NORMAL", "FULL", "EXTRA"] as const;
@@ -464,6 +472,8 @@ export class SqliteMetadataStore implements MetadataStore {
       journalMode: this.db.pragma("journal_mode", { simple: true }) as string,
       synchronous,
       walSyncedBeforeAck: this.walFd !== undefined,
+      checkpointsInBackground: this.checkpoints !== undefined,
+      walAutocheckpointPages: this.db.pragma("wal_autocheckpoint", { simple: true }) as number,
       schemaVersion: this.db.pragma("user_version", { simple: true }) as number,
     };
   }
@@ -981,6 +991,7 @@ export class SqliteMetadataStore implements MetadataStore {
     // Writes already accepted are committed (and their promises settled) before the file closes.
     while (this.pendingWrites.length > 0 && this.db.open) this.flushWrites();
     while (this.walSyncRunning) await this.walSyncDone;
+    await this.checkpoints?.close();
     if (this.db.open) this.db.close();
     if (this.walFd !== undefined) closeSync(this.walFd);
   }
