@@ -11,10 +11,11 @@
  *   4. print {"event":"listening","role":"datanode","port":…,"nodeId":…} on stdout.
  */
 import * as http from "node:http";
+import type { Duplex } from "node:stream";
 import { promises as fs } from "node:fs";
 import * as path from "node:path";
 import { HTTP_BODY_IDLE_TIMEOUT_MS, HTTP_KEEP_ALIVE_TIMEOUT_MS, KIBIBYTE, log, NEEDLE_DATA_SIZE_BYTES_MAX, SECOND_MS } from "../base/index.js";
-import { createRpcHandler, EtcdKeyFollower, type DamageReport, type RpcRoutes } from "../cluster/index.js";
+import { createRpcHandler, EtcdKeyFollower, type DamageReport, type RpcHandler, type RpcRoutes } from "../cluster/index.js";
 import { placementLeaderKey } from "../placement/index.js";
 import {
   COMPACTION_GARBAGE_RATIO_MIN_DEFAULT,
@@ -150,7 +151,7 @@ export async function runDatanode(settings: Settings): Promise<RunningDatanode> 
   for (const disk of disks) await fs.mkdir(disk, { recursive: true });
 
   // 1. Listen. Until the engine is open every request is answered 503; see gate below.
-  let serve: http.RequestListener | undefined;
+  let serve: RpcHandler | undefined;
   const inFlight = new Set<Promise<unknown>>();
   const server = http.createServer(
     { noDelay: true, keepAlive: true, keepAliveTimeout: HTTP_KEEP_ALIVE_TIMEOUT_MS, requestTimeout: 0 },
@@ -165,6 +166,14 @@ export async function runDatanode(settings: Settings): Promise<RunningDatanode> 
     },
   );
   server.timeout = HTTP_BODY_IDLE_TIMEOUT_MS;
+  server.on("upgrade", (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+    if (serve !== undefined) {
+      serve.upgrade(req, socket, head);
+      return;
+    }
+    // Starting: the client takes HTTP for now (and gets the 503 there) and tries again later.
+    socket.end("HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+  });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(listen.port, listen.host, () => {
@@ -220,7 +229,7 @@ export async function runDatanode(settings: Settings): Promise<RunningDatanode> 
     await sender.stop();
     leader?.close();
     etcd?.close();
-    await closeServer(server);
+    await closeServer(server, serve);
     await node?.close();
     throw error;
   }
@@ -236,7 +245,7 @@ export async function runDatanode(settings: Settings): Promise<RunningDatanode> 
         await sender.stop();
         leader?.close();
         etcd?.close();
-        await closeServer(server);
+        await closeServer(server, serve);
         // Handlers may outlive their sockets (cut off after the grace period); the engine
         // must not close under a running write.
         while (inFlight.size > 0) await Promise.allSettled([...inFlight]);
@@ -249,8 +258,9 @@ export async function runDatanode(settings: Settings): Promise<RunningDatanode> 
 }
 
 /** Stops accepting, lets running requests finish for SHUTDOWN_GRACE_MS, then cuts them off. */
-async function closeServer(server: http.Server): Promise<void> {
+async function closeServer(server: http.Server, rpc: RpcHandler | undefined): Promise<void> {
   if (!server.listening) return;
+  rpc?.closeStreams(SHUTDOWN_GRACE_MS);
   const closed = new Promise<void>((resolve) => server.close(() => resolve()));
   server.closeIdleConnections();
   const timer = setTimeout(() => server.closeAllConnections(), SHUTDOWN_GRACE_MS);

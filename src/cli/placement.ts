@@ -9,11 +9,10 @@
  *
  * Prints {"event":"listening","role":"placement","port":<port>} on stdout once it serves.
  */
-import * as http from "node:http";
 import { promises as fs } from "node:fs";
 import * as path from "node:path";
 import { HTTP_KEEP_ALIVE_TIMEOUT_MS, log, NEEDLE_DATA_SIZE_BYTES_MAX, SECOND_MS, systemClock } from "../base/index.js";
-import { createRpcHandler, EtcdClient, NODE_DOWN_AFTER_MS, RemoteNeedleStore, type NeedleStore, type NodeRecord, type RpcRoutes } from "../cluster/index.js";
+import { createRpcServer, EtcdClient, NODE_DOWN_AFTER_MS, RemoteNeedleStore, type NeedleStore, type NodeRecord, type RpcRoutes } from "../cluster/index.js";
 import {
   ClusterMapStore,
   createPlacementRpcRoutes,
@@ -132,9 +131,9 @@ export async function runPlacement(
   }
   let advertiseUrl = "";
   const routes = mergeRoutes(placementRoutes, extraRoutes ?? {});
-  const server = http.createServer(
+  const server = createRpcServer(
+    { secret, routes, blobSizeBytesMax: NEEDLE_DATA_SIZE_BYTES_MAX },
     { noDelay: true, keepAlive: true, keepAliveTimeout: HTTP_KEEP_ALIVE_TIMEOUT_MS },
-    createRpcHandler({ secret, routes, blobSizeBytesMax: NEEDLE_DATA_SIZE_BYTES_MAX }),
   );
   try {
     await new Promise<void>((resolve, reject) => {

@@ -7,6 +7,8 @@
  * Routes:  POST /rpc/<method>           JSON body -> JSON body
  *          PUT  /blob/<method>?<args>   raw body  -> JSON body   (needle writes)
  *          GET  /blob/<method>?<args>              -> raw body    (needle reads)
+ *          GET  /rpc-stream (Upgrade)   the same three as frames on one connection (rpc-stream.ts),
+ *                                       which the client prefers where the server offers it
  * Errors travel as { error: { name, message, fields } } and are rebuilt as typed errors by
  * the client from a registry of known names, so inner layers keep their operating errors.
  */
@@ -24,6 +26,20 @@ import {
   tryTakeChunkBuffer,
 } from "../base/index.js";
 import { ChecksumMismatch, DiskFull, NeedleNotFound, VolumeFull, VolumeNotFound } from "./needle-store.js";
+import {
+  challengeOf,
+  challengeSignatureValid,
+  FrameReader,
+  FrameType,
+  newChallenge,
+  RPC_STREAM_PATH,
+  RPC_STREAM_PROTOCOL,
+  signChallenge,
+  switchingProtocolsResponse,
+  writeFrame,
+  type Frame,
+} from "./rpc-stream.js";
+import type { Duplex } from "node:stream";
 
 /** A request signed more than this far from our clock is refused (replay window). */
 export const RPC_AUTH_SKEW_MS_MAX = 5 * 60 * SECOND_MS;
@@ -181,15 +197,41 @@ function sendJson(res: http.ServerResponse, statusCode: number, value: unknown):
   res.end(body);
 }
 
-/** Create the HTTP handler of an RPC server; `secret` authenticates every request. */
-export function createRpcHandler(options: {
+export interface RpcServerOptions {
   secret: string;
   routes: RpcRoutes;
   nowMs?: () => number;
   blobSizeBytesMax: number;
-}): (req: http.IncomingMessage, res: http.ServerResponse) => void {
+}
+
+/** The request listener of an RPC server, and the listener of its 'upgrade' event (frames). */
+export type RpcHandler = ((req: http.IncomingMessage, res: http.ServerResponse) => void) & {
+  upgrade: (req: http.IncomingMessage, socket: Duplex, head: Buffer) => void;
+  /**
+   * Ends the framed connections (a closing http.Server does not know them): idle ones now, busy
+   * ones when their last answer is out or after `graceMs`, as HTTP connections are ended.
+   */
+  closeStreams: (graceMs?: number) => void;
+};
+
+/** An http.Server serving `options` on both lanes, closing its framed connections when it closes. */
+export function createRpcServer(options: RpcServerOptions, serverOptions: http.ServerOptions = {}): http.Server {
+  const handler = createRpcHandler(options);
+  const server = http.createServer({ noDelay: true, ...serverOptions }, handler);
+  server.on("upgrade", handler.upgrade);
+  const close = server.close.bind(server);
+  server.close = (callback?: (error?: Error) => void) => {
+    handler.closeStreams(RPC_STREAM_CLOSE_GRACE_MS);
+    return close(callback);
+  };
+  return server;
+}
+
+/** Create the HTTP handler of an RPC server; `secret` authenticates every request. */
+export function createRpcHandler(options: RpcServerOptions): RpcHandler {
   const nowMs = options.nowMs ?? (() => Date.now());
-  return (req, res) => {
+  const streams: ServedStreams = { sockets: new Map(), closing: false };
+  const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     void (async () => {
       try {
         verifyAuth(options.secret, req, nowMs());
@@ -231,12 +273,225 @@ export function createRpcHandler(options: {
       }
     })();
   };
+  const upgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer): void => {
+    const refuse = (statusCode: number, name: string, message: string): void => {
+      const body = toWireJson({ error: { name, message, fields: {} } });
+      socket.end(`HTTP/1.1 ${statusCode} ${http.STATUS_CODES[statusCode]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+    };
+    try {
+      verifyAuth(options.secret, req, nowMs());
+    } catch (error) {
+      refuse(401, "RpcAuthError", (error as Error).message);
+      return;
+    }
+    if (req.url !== RPC_STREAM_PATH || String(req.headers.upgrade).toLowerCase() !== RPC_STREAM_PROTOCOL) {
+      refuse(404, "NoSuchRoute", `upgrade of ${req.url} to ${req.headers.upgrade}`);
+      return;
+    }
+    serveStream(socket, head, options, streams);
+  };
+  const closeStreams = (graceMs = 0): void => {
+    streams.closing = true;
+    for (const [socket, state] of streams.sockets) {
+      if (state.framesInFlight === 0 || graceMs <= 0) socket.destroy();
+      else setTimeout(() => socket.destroy(), graceMs).unref();
+    }
+  };
+  return Object.assign(handler, { upgrade, closeStreams });
 }
 
-/** A client of one peer's RPC server. */
+/** Largest frame a server takes: a blob write of the largest body, or the largest JSON body. */
+function requestFrameBytesMax(options: RpcServerOptions): number {
+  return Math.max(options.blobSizeBytesMax, RPC_JSON_BODY_SIZE_BYTES_MAX) + 64 * 1024;
+}
+
+/** A server's framed connections, each with its requests still being served. */
+interface ServedStreams {
+  sockets: Map<Duplex, { framesInFlight: number }>;
+  /** Set by closeStreams: a connection is ended once it has nothing in flight. */
+  closing: boolean;
+}
+
+/** How long a closing RPC server (createRpcServer) lets framed requests in flight finish. */
+const RPC_STREAM_CLOSE_GRACE_MS = 5 * SECOND_MS;
+
+function serveStream(socket: Duplex, head: Buffer, options: RpcServerOptions, streams: ServedStreams): void {
+  const challenge = newChallenge();
+  const reader = new FrameReader(requestFrameBytesMax(options));
+  let authenticated = false;
+  const state = { framesInFlight: 0 };
+  streams.sockets.set(socket, state);
+  socket.on("close", () => streams.sockets.delete(socket));
+  socket.on("error", () => socket.destroy());
+  (socket as { setNoDelay?: (noDelay: boolean) => void }).setNoDelay?.(true);
+  socket.write(switchingProtocolsResponse(challenge));
+  const answer = (frame: Frame, type: FrameType, payload: Buffer | undefined): void => {
+    if (!socket.destroyed) writeFrame(socket, frame.id, type, "", payload);
+  };
+  const serveFrame = async (frame: Frame): Promise<void> => {
+    try {
+      const question = frame.head.indexOf("?");
+      const method = question < 0 ? frame.head : frame.head.slice(0, question);
+      const query = new URLSearchParams(question < 0 ? "" : frame.head.slice(question + 1));
+      if (frame.type === FrameType.Call && options.routes.json?.[method]) {
+        const result = await options.routes.json[method]!(frame.payload.length === 0 ? undefined : fromWireJson(frame.payload.toString("utf8")));
+        answer(frame, FrameType.ResultJson, Buffer.from(toWireJson({ result })));
+        return;
+      }
+      if (frame.type === FrameType.BlobWrite && options.routes.blobWrite?.[method]) {
+        if (frame.payload.length > options.blobSizeBytesMax) throw new RemoteError("BodyTooLarge", `body over ${options.blobSizeBytesMax} bytes`, 413);
+        const result = await options.routes.blobWrite[method]!(query, frame.payload);
+        answer(frame, FrameType.ResultJson, Buffer.from(toWireJson({ result })));
+        return;
+      }
+      if (frame.type === FrameType.BlobRead && options.routes.blobRead?.[method]) {
+        answer(frame, FrameType.ResultBlob, await options.routes.blobRead[method]!(query));
+        return;
+      }
+      answer(frame, FrameType.Error, Buffer.from(toWireJson({ statusCode: 404, error: { name: "NoSuchRoute", message: `frame type ${frame.type} ${method}`, fields: {} } })));
+    } catch (error) {
+      const typed = error instanceof Error ? error : new Error(String(error));
+      if (!errorRegistry.has(typed.name)) log.warn({ error: typed, method: frame.head }, "rpc handler failed");
+      const statusCode = typed instanceof RemoteError ? typed.statusCode : errorRegistry.has(typed.name) ? 409 : 500;
+      answer(frame, FrameType.Error, Buffer.from(toWireJson({ statusCode, error: { name: typed.name, message: typed.message, fields: errorFields(typed) } })));
+    }
+  };
+  const onData = (piece: Buffer): void => {
+    let frames: Frame[];
+    try {
+      frames = reader.push(piece);
+    } catch {
+      socket.destroy();
+      return;
+    }
+    for (const frame of frames) {
+      if (!authenticated) {
+        // The first frame proves the secret by signing this connection's challenge; nothing else is served before.
+        authenticated = frame.type === FrameType.Auth && challengeSignatureValid(options.secret, challenge, frame.payload.toString("latin1"));
+        if (!authenticated) {
+          socket.destroy();
+          return;
+        }
+        continue;
+      }
+      state.framesInFlight += 1;
+      void serveFrame(frame).finally(() => {
+        state.framesInFlight -= 1;
+        if (streams.closing && state.framesInFlight === 0) socket.destroy();
+      });
+    }
+  };
+  socket.on("data", onData);
+  if (head.length > 0) onData(head);
+}
+
+/** After an upgrade the server refused for now (starting, overloaded), HTTP until this much later. */
+const STREAM_RETRY_AFTER_MS = 1 * SECOND_MS;
+/** Largest answer frame a client takes (needle reads are a chunk; JSON answers are bounded too). */
+const STREAM_ANSWER_FRAME_BYTES_MAX = 256 * MEBIBYTE;
+
+interface PendingFrame {
+  resolve: (frame: Frame) => void;
+  reject: (error: unknown) => void;
+  timer: NodeJS.Timeout;
+}
+
+/** The client's end of one framed connection (rpc-stream.ts): requests in flight by id. */
+class StreamConnection {
+  closed = false;
+  private nextId = 1;
+  private readonly pending = new Map<number, PendingFrame>();
+  private readonly reader = new FrameReader(STREAM_ANSWER_FRAME_BYTES_MAX);
+
+  constructor(
+    private readonly peer: string,
+    private readonly socket: Duplex,
+    head: Buffer,
+  ) {
+    (socket as { setNoDelay?: (noDelay: boolean) => void }).setNoDelay?.(true);
+    socket.on("data", (piece: Buffer) => this.onData(piece));
+    socket.on("error", (error: Error) => this.fail(error.message));
+    socket.on("close", () => this.fail("connection closed"));
+    this.refWhileWaiting();
+    if (head.length > 0) this.onData(head);
+  }
+
+  authenticate(signature: string): void {
+    writeFrame(this.socket, 0, FrameType.Auth, "", Buffer.from(signature, "latin1"));
+  }
+
+  request(type: FrameType, head: string, payload: Buffer | undefined, timeoutMs: number): Promise<Frame> {
+    if (this.closed) return Promise.reject(new PeerUnavailable(this.peer, "connection closed"));
+    const id = this.nextId;
+    this.nextId = this.nextId >= 0xffff_ffff ? 1 : this.nextId + 1;
+    return new Promise<Frame>((resolve, reject) => {
+      // The same deadline as an HTTP call; the answer, if it still comes, is dropped.
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        this.refWhileWaiting();
+        reject(new PeerUnavailable(this.peer, `timed out after ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.pending.set(id, { resolve, reject, timer });
+      this.refWhileWaiting();
+      writeFrame(this.socket, id, type, head, payload);
+    });
+  }
+
+  close(): void {
+    this.fail("client closed");
+  }
+
+  /** Like a pooled HTTP socket: an idle connection does not keep the process alive. */
+  private refWhileWaiting(): void {
+    const socket = this.socket as { ref?: () => void; unref?: () => void };
+    if (this.pending.size > 0) socket.ref?.();
+    else socket.unref?.();
+  }
+
+  private onData(piece: Buffer): void {
+    let frames: Frame[];
+    try {
+      frames = this.reader.push(piece);
+    } catch (error) {
+      this.fail((error as Error).message);
+      return;
+    }
+    for (const frame of frames) {
+      const waiting = this.pending.get(frame.id);
+      if (waiting === undefined) continue;
+      this.pending.delete(frame.id);
+      clearTimeout(waiting.timer);
+      waiting.resolve(frame);
+    }
+    this.refWhileWaiting();
+  }
+
+  private fail(reason: string): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.socket.destroy();
+    for (const waiting of this.pending.values()) {
+      clearTimeout(waiting.timer);
+      waiting.reject(new PeerUnavailable(this.peer, reason));
+    }
+    this.pending.clear();
+  }
+}
+
+/**
+ * A client of one peer's RPC server: over one framed connection (rpc-stream.ts) where the peer
+ * offers it, else over pooled HTTP requests. Needle writes of a mebibyte or more always take
+ * HTTP, where the data node reads them into pooled chunk buffers (readBlobBody).
+ */
 export class RpcClient {
   private readonly agent: http.Agent;
   private readonly url: URL;
+  private stream: StreamConnection | undefined;
+  private streamOpening: Promise<StreamConnection | undefined> | undefined;
+  /** The peer answered the upgrade with 404: it has no framed lane; HTTP from now on. */
+  private streamUnsupported = false;
+  private streamRetryAtMs = 0;
+  private closed = false;
 
   constructor(
     readonly baseUrl: string,
@@ -248,19 +503,110 @@ export class RpcClient {
   }
 
   async call<T>(method: string, body: unknown, options: { timeoutMs?: number } = {}): Promise<T> {
-    const response = await this.request("POST", `/rpc/${method}`, Buffer.from(toWireJson(body)), options.timeoutMs);
-    return this.parseJson<T>(response);
+    const timeoutMs = options.timeoutMs ?? RPC_TIMEOUT_MS_DEFAULT;
+    const payload = Buffer.from(toWireJson(body));
+    const stream = await this.streamFor(timeoutMs);
+    if (stream !== undefined) return this.frameResult<T>(await stream.request(FrameType.Call, method, payload, timeoutMs));
+    return this.parseJson<T>(await this.request("POST", `/rpc/${method}`, payload, timeoutMs));
   }
 
   async writeBlob<T>(method: string, query: Record<string, string>, body: Buffer, options: { timeoutMs?: number } = {}): Promise<T> {
-    const response = await this.request("PUT", `/blob/${method}?${new URLSearchParams(query)}`, body, options.timeoutMs);
-    return this.parseJson<T>(response);
+    const timeoutMs = options.timeoutMs ?? RPC_TIMEOUT_MS_DEFAULT;
+    const target = `${method}?${new URLSearchParams(query)}`;
+    const stream = body.length < BLOB_INTO_CHUNK_BUFFER_SIZE_BYTES_MIN ? await this.streamFor(timeoutMs) : undefined;
+    if (stream !== undefined) return this.frameResult<T>(await stream.request(FrameType.BlobWrite, target, body, timeoutMs));
+    return this.parseJson<T>(await this.request("PUT", `/blob/${target}`, body, timeoutMs));
   }
 
   async readBlob(method: string, query: Record<string, string>, options: { timeoutMs?: number } = {}): Promise<Buffer> {
-    const response = await this.request("GET", `/blob/${method}?${new URLSearchParams(query)}`, undefined, options.timeoutMs);
+    const timeoutMs = options.timeoutMs ?? RPC_TIMEOUT_MS_DEFAULT;
+    const target = `${method}?${new URLSearchParams(query)}`;
+    const stream = await this.streamFor(timeoutMs);
+    if (stream !== undefined) {
+      const frame = await stream.request(FrameType.BlobRead, target, undefined, timeoutMs);
+      if (frame.type === FrameType.ResultBlob) return frame.payload;
+      return this.frameResult<never>(frame);
+    }
+    const response = await this.request("GET", `/blob/${target}`, undefined, timeoutMs);
     if (response.statusCode !== 200) this.throwRemote(response);
     return response.body;
+  }
+
+  /** Whether calls currently travel as frames (tests). */
+  get framed(): boolean {
+    return this.stream !== undefined && !this.stream.closed;
+  }
+
+  /**
+   * The framed connection, opened on first use; undefined when the peer refused the upgrade (its
+   * calls go over HTTP). A peer that cannot be reached, or hangs, fails the call as HTTP would.
+   */
+  private streamFor(timeoutMs: number): Promise<StreamConnection | undefined> | StreamConnection | undefined {
+    if (this.stream !== undefined && !this.stream.closed) return this.stream;
+    this.stream = undefined;
+    if (this.streamUnsupported || this.nowMs() < this.streamRetryAtMs) return undefined;
+    this.streamOpening ??= this.openStream(timeoutMs).finally(() => (this.streamOpening = undefined));
+    return this.streamOpening;
+  }
+
+  private openStream(timeoutMs: number): Promise<StreamConnection | undefined> {
+    return new Promise<StreamConnection | undefined>((resolve, reject) => {
+      const request = http.request({
+        host: this.url.hostname,
+        port: this.url.port,
+        method: "GET",
+        path: RPC_STREAM_PATH,
+        agent: false,
+        headers: {
+          connection: "Upgrade",
+          upgrade: RPC_STREAM_PROTOCOL,
+          [AUTH_HEADER]: authHeader(this.secret, "GET", RPC_STREAM_PATH, this.nowMs()),
+        },
+      });
+      const timer = setTimeout(() => request.destroy(new Error(`timed out after ${timeoutMs} ms`)), timeoutMs);
+      request.on("upgrade", (response: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+        clearTimeout(timer);
+        const challenge = challengeOf(response);
+        if (this.closed) {
+          socket.destroy();
+          resolve(undefined);
+          return;
+        }
+        if (challenge === undefined) {
+          socket.destroy();
+          this.streamUnsupported = true;
+          resolve(undefined);
+          return;
+        }
+        const connection = new StreamConnection(this.baseUrl, socket, head);
+        connection.authenticate(signChallenge(this.secret, challenge));
+        this.stream = connection;
+        resolve(connection);
+      });
+      request.on("response", (response: http.IncomingMessage) => {
+        clearTimeout(timer);
+        response.resume();
+        if (response.statusCode === 404) this.streamUnsupported = true;
+        else this.streamRetryAtMs = this.nowMs() + STREAM_RETRY_AFTER_MS;
+        resolve(undefined);
+      });
+      request.on("error", (error) => {
+        clearTimeout(timer);
+        reject(new PeerUnavailable(this.baseUrl, error.message));
+      });
+      request.end();
+    });
+  }
+
+  private frameResult<T>(frame: Frame): T {
+    if (frame.type === FrameType.ResultJson) return (fromWireJson(frame.payload.toString("utf8")) as { result: T }).result;
+    let statusCode = 500;
+    try {
+      statusCode = Number((JSON.parse(frame.payload.toString("utf8")) as { statusCode?: number }).statusCode ?? 500);
+    } catch {
+      // Not our JSON: throwRemote reports the status alone.
+    }
+    this.throwRemote({ statusCode, body: frame.payload });
   }
 
   private parseJson<T>(response: { statusCode: number; body: Buffer }): T {
@@ -281,7 +627,7 @@ export class RpcClient {
     throw new RemoteError(error.name, error.message, response.statusCode);
   }
 
-  private request(method: string, path: string, body: Buffer | undefined, timeoutMs = RPC_TIMEOUT_MS_DEFAULT): Promise<{ statusCode: number; body: Buffer }> {
+  private request(method: string, path: string, body: Buffer | undefined, timeoutMs: number): Promise<{ statusCode: number; body: Buffer }> {
     return new Promise((resolve, reject) => {
       const request = http.request(
         {
@@ -319,6 +665,9 @@ export class RpcClient {
   }
 
   close(): void {
+    this.closed = true;
+    this.stream?.close();
+    this.stream = undefined;
     this.agent.destroy();
   }
 }

@@ -9,12 +9,11 @@
 // import datanode/; the transport-only cases are in cluster/remote-needle-store.test.ts.)
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import * as http from "node:http";
 import type { AddressInfo } from "node:net";
 import { chunkBufferPoolStats, NEEDLE_DATA_SIZE_BYTES_MAX, newNeedleId, type VolumeId } from "../base/index.js";
 import {
   ChecksumMismatch,
-  createRpcHandler,
+  createRpcServer,
   NeedleNotFound,
   RemoteError,
   RemoteNeedleStore,
@@ -48,10 +47,7 @@ async function withServedNode(body: (served: Served) => Promise<void>, nodeOptio
     ...(nodeOptions ?? { volumeSizeBytes: VOLUME_SIZE_BYTES, allowVolumeSizeBelowMinimumForTests: true }),
   });
   const writeStats = new WriteStats();
-  const server = http.createServer(
-    { noDelay: true },
-    createRpcHandler({ secret: SECRET, routes: createDataNodeRpcRoutes(node, { writeStats }), blobSizeBytesMax: NEEDLE_DATA_SIZE_BYTES_MAX + 65_536 }),
-  );
+  const server = createRpcServer({ secret: SECRET, routes: createDataNodeRpcRoutes(node, { writeStats }), blobSizeBytesMax: NEEDLE_DATA_SIZE_BYTES_MAX + 65_536 });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const address = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   const store = new RemoteNeedleStore({ nodeId: TEST_NODE_ID, address, secret: SECRET, timeoutMs: 2_000 });

@@ -6,10 +6,9 @@
 // sealVolume (repair, drain) seals a writable volume as a full one is sealed, idempotently.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import * as http from "node:http";
 import type { AddressInfo } from "node:net";
 import { NEEDLE_DATA_SIZE_BYTES_MAX, type VolumeId } from "../base/index.js";
-import { ChecksumMismatch, createRpcHandler, NeedleNotFound, RemoteNeedleStore, RpcClient, VolumeFull, VolumeNotFound } from "../cluster/index.js";
+import { ChecksumMismatch, createRpcServer, NeedleNotFound, RemoteNeedleStore, RpcClient, VolumeFull, VolumeNotFound } from "../cluster/index.js";
 import { createDataNodeRpcRoutes, DataNode, DataNodeRequestInvalid, LIST_NEEDLES_COUNT_MAX } from "./index.js";
 import { makeNeedle, makeTemporaryDisks, TEST_NODE_ID } from "./fixtures.js";
 
@@ -19,7 +18,7 @@ const VOLUME = 1 as VolumeId;
 async function withServedNode(body: (served: { node: DataNode; store: RemoteNeedleStore; rpc: RpcClient }) => Promise<void>): Promise<void> {
   const disks = await makeTemporaryDisks(1);
   const node = await DataNode.open({ nodeId: TEST_NODE_ID, diskDirectories: disks.disks });
-  const server = http.createServer({ noDelay: true }, createRpcHandler({ secret: SECRET, routes: createDataNodeRpcRoutes(node), blobSizeBytesMax: NEEDLE_DATA_SIZE_BYTES_MAX + 65_536 }));
+  const server = createRpcServer({ secret: SECRET, routes: createDataNodeRpcRoutes(node), blobSizeBytesMax: NEEDLE_DATA_SIZE_BYTES_MAX + 65_536 });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const address = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   const store = new RemoteNeedleStore({ nodeId: TEST_NODE_ID, address, secret: SECRET, timeoutMs: 2_000 });

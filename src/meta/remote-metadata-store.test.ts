@@ -3,7 +3,7 @@
 // every typed error survives the trip.
 import * as http from "node:http";
 import type { AddressInfo } from "node:net";
-import { createRpcHandler, RpcClient } from "../cluster/index.js";
+import { createRpcServer, RpcClient } from "../cluster/index.js";
 import { runMetadataStoreContract } from "./metadata-store.contract.js";
 import { createMetadataRpcRoutes, remoteMetadataStore } from "./remote-metadata-store.js";
 import { SqliteMetadataStore } from "./sqlite/sqlite-metadata-store.js";
@@ -16,7 +16,7 @@ runMetadataStoreContract(
   "remote over RPC (sqlite behind)",
   async () => {
     const local = SqliteMetadataStore.open(":memory:");
-    const server = http.createServer(createRpcHandler({ secret: SECRET, routes: createMetadataRpcRoutes(local), blobSizeBytesMax: 0 }));
+    const server = createRpcServer({ secret: SECRET, routes: createMetadataRpcRoutes(local), blobSizeBytesMax: 0 });
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
     const { port } = server.address() as AddressInfo;
     const store = remoteMetadataStore(new RpcClient(`http://127.0.0.1:${port}`, SECRET));

@@ -1,4 +1,4 @@
-// Proves the gateway side of placement against a real placement RPC server (createRpcHandler
+// Proves the gateway side of placement against a real placement RPC server (createRpcServer
 // over HTTP on 127.0.0.1:0, a fake clock inside the service) with fake per-node stores:
 // writableVolume hands out only volumes whose replicas are all up, round-robin, and asks
 // placement to grow when none is; replicasOf orders same-zone first and down last; volumeFull
@@ -6,9 +6,8 @@
 // from the cached map.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import * as http from "node:http";
 import { GIBIBYTE, type NodeId, type VolumeId } from "../base/index.js";
-import { createRpcHandler, type HeartbeatRequest, type NeedleStore, type NodeRecord, type VolumeStatus } from "../cluster/index.js";
+import { createRpcServer, type HeartbeatRequest, type NeedleStore, type NodeRecord, type VolumeStatus } from "../cluster/index.js";
 import { ClusterMapStore } from "./cluster-map-store.js";
 import { ClusterPlacement, NoWritableVolume } from "./cluster-placement.js";
 import { UnknownVolume } from "./placement.js";
@@ -62,7 +61,7 @@ async function startCluster(options: { zones: string[]; writableVolumeTarget?: n
   });
   const nodes: Array<{ nodeId: NodeId; zone: string }> = options.zones.map((zone) => ({ nodeId: service.heartbeat(heartbeatOf(zone)).nodeId, zone }));
   if (options.grow ?? true) await service.growVolumes();
-  const server = http.createServer(createRpcHandler({ secret: SECRET, routes: createPlacementRpcRoutes(service), blobSizeBytesMax: 1024 }));
+  const server = createRpcServer({ secret: SECRET, routes: createPlacementRpcRoutes(service), blobSizeBytesMax: 1024 });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const address = server.address();
   assert.ok(typeof address === "object" && address !== null);

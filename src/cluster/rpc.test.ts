@@ -1,0 +1,130 @@
+// The internal RPC's two lanes: framed connections (rpc-stream.ts) where the server offers them,
+// HTTP where it does not, with the same answers and typed errors on both, and the framed lane's
+// authentication (signed upgrade, then a per-connection challenge).
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import * as http from "node:http";
+import * as net from "node:net";
+import type { AddressInfo } from "node:net";
+import type { VolumeId } from "../base/index.js";
+import { createRpcHandler, createRpcServer, PeerUnavailable, RemoteError, RpcClient, VolumeFull, type RpcRoutes } from "./index.js";
+import { challengeOf, FrameReader, FrameType, RPC_STREAM_PATH, RPC_STREAM_PROTOCOL, signChallenge, writeFrame } from "./rpc-stream.js";
+
+const SECRET = "test-cluster-secret";
+
+const routes: RpcRoutes = {
+  json: {
+    echo: async (body) => ({ echoed: body }),
+    full: async () => {
+      throw new VolumeFull(7 as VolumeId);
+    },
+    never: () => new Promise(() => undefined),
+  },
+  blobWrite: { length: async (query, body) => ({ length: body.length, tag: query.get("tag") }) },
+  blobRead: { bytes: async (query) => Buffer.alloc(Number(query.get("size")), 0x5a) },
+};
+
+async function listening(server: http.Server, t: { after: (fn: () => Promise<void>) => void }): Promise<string> {
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  t.after(async () => {
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+async function exercise(client: RpcClient): Promise<void> {
+  assert.deepEqual(await client.call("echo", { a: 1, b: [true, "x"], c: undefined }), { echoed: { a: 1, b: [true, "x"], c: undefined } });
+  assert.deepEqual(await client.writeBlob("length", { tag: "small" }, Buffer.alloc(4096)), { length: 4096, tag: "small" });
+  // A mebibyte or more always takes HTTP (the data node reads it into a chunk buffer).
+  assert.deepEqual(await client.writeBlob("length", { tag: "large" }, Buffer.alloc(2 * 1024 * 1024)), { length: 2 * 1024 * 1024, tag: "large" });
+  const read = await client.readBlob("bytes", { size: String(3 * 1024 * 1024 + 5) });
+  assert.equal(read.length, 3 * 1024 * 1024 + 5);
+  assert.ok(read.every((byte) => byte === 0x5a));
+  await assert.rejects(client.call("full", {}), (error: unknown) => error instanceof VolumeFull && error.volumeId === 7);
+  await assert.rejects(client.call("nothing", {}), (error: unknown) => error instanceof RemoteError && error.remoteName === "NoSuchRoute");
+}
+
+test("a client talks frames to a server that offers them, with the answers and typed errors of HTTP", async (t) => {
+  const address = await listening(createRpcServer({ secret: SECRET, routes, blobSizeBytesMax: 8 * 1024 * 1024 }), t);
+  const client = new RpcClient(address, SECRET);
+  t.after(() => client.close());
+  await exercise(client);
+  assert.equal(client.framed, true);
+  // Many calls at once share the one connection and each gets its own answer.
+  const answers = await Promise.all(Array.from({ length: 200 }, (_, index) => client.call<{ echoed: number }>("echo", index)));
+  assert.deepEqual(answers.map((answer) => answer.echoed), Array.from({ length: 200 }, (_, index) => index));
+});
+
+test("a server without the framed lane is spoken to over HTTP, with the same answers", async (t) => {
+  const address = await listening(http.createServer(createRpcHandler({ secret: SECRET, routes, blobSizeBytesMax: 8 * 1024 * 1024 })), t);
+  const client = new RpcClient(address, SECRET);
+  t.after(() => client.close());
+  await exercise(client);
+  assert.equal(client.framed, false);
+});
+
+test("a call that gets no answer fails with PeerUnavailable at its deadline, and the connection goes on serving", async (t) => {
+  const address = await listening(createRpcServer({ secret: SECRET, routes, blobSizeBytesMax: 1024 }), t);
+  const client = new RpcClient(address, SECRET);
+  t.after(() => client.close());
+  const startedMs = Date.now();
+  await assert.rejects(client.call("never", {}, { timeoutMs: 200 }), PeerUnavailable);
+  assert.ok(Date.now() - startedMs < 2_000);
+  assert.deepEqual(await client.call("echo", "after"), { echoed: "after" });
+  assert.equal(client.framed, true);
+});
+
+test("a wrong cluster secret is refused on the framed lane as on HTTP", async (t) => {
+  const address = await listening(createRpcServer({ secret: SECRET, routes, blobSizeBytesMax: 1024 }), t);
+  const client = new RpcClient(address, "not-the-secret");
+  t.after(() => client.close());
+  await assert.rejects(client.call("echo", 1), (error: unknown) => error instanceof RemoteError && error.remoteName === "RpcAuthError");
+  assert.equal(client.framed, false);
+});
+
+/**
+ * Opens a framed connection by hand: an upgrade signed with the right secret (as an eavesdropper
+ * would replay it), then the first frame `authOf(challenge)`, then one call.
+ */
+async function rawStream(address: string, authOf: (challenge: string) => string): Promise<{ answers: FrameType[]; closed: boolean }> {
+  const { createHmac } = await import("node:crypto");
+  const nowMs = Date.now();
+  const auth = `${nowMs}.${createHmac("sha256", SECRET).update(`GET\n${RPC_STREAM_PATH}\n${nowMs}`).digest("hex")}`;
+  const url = new URL(address);
+  return new Promise((resolve, reject) => {
+    const request = http.request({ host: url.hostname, port: url.port, path: RPC_STREAM_PATH, agent: false, headers: { connection: "Upgrade", upgrade: RPC_STREAM_PROTOCOL, "x-cairn-auth": auth } });
+    request.on("upgrade", (response: http.IncomingMessage, socket: net.Socket) => {
+      const answers: FrameType[] = [];
+      const reader = new FrameReader(1 << 20);
+      socket.on("data", (piece: Buffer) => answers.push(...reader.push(piece).map((frame) => frame.type)));
+      socket.on("close", () => resolve({ answers, closed: true }));
+      writeFrame(socket, 0, FrameType.Auth, "", Buffer.from(authOf(challengeOf(response) ?? ""), "latin1"));
+      writeFrame(socket, 1, FrameType.Call, "echo", Buffer.from("1"));
+      setTimeout(() => resolve({ answers, closed: socket.destroyed }), 1_000).unref();
+    });
+    request.on("error", reject);
+    request.end();
+  });
+}
+
+test("a replayed upgrade cannot sign the new challenge: its connection is closed before any call is served", async (t) => {
+  const address = await listening(createRpcServer({ secret: SECRET, routes, blobSizeBytesMax: 1024 }), t);
+  // With the challenge signed, the call is answered (the hand-made client works)...
+  const answered = await rawStream(address, (challenge) => signChallenge(SECRET, challenge));
+  assert.deepEqual(answered.answers, [FrameType.ResultJson]);
+  // ...and a replay, which cannot sign a challenge it never saw, is cut off unanswered.
+  const refused = await rawStream(address, () => "0".repeat(64));
+  assert.deepEqual(refused, { answers: [], closed: true });
+});
+
+test("closing the server ends its framed connections; the next call fails with PeerUnavailable", async (t) => {
+  const server = createRpcServer({ secret: SECRET, routes, blobSizeBytesMax: 1024 });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const client = new RpcClient(`http://127.0.0.1:${(server.address() as AddressInfo).port}`, SECRET);
+  t.after(() => client.close());
+  assert.deepEqual(await client.call("echo", 1), { echoed: 1 });
+  assert.equal(client.framed, true);
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  await assert.rejects(client.call("echo", 2, { timeoutMs: 1_000 }), PeerUnavailable);
+});
