@@ -16,9 +16,9 @@
  * (UTF-8: a method name, or "method?query"), payload (JSON or raw bytes). Answers carry the id of
  * their request and may come in any order.
  *
- * rpc.ts decides what goes this way: JSON calls, needle writes under a mebibyte (larger ones keep
- * HTTP, where the data node reads them straight into a pooled, page-aligned chunk buffer), and
- * reads. Where the upgrade is refused (a server without it, or one still starting) the client uses
+ * rpc.ts decides what goes this way: JSON calls, needle writes under 2 MiB (larger ones keep HTTP,
+ * where the data node reads them straight into a pooled chunk buffer it can write with O_DIRECT),
+ * and reads. Where the upgrade is refused (a server without it, or one still starting) the client uses
  * HTTP, trying the upgrade again later.
  */
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";

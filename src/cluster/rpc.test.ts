@@ -36,7 +36,8 @@ async function listening(server: http.Server, t: { after: (fn: () => Promise<voi
 async function exercise(client: RpcClient): Promise<void> {
   assert.deepEqual(await client.call("echo", { a: 1, b: [true, "x"], c: undefined }), { echoed: { a: 1, b: [true, "x"], c: undefined } });
   assert.deepEqual(await client.writeBlob("length", { tag: "small" }, Buffer.alloc(4096)), { length: 4096, tag: "small" });
-  // A mebibyte or more always takes HTTP (the data node reads it into a chunk buffer).
+  assert.deepEqual(await client.writeBlob("length", { tag: "medium" }, Buffer.alloc(1024 * 1024 + 1)), { length: 1024 * 1024 + 1, tag: "medium" });
+  // From 2 MiB on it takes HTTP (the data node reads it into a chunk buffer, to write it with O_DIRECT).
   assert.deepEqual(await client.writeBlob("length", { tag: "large" }, Buffer.alloc(2 * 1024 * 1024)), { length: 2 * 1024 * 1024, tag: "large" });
   const read = await client.readBlob("bytes", { size: String(3 * 1024 * 1024 + 5) });
   assert.equal(read.length, 3 * 1024 * 1024 + 5);

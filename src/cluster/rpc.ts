@@ -132,6 +132,12 @@ function readBody(req: http.IncomingMessage, sizeBytesMax: number): Promise<Buff
  * a data node started with --direct-io then writes them around the page cache without a copy.
  */
 const BLOB_INTO_CHUNK_BUFFER_SIZE_BYTES_MIN = 1 * MEBIBYTE;
+/**
+ * Needle writes below this size travel as frames. Larger ones keep HTTP, where the data node
+ * reads the body into a pooled chunk buffer at the offset that lets it write the needle with
+ * O_DIRECT from there (the data node's DIRECT_WRITE_BYTES_MIN: smaller needles are buffered).
+ */
+const BLOB_FRAMED_SIZE_BYTES_MAX = 2 * MEBIBYTE;
 
 /**
  * A blob write's body, in a chunk buffer when its declared length suits one (else as readBody
@@ -480,8 +486,8 @@ class StreamConnection {
 
 /**
  * A client of one peer's RPC server: over one framed connection (rpc-stream.ts) where the peer
- * offers it, else over pooled HTTP requests. Needle writes of a mebibyte or more always take
- * HTTP, where the data node reads them into pooled chunk buffers (readBlobBody).
+ * offers it, else over pooled HTTP requests. Needle writes of 2 MiB or more always take HTTP,
+ * where the data node reads them into pooled chunk buffers (readBlobBody).
  */
 export class RpcClient {
   private readonly agent: http.Agent;
@@ -513,7 +519,7 @@ export class RpcClient {
   async writeBlob<T>(method: string, query: Record<string, string>, body: Buffer, options: { timeoutMs?: number } = {}): Promise<T> {
     const timeoutMs = options.timeoutMs ?? RPC_TIMEOUT_MS_DEFAULT;
     const target = `${method}?${new URLSearchParams(query)}`;
-    const stream = body.length < BLOB_INTO_CHUNK_BUFFER_SIZE_BYTES_MIN ? await this.streamFor(timeoutMs) : undefined;
+    const stream = body.length < BLOB_FRAMED_SIZE_BYTES_MAX ? await this.streamFor(timeoutMs) : undefined;
     if (stream !== undefined) return this.frameResult<T>(await stream.request(FrameType.BlobWrite, target, body, timeoutMs));
     return this.parseJson<T>(await this.request("PUT", `/blob/${target}`, body, timeoutMs));
   }
