@@ -29,6 +29,8 @@ export const RPC_STREAM_PATH = "/rpc-stream";
 export const RPC_STREAM_PROTOCOL = "cairn-rpc/1";
 const CHALLENGE_HEADER = "x-cairn-challenge";
 const FRAME_HEADER_BYTES = 12;
+/** The first frame of a connection, the challenge's signature, is at most this long. */
+export const AUTH_FRAME_BYTES_MAX = 1024;
 
 export const enum FrameType {
   Auth = 0,
@@ -71,30 +73,30 @@ export class FrameReader {
   private pieces: Buffer[] = [];
   private bufferedBytes = 0;
 
-  constructor(private readonly frameBytesMax: number) {}
+  /** `frameBytesMax` may change between pushes (a server takes only a small frame before authentication). */
+  constructor(public frameBytesMax: number) {}
 
-  /** The frames completed by `piece`; throws on a frame over the limit. */
-  push(piece: Buffer): Frame[] {
+  push(piece: Buffer): void {
     this.pieces.push(piece);
     this.bufferedBytes += piece.length;
-    const frames: Frame[] = [];
-    for (;;) {
-      if (this.bufferedBytes < 4) break;
-      const first = this.pieces[0]!.length >= 4 ? this.pieces[0]! : this.take(4, false);
-      const frameBytes = 4 + first.readUInt32BE(0);
-      if (frameBytes - 4 < FRAME_HEADER_BYTES - 4 || frameBytes > this.frameBytesMax) throw new Error(`RPC frame of ${frameBytes} bytes`);
-      if (this.bufferedBytes < frameBytes) break;
-      const bytes = this.take(frameBytes, true);
-      const headBytes = bytes.readUInt16BE(10);
-      if (FRAME_HEADER_BYTES + headBytes > frameBytes) throw new Error("RPC frame head past its end");
-      frames.push({
-        id: bytes.readUInt32BE(4),
-        type: bytes.readUInt8(8) as FrameType,
-        head: bytes.toString("utf8", FRAME_HEADER_BYTES, FRAME_HEADER_BYTES + headBytes),
-        payload: bytes.subarray(FRAME_HEADER_BYTES + headBytes),
-      });
-    }
-    return frames;
+  }
+
+  /** The next whole frame, or undefined until more bytes come; throws on a frame over the limit. */
+  next(): Frame | undefined {
+    if (this.bufferedBytes < 4) return undefined;
+    const first = this.pieces[0]!.length >= 4 ? this.pieces[0]! : this.take(4, false);
+    const frameBytes = 4 + first.readUInt32BE(0);
+    if (frameBytes < FRAME_HEADER_BYTES || frameBytes > this.frameBytesMax) throw new Error(`RPC frame of ${frameBytes} bytes`);
+    if (this.bufferedBytes < frameBytes) return undefined;
+    const bytes = this.take(frameBytes, true);
+    const headBytes = bytes.readUInt16BE(10);
+    if (FRAME_HEADER_BYTES + headBytes > frameBytes) throw new Error("RPC frame head past its end");
+    return {
+      id: bytes.readUInt32BE(4),
+      type: bytes.readUInt8(8) as FrameType,
+      head: bytes.toString("utf8", FRAME_HEADER_BYTES, FRAME_HEADER_BYTES + headBytes),
+      payload: bytes.subarray(FRAME_HEADER_BYTES + headBytes),
+    };
   }
 
   /** The first `count` buffered bytes as one buffer (consumed when `consume`). */

@@ -88,7 +88,7 @@ test("a wrong cluster secret is refused on the framed lane as on HTTP", async (t
  * Opens a framed connection by hand: an upgrade signed with the right secret (as an eavesdropper
  * would replay it), then the first frame `authOf(challenge)`, then one call.
  */
-async function rawStream(address: string, authOf: (challenge: string) => string): Promise<{ answers: FrameType[]; closed: boolean }> {
+async function rawStream(address: string, authOf: (challenge: string) => string | Buffer): Promise<{ answers: FrameType[]; closed: boolean }> {
   const { createHmac } = await import("node:crypto");
   const nowMs = Date.now();
   const auth = `${nowMs}.${createHmac("sha256", SECRET).update(`GET\n${RPC_STREAM_PATH}\n${nowMs}`).digest("hex")}`;
@@ -98,10 +98,20 @@ async function rawStream(address: string, authOf: (challenge: string) => string)
     request.on("upgrade", (response: http.IncomingMessage, socket: net.Socket) => {
       const answers: FrameType[] = [];
       const reader = new FrameReader(1 << 20);
-      socket.on("data", (piece: Buffer) => answers.push(...reader.push(piece).map((frame) => frame.type)));
+      socket.on("data", (piece: Buffer) => {
+        reader.push(piece);
+        for (let frame = reader.next(); frame !== undefined; frame = reader.next()) answers.push(frame.type);
+      });
       socket.on("close", () => resolve({ answers, closed: true }));
-      writeFrame(socket, 0, FrameType.Auth, "", Buffer.from(authOf(challengeOf(response) ?? ""), "latin1"));
+      // A server that cuts the connection while frames are still arriving resets it.
+      socket.on("error", () => undefined);
+      const auth = authOf(challengeOf(response) ?? "");
+      // A Buffer is sent as it is: raw bytes in place of the first frame.
+      if (Buffer.isBuffer(auth)) socket.write(auth);
+      else writeFrame(socket, 0, FrameType.Auth, "", Buffer.from(auth, "latin1"));
       writeFrame(socket, 1, FrameType.Call, "echo", Buffer.from("1"));
+      // Right behind the signature, in the same write: a frame far larger than a signature may be.
+      writeFrame(socket, 2, FrameType.BlobWrite, "length?tag=x", Buffer.alloc(64 * 1024));
       setTimeout(() => resolve({ answers, closed: socket.destroyed }), 1_000).unref();
     });
     request.on("error", reject);
@@ -110,13 +120,18 @@ async function rawStream(address: string, authOf: (challenge: string) => string)
 }
 
 test("a replayed upgrade cannot sign the new challenge: its connection is closed before any call is served", async (t) => {
-  const address = await listening(createRpcServer({ secret: SECRET, routes, blobSizeBytesMax: 1024 }), t);
+  const address = await listening(createRpcServer({ secret: SECRET, routes, blobSizeBytesMax: 128 * 1024 }), t);
   // With the challenge signed, the call is answered (the hand-made client works)...
   const answered = await rawStream(address, (challenge) => signChallenge(SECRET, challenge));
-  assert.deepEqual(answered.answers, [FrameType.ResultJson]);
-  // ...and a replay, which cannot sign a challenge it never saw, is cut off unanswered.
+  assert.deepEqual(answered.answers, [FrameType.ResultJson, FrameType.ResultJson]);
+  // ...and a replay, which cannot sign a challenge it never saw, is cut off unanswered...
   const refused = await rawStream(address, () => "0".repeat(64));
   assert.deepEqual(refused, { answers: [], closed: true });
+  // ...as is one that announces more than a signature first, at once, before those bytes come.
+  const header = Buffer.alloc(12);
+  header.writeUInt32BE(10 * 1024 * 1024, 0);
+  const oversized = await rawStream(address, () => header);
+  assert.deepEqual(oversized, { answers: [], closed: true });
 });
 
 test("closing the server ends its framed connections; the next call fails with PeerUnavailable", async (t) => {

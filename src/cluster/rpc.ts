@@ -27,6 +27,7 @@ import {
 } from "../base/index.js";
 import { ChecksumMismatch, DiskFull, NeedleNotFound, VolumeFull, VolumeNotFound } from "./needle-store.js";
 import {
+  AUTH_FRAME_BYTES_MAX,
   challengeOf,
   challengeSignatureValid,
   FrameReader,
@@ -323,7 +324,8 @@ const RPC_STREAM_CLOSE_GRACE_MS = 5 * SECOND_MS;
 
 function serveStream(socket: Duplex, head: Buffer, options: RpcServerOptions, streams: ServedStreams): void {
   const challenge = newChallenge();
-  const reader = new FrameReader(requestFrameBytesMax(options));
+  // Until the challenge is signed a peer may send no more than the signature.
+  const reader = new FrameReader(AUTH_FRAME_BYTES_MAX);
   let authenticated = false;
   const state = { framesInFlight: 0 };
   streams.sockets.set(socket, state);
@@ -363,14 +365,16 @@ function serveStream(socket: Duplex, head: Buffer, options: RpcServerOptions, st
     }
   };
   const onData = (piece: Buffer): void => {
-    let frames: Frame[];
-    try {
-      frames = reader.push(piece);
-    } catch {
-      socket.destroy();
-      return;
-    }
-    for (const frame of frames) {
+    reader.push(piece);
+    for (;;) {
+      let frame: Frame | undefined;
+      try {
+        frame = reader.next();
+      } catch {
+        socket.destroy();
+        return;
+      }
+      if (frame === undefined) return;
       if (!authenticated) {
         // The first frame proves the secret by signing this connection's challenge; nothing else is served before.
         authenticated = frame.type === FrameType.Auth && challengeSignatureValid(options.secret, challenge, frame.payload.toString("latin1"));
@@ -378,6 +382,7 @@ function serveStream(socket: Duplex, head: Buffer, options: RpcServerOptions, st
           socket.destroy();
           return;
         }
+        reader.frameBytesMax = requestFrameBytesMax(options);
         continue;
       }
       state.framesInFlight += 1;
@@ -455,14 +460,16 @@ class StreamConnection {
   }
 
   private onData(piece: Buffer): void {
-    let frames: Frame[];
-    try {
-      frames = this.reader.push(piece);
-    } catch (error) {
-      this.fail((error as Error).message);
-      return;
-    }
-    for (const frame of frames) {
+    this.reader.push(piece);
+    for (;;) {
+      let frame: Frame | undefined;
+      try {
+        frame = this.reader.next();
+      } catch (error) {
+        this.fail((error as Error).message);
+        return;
+      }
+      if (frame === undefined) break;
       const waiting = this.pending.get(frame.id);
       if (waiting === undefined) continue;
       this.pending.delete(frame.id);
