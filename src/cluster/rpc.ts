@@ -269,13 +269,8 @@ export function createRpcHandler(options: RpcServerOptions): RpcHandler {
         }
         sendJson(res, 404, { error: { name: "NoSuchRoute", message: `${req.method} ${url.pathname}`, fields: {} } });
       } catch (error) {
-        if (error instanceof RpcAuthError) {
-          sendJson(res, 401, { error: { name: "RpcAuthError", message: error.message, fields: {} } });
-          return;
-        }
-        const typed = error instanceof Error ? error : new Error(String(error));
-        if (!errorRegistry.has(typed.name)) log.warn({ error: typed, url: req.url }, "rpc handler failed");
-        if (!res.headersSent) sendJson(res, errorRegistry.has(typed.name) ? 409 : 500, { error: { name: typed.name, message: typed.message, fields: errorFields(typed) } });
+        const failure = failureOf(error, req.url ?? "");
+        if (!res.headersSent) sendJson(res, failure.statusCode, { error: failure.error });
         else res.destroy();
       }
     })();
@@ -305,6 +300,19 @@ export function createRpcHandler(options: RpcServerOptions): RpcHandler {
     }
   };
   return Object.assign(handler, { upgrade, closeStreams });
+}
+
+/**
+ * How a failed call is answered on either lane: its status (401 for authentication, 409 for an
+ * operating error the client rebuilds by name, 500 for anything else, which is logged) and the
+ * error as the client reads it.
+ */
+function failureOf(error: unknown, call: string): { statusCode: number; error: { name: string; message: string; fields: Record<string, unknown> } } {
+  if (error instanceof RpcAuthError) return { statusCode: 401, error: { name: "RpcAuthError", message: error.message, fields: {} } };
+  const typed = error instanceof Error ? error : new Error(String(error));
+  const known = errorRegistry.has(typed.name);
+  if (!known) log.warn({ error: typed, call }, "rpc handler failed");
+  return { statusCode: known ? 409 : 500, error: { name: typed.name, message: typed.message, fields: errorFields(typed) } };
 }
 
 /** Largest frame a server takes: a blob write of the largest body, or the largest JSON body. */
@@ -358,10 +366,7 @@ function serveStream(socket: Duplex, head: Buffer, options: RpcServerOptions, st
       }
       answer(frame, FrameType.Error, Buffer.from(toWireJson({ statusCode: 404, error: { name: "NoSuchRoute", message: `frame type ${frame.type} ${method}`, fields: {} } })));
     } catch (error) {
-      const typed = error instanceof Error ? error : new Error(String(error));
-      if (!errorRegistry.has(typed.name)) log.warn({ error: typed, method: frame.head }, "rpc handler failed");
-      const statusCode = typed instanceof RemoteError ? typed.statusCode : errorRegistry.has(typed.name) ? 409 : 500;
-      answer(frame, FrameType.Error, Buffer.from(toWireJson({ statusCode, error: { name: typed.name, message: typed.message, fields: errorFields(typed) } })));
+      answer(frame, FrameType.Error, Buffer.from(toWireJson(failureOf(error, frame.head))));
     }
   };
   const onData = (piece: Buffer): void => {
