@@ -1,7 +1,7 @@
 /**
  * The seam between the gateway's data path and the data nodes. In `cairn server` the data path
  * calls a data node in-process through this interface; in a cluster it calls the same methods
- * over the internal HTTP API. Nothing above this seam knows which.
+ * over the internal RPC API (rpc.ts). Nothing above this seam knows which.
  */
 import type { NeedleId, NodeId, VolumeId } from "../base/index.js";
 

@@ -1,5 +1,5 @@
 /**
- * A data node seen through its internal HTTP API: the same NeedleStore the data path calls
+ * A data node seen through its internal RPC API: the same NeedleStore the data path calls
  * in-process in `cairn server`, here over RpcClient (methods and shapes in messages.ts).
  *
  * Typed operating errors (VolumeFull, VolumeNotFound, NeedleNotFound, ChecksumMismatch,
@@ -56,10 +56,10 @@ export class RemoteNeedleStore implements RepairNeedleStore {
     if (input.offsetBytes !== undefined) query.offsetBytes = String(input.offsetBytes);
     if (input.lengthBytes !== undefined) query.lengthBytes = String(input.lengthBytes);
     const data = await this.client.readBlob("readNeedle", query, { timeoutMs: this.timeoutMs });
-    // The data node verified the needle's CRC before answering, and HTTP framing catches a cut
-    // body; what is left to check here is that the answer is the range we asked for. A wrong
-    // length is a bad answer from this peer, not rot on its disk: read another replica, but do
-    // not report the needle for repair.
+    // The data node verified the needle's CRC before answering, and the RPC's framing (a frame's
+    // length, or HTTP's) catches a cut body; what is left to check here is that the answer is the
+    // range we asked for. A wrong length is a bad answer from this peer, not rot on its disk: read
+    // another replica, but do not report the needle for repair.
     if (input.lengthBytes !== undefined && data.length !== input.lengthBytes) {
       throw new PeerUnavailable(this.address, `readNeedle answered ${data.length} bytes, ${input.lengthBytes} were asked for`);
     }
