@@ -4,9 +4,10 @@
  * Why: by default SQLite checkpoints in the COMMIT that takes the WAL past 1,000 pages: it
  * copies those pages into the database file and fsyncs the WAL and the database, all inside a
  * synchronous better-sqlite3 call, so the event loop and every request wait for the disk. With
- * 4 KiB PUTs on this machine the loop spent about 2% of its time there, in stalls of up to 6 ms
- * (perf sched: the loop's longest waits were inside walCheckpoint's fsync); on a disk with
- * seek times, where a checkpoint's random page writes take a seek each, it is seconds.
+ * 4 KiB PUTs on this machine that was 1-2% of the loop's time (strace of the loop thread: 33
+ * fsyncs, 37 ms in all, in 5 s), in stalls of up to 6 ms (14% of the loop thread's context
+ * switches were waits inside walCheckpoint's fsync); on a disk with seek times, where a
+ * checkpoint's random page writes take a seek each, it is seconds.
  *
  * How: the connection that writes turns automatic checkpoints off and registers its file here;
  * a worker thread holds a second connection to each registered file and runs PASSIVE
