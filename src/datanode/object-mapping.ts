@@ -133,7 +133,6 @@ export class ObjectMapping {
     private readonly guard: Database.Database,
   ) {
     this.db = db;
-    this.checkpoints = BackgroundCheckpoints.start(db);
     this.inTransaction = db.transaction((body: () => unknown) => body());
     this.selectNeedle = db.prepare(
       "SELECT offset_bytes, data_size_bytes, flags FROM object_mapping WHERE volume_id = ? AND needle_id = ?",
@@ -156,6 +155,8 @@ export class ObjectMapping {
     this.updateVolumeProgress = db.prepare(
       "UPDATE volumes SET mapped_up_to_bytes = ?, file_crc32_up_to = ?, state = ? WHERE volume_id = ?",
     );
+    // Last: once registered, the checkpoint thread holds the file until close().
+    this.checkpoints = BackgroundCheckpoints.start(db);
   }
 
   static open(path: string): ObjectMapping {

@@ -426,10 +426,11 @@ export class SqliteMetadataStore implements MetadataStore {
     /** The -wal file, fsynced after each commit; undefined when commits sync themselves (FULL). */
     private readonly walFd: number | undefined,
   ) {
-    this.checkpoints = BackgroundCheckpoints.start(db);
     this.clock = options.clock ?? systemClock;
     this.statements = prepareStatements(db);
     this.inTransaction = db.transaction((body: () => unknown) => body());
+    // Last: once registered, the checkpoint thread holds the file until close().
+    this.checkpoints = BackgroundCheckpoints.start(db);
   }
 
   /** Opens (creating if needed) and migrates the database at `path`; ":memory:" for tests. */
