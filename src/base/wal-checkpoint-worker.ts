@@ -36,6 +36,7 @@ function reply(message: CheckpointWorkerReply): void {
 }
 
 function checkpoint(id: number, { db, restartFrames }: Registered): void {
+  let logFrames = 0;
   for (let pass = 0; pass < CHECKPOINT_PASSES_MAX; pass += 1) {
     let result: { busy: number; log: number; checkpointed: number } | undefined;
     try {
@@ -45,9 +46,11 @@ function checkpoint(id: number, { db, restartFrames }: Registered): void {
       return;
     }
     if (result === undefined || result.busy !== 0) return;
-    if (result.log > restartFrames) reply({ kind: "restart-wanted", id });
-    if (result.checkpointed >= result.log) return;
+    logFrames = result.log;
+    if (result.checkpointed >= result.log) break;
   }
+  // Once per tick, after this thread's passes, when the writer's checkpoint has least left to copy.
+  if (logFrames > restartFrames) reply({ kind: "restart-wanted", id });
 }
 
 function checkpointAll(): void {
