@@ -15,7 +15,7 @@ import type { Duplex } from "node:stream";
 import { promises as fs } from "node:fs";
 import * as path from "node:path";
 import { HTTP_BODY_IDLE_TIMEOUT_MS, HTTP_KEEP_ALIVE_TIMEOUT_MS, KIBIBYTE, log, NEEDLE_DATA_SIZE_BYTES_MAX, SECOND_MS } from "../base/index.js";
-import { createRpcHandler, EtcdKeyFollower, type DamageReport, type RpcHandler, type RpcRoutes } from "../cluster/index.js";
+import { createRpcHandler, EtcdKeyFollower, refuseRpcUpgrade, type DamageReport, type RpcHandler, type RpcRoutes } from "../cluster/index.js";
 import { placementLeaderKey } from "../placement/index.js";
 import {
   COMPACTION_GARBAGE_RATIO_MIN_DEFAULT,
@@ -172,7 +172,7 @@ export async function runDatanode(settings: Settings): Promise<RunningDatanode> 
       return;
     }
     // Starting: the client takes HTTP for now (and gets the 503 there) and tries again later.
-    socket.end("HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+    refuseRpcUpgrade(socket, 503, "DataNodeStarting", "data node is starting");
   });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);

@@ -276,18 +276,14 @@ export function createRpcHandler(options: RpcServerOptions): RpcHandler {
     })();
   };
   const upgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer): void => {
-    const refuse = (statusCode: number, name: string, message: string): void => {
-      const body = toWireJson({ error: { name, message, fields: {} } });
-      socket.end(`HTTP/1.1 ${statusCode} ${http.STATUS_CODES[statusCode]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
-    };
     try {
       verifyAuth(options.secret, req, nowMs());
     } catch (error) {
-      refuse(401, "RpcAuthError", (error as Error).message);
+      refuseRpcUpgrade(socket, 401, "RpcAuthError", (error as Error).message);
       return;
     }
     if (req.url !== RPC_STREAM_PATH || String(req.headers.upgrade).toLowerCase() !== RPC_STREAM_PROTOCOL) {
-      refuse(404, "NoSuchRoute", `upgrade of ${req.url} to ${req.headers.upgrade}`);
+      refuseRpcUpgrade(socket, 404, "NoSuchRoute", `upgrade of ${req.url} to ${req.headers.upgrade}`);
       return;
     }
     serveStream(socket, head, options, streams);
@@ -313,6 +309,15 @@ function failureOf(error: unknown, call: string): { statusCode: number; error: {
   const known = errorRegistry.has(typed.name);
   if (!known) log.warn({ error: typed, call }, "rpc handler failed");
   return { statusCode: known ? 409 : 500, error: { name: typed.name, message: typed.message, fields: errorFields(typed) } };
+}
+
+/**
+ * Answers an upgrade to the framed lane with an HTTP error instead (the client then uses HTTP, and
+ * tries the upgrade again later unless it was 404), in the { error } body both lanes send.
+ */
+export function refuseRpcUpgrade(socket: Duplex, statusCode: number, name: string, message: string): void {
+  const body = toWireJson({ error: { name, message, fields: {} } });
+  socket.end(`HTTP/1.1 ${statusCode} ${http.STATUS_CODES[statusCode]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
 }
 
 /** Largest frame a server takes: a blob write of the largest body, or the largest JSON body. */
