@@ -72,6 +72,44 @@ test("a read that sees a committed write answers only once that write is durable
   await store.close();
 });
 
+test("a bucket or key read before a write's commit answers without waiting for that write's fsync", async () => {
+  const store = SqliteMetadataStore.open(newDatabasePath());
+  await store.createBucket({ name: "bucket-c", ownerId: "owner", createdAtMs: 1, region: "r", versioning: "Unversioned", acl: "private", tags: {} });
+  const hot = makeVersion("bucket-c", "hot", NULL_VERSION_ID);
+  await store.putObjectVersion(hot);
+  // Read once: from here they are answered from memory.
+  await store.getBucket("bucket-c");
+  await store.getObjectVersion("bucket-c", "hot");
+  const settled: string[] = [];
+  const write = store.putObjectVersion(makeVersion("bucket-c", "other", NULL_VERSION_ID)).then(() => settled.push("write"));
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.equal(settled.length, 0, "the other key's write is committed, its WAL fsync in flight");
+  const bucketRead = store.getBucket("bucket-c").then(() => settled.push("bucket"));
+  const keyRead = store.getObjectVersion("bucket-c", "hot").then((found) => {
+    settled.push("key");
+    return found;
+  });
+  const [, , found] = await Promise.all([write, bucketRead, keyRead]);
+  assert.deepEqual(found, hot);
+  // Every PUT looks its bucket up first: it should not wait for the fsync of other PUTs.
+  assert.deepEqual(settled, ["bucket", "key", "write"]);
+  await store.close();
+});
+
+test("a value read while the write that made it is being fsynced is answered no earlier than that write", async () => {
+  const store = SqliteMetadataStore.open(newDatabasePath());
+  await store.createBucket({ name: "bucket-d", ownerId: "owner", createdAtMs: 1, region: "r", versioning: "Unversioned", acl: "private", tags: {} });
+  const version = makeVersion("bucket-d", "key", NULL_VERSION_ID);
+  const settled: string[] = [];
+  const write = store.putObjectVersion(version).then(() => settled.push("write"));
+  await new Promise((resolve) => setImmediate(resolve));
+  // The first read fills the cache with the not yet durable row; the second is answered from it.
+  const reads = [1, 2].map((index) => store.getObjectVersion("bucket-d", "key").then(() => settled.push(`read ${index}`)));
+  await Promise.all([write, ...reads]);
+  assert.deepEqual(settled, ["write", "read 1", "read 2"]);
+  await store.close();
+});
+
 test("a database from a newer build is refused rather than misread", () => {
   const path = newDatabasePath();
   const raw = new Database(path);

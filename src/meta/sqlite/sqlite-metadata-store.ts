@@ -383,6 +383,15 @@ function latestVersionCacheKey(bucket: string, key: string): string {
 /** Buckets kept decoded in memory at most; past it the cache starts over. */
 const BUCKET_CACHE_ENTRIES_MAX = 10_000;
 
+/**
+ * A value read from the database and kept, with the commit it was read after: it shows nothing
+ * newer, so it may be answered once that commit is durable, whatever commits came since.
+ */
+interface ReadAsOf<T> {
+  value: T;
+  committedSequence: number;
+}
+
 export class SqliteMetadataStore implements MetadataStore {
   readonly counters: SqliteMetadataStoreCounters = { writeCommits: 0, listRowsRead: 0, listStatementsRun: 0 };
   private readonly statements: Statements;
@@ -403,15 +412,15 @@ export class SqliteMetadataStore implements MetadataStore {
    * statement that changes a bucket row drops its entry, and an entry is only filled by a read,
    * which runs synchronously between write batches and so sees committed rows.
    */
-  private readonly bucketCache = new Map<string, Bucket>();
+  private readonly bucketCache = new Map<string, ReadAsOf<Bucket>>();
   /**
    * The latest version of recently read keys, by latestVersionCacheKey, frozen:
    * a GET or HEAD of a hot key costs no query. Sound for the same reasons as the bucket cache:
    * every statement that changes a row of object_versions (four call sites: insertVersion,
    * removeVersion, the tag and system-metadata updates) drops its key's entry in the same
-   * synchronous step, and only reads fill it. Hits still answer through `visible`.
+   * synchronous step, and only reads fill it. Hits answer through `visibleAsOf`.
    */
-  private readonly latestVersionCache = new Map<string, ObjectVersion>();
+  private readonly latestVersionCache = new Map<string, ReadAsOf<ObjectVersion>>();
   /**
    * Transaction wrappers made once: better-sqlite3 builds several functions per transaction()
    * call, which per write and per read was a measurable share of a small request's CPU.
@@ -510,12 +519,13 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async getBucket(name: string): Promise<Bucket | undefined> {
+    const cached = this.bucketCache.get(name);
+    if (cached !== undefined) return this.visibleAsOf(cached);
     return this.visible(() => {
-      const cached = this.bucketCache.get(name);
-      if (cached !== undefined) return cached;
       const row = this.statements.bucketGet.get(name);
       if (row === undefined) return undefined;
-      return setInBoundedCache(this.bucketCache, name, deepFreeze(bucketFromRow(row)), BUCKET_CACHE_ENTRIES_MAX);
+      const read = { value: deepFreeze(bucketFromRow(row)), committedSequence: this.committedSequence };
+      return setInBoundedCache(this.bucketCache, name, read, BUCKET_CACHE_ENTRIES_MAX).value;
     });
   }
 
@@ -554,18 +564,18 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async getObjectVersion(bucket: string, key: string, versionId?: string): Promise<ObjectVersion | undefined> {
+    const cacheKey = latestVersionCacheKey(bucket, key);
+    const cached = versionId === undefined ? this.latestVersionCache.get(cacheKey) : undefined;
+    if (cached !== undefined) return this.visibleAsOf(cached);
     return this.visible(() => {
       if (versionId !== undefined) {
         const raw = this.statements.versionByIdRaw.get(bucket, key, versionId);
         return raw === undefined ? undefined : versionFromRow(versionRowFromRaw(raw));
       }
-      const cacheKey = latestVersionCacheKey(bucket, key);
-      const cached = this.latestVersionCache.get(cacheKey);
-      if (cached !== undefined) return cached;
       const raw = this.statements.versionLatestRaw.get(bucket, key);
       if (raw === undefined) return undefined;
-      const version = deepFreeze(versionFromRow(versionRowFromRaw(raw)));
-      return setInBoundedCache(this.latestVersionCache, cacheKey, version, LATEST_VERSION_CACHE_ENTRIES_MAX);
+      const read = { value: deepFreeze(versionFromRow(versionRowFromRaw(raw))), committedSequence: this.committedSequence };
+      return setInBoundedCache(this.latestVersionCache, cacheKey, read, LATEST_VERSION_CACHE_ENTRIES_MAX).value;
     });
   }
 
@@ -1134,6 +1144,16 @@ export class SqliteMetadataStore implements MetadataStore {
     return value;
   }
 
+  /**
+   * A value kept from an earlier read, answered once the commit it was read after is durable:
+   * under writes, a hot bucket or key is not held back by the fsync of commits that did not
+   * touch it (every PUT looks its bucket up first, and waited for the WAL fsync in flight).
+   */
+  private async visibleAsOf<T>(read: ReadAsOf<T>): Promise<T> {
+    if (read.committedSequence > this.durableSequence || this.walSyncFailure !== undefined) await this.untilDurable(read.committedSequence);
+    return read.value;
+  }
+
   /** A read transaction, so a multi-statement listing sees one snapshot; answered as `visible`. */
   private read<T>(body: () => T): Promise<T> {
     return this.visible(() => this.inTransaction.deferred(body) as T);
@@ -1150,7 +1170,7 @@ export class SqliteMetadataStore implements MetadataStore {
    * this write batch that changed the bucket dropped its entry first, so an entry is current.
    */
   private requireBucketVersioning(name: string): VersioningState {
-    return this.bucketCache.get(name)?.versioning ?? this.requireBucket(name).versioning;
+    return this.bucketCache.get(name)?.value.versioning ?? this.requireBucket(name).versioning;
   }
 
   /** The upload, which must belong to bucket/key: an id used under another key does not exist there. */
