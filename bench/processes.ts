@@ -204,6 +204,9 @@ export interface LoopDelay {
   p50Ms: number;
   p99Ms: number;
   maxMs: number;
+  /** Of the window's wall time, the loop's thread on a core, and runnable but waiting for one. */
+  onCpuShare: number | null;
+  waitingForCpuShare: number | null;
 }
 
 /**
@@ -219,7 +222,14 @@ export async function loopDelaySince(running: RunningProcess): Promise<LoopDelay
   while (Date.now() < deadlineMs) {
     const report = readLoopFile(file);
     if (report !== undefined && report.sequence > previous) {
-      return { samples: report.samples, p50Ms: report.p50Ms, p99Ms: report.p99Ms, maxMs: report.maxMs };
+      return {
+        samples: report.samples,
+        p50Ms: report.p50Ms,
+        p99Ms: report.p99Ms,
+        maxMs: report.maxMs,
+        onCpuShare: report.onCpuShare ?? null,
+        waitingForCpuShare: report.waitingForCpuShare ?? null,
+      };
     }
     await new Promise((resolve) => setTimeout(resolve, 20));
   }

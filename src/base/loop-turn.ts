@@ -9,6 +9,12 @@
  */
 import { MEBIBYTE } from "./units.js";
 
+/**
+ * How long a piece of synchronous work that can be cut (a listing's rows, its XML) runs before it
+ * gives the event loop back (setImmediate) and goes on in a later turn.
+ */
+export const LOOP_TURN_BUDGET_MS = 1;
+
 /** Body bytes per turn for all requests together: about a third of a millisecond of copying and hashing dispatch. */
 export const LOOP_TURN_BODY_BYTES_MAX = 1 * MEBIBYTE;
 

@@ -6,7 +6,7 @@ import type { GatewayServices, RequestContext } from "./context.js";
 import { sendXml } from "./responses.js";
 import { s3Errors, s3ErrorWithMessage } from "./s3-errors.js";
 import { parseIntegerArgument } from "./validation.js";
-import { isoTimestamp, ORDERED, renderXml, type XmlNode, type XmlValue } from "./xml.js";
+import { isoTimestamp, ORDERED, renderXmlInTurns, type XmlNode, type XmlValue } from "./xml.js";
 
 /** encoding-type=url: keys and prefixes in the response are URL-encoded (the aws CLI asks for it). */
 function readEncoder(ctx: RequestContext): (value: string) => string {
@@ -70,7 +70,7 @@ export async function listObjectsV2(ctx: RequestContext, services: GatewayServic
   sendXml(
     ctx,
     200,
-    renderXml("ListBucketResult", {
+    await renderXmlInTurns("ListBucketResult", {
       Name: bucket.name,
       Prefix: encode(prefix),
       ...(delimiter !== undefined ? { Delimiter: encode(delimiter) } : {}),
@@ -98,7 +98,7 @@ export async function listObjectsV1(ctx: RequestContext, services: GatewayServic
   sendXml(
     ctx,
     200,
-    renderXml("ListBucketResult", {
+    await renderXmlInTurns("ListBucketResult", {
       Name: bucket.name,
       Prefix: encode(prefix),
       Marker: encode(marker),
@@ -161,7 +161,7 @@ export async function listObjectVersions(ctx: RequestContext, services: GatewayS
   sendXml(
     ctx,
     200,
-    renderXml("ListVersionsResult", {
+    await renderXmlInTurns("ListVersionsResult", {
       Name: bucket.name,
       Prefix: encode(prefix),
       KeyMarker: encode(keyMarker ?? ""),
