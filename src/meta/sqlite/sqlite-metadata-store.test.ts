@@ -193,6 +193,71 @@ test("a 1,000-key page is read in turns: the event loop runs between them, and w
   await store.close();
 });
 
+test("a page of versions and a page of uploads are read in turns as well, and come out as in one piece", async () => {
+  const path = newDatabasePath();
+  const inTurns = SqliteMetadataStore.open(path, { listTurnBudgetMs: 0 });
+  await inTurns.createBucket({ name: "versions", ownerId: "owner", createdAtMs: 1, region: "r", versioning: "Enabled", acl: "private", tags: {} });
+  const keyOf = (index: number) => `dir-${index % 7}/key-${String(index).padStart(4, "0")}`;
+  for (let index = 0; index < 600; index += 1) {
+    const version = { ...makeVersion("versions", keyOf(index % 300), "unset"), versionId: `0190a1b2c3d4e5f6${String(index).padStart(16, "0")}` };
+    await inTurns.putObjectVersion(version);
+    if (index % 3 === 0) {
+      await inTurns.createMultipartUpload({
+        uploadId: `upload-${String(index).padStart(4, "0")}`,
+        bucket: "versions",
+        key: keyOf(index),
+        initiatedAtMs: index,
+        ownerId: "owner",
+        storageClass: "STANDARD",
+        contentType: undefined,
+        systemMetadata: {},
+        userMetadata: {},
+        tags: {},
+        checksumAlgorithm: undefined,
+      });
+    }
+  }
+  let turnsOfTheLoop = 0;
+  let listed = false;
+  const tick = () => {
+    if (listed) return;
+    turnsOfTheLoop += 1;
+    setImmediate(tick);
+  };
+  setImmediate(tick);
+  const versions = await inTurns.listObjectVersions({ bucket: "versions", prefix: "", delimiter: undefined, keyMarker: undefined, versionIdMarker: undefined, maxKeys: 1000 });
+  const uploads = await inTurns.listMultipartUploads({ bucket: "versions", prefix: "", delimiter: undefined, keyMarker: undefined, uploadIdMarker: undefined, maxUploads: 1000 });
+  listed = true;
+  assert.ok(turnsOfTheLoop >= 20, `the loop ran ${turnsOfTheLoop} times while the two pages were listed`);
+  assert.equal(versions.versions.length, 600);
+  assert.equal(uploads.uploads.length, 200);
+  await assert.rejects(
+    inTurns.listObjectVersions({ bucket: "missing", prefix: "", delimiter: undefined, keyMarker: undefined, versionIdMarker: undefined, maxKeys: 10 }),
+    { name: "NoSuchBucket" },
+  );
+
+  // The same pages read by a store whose budget fits a whole page in one turn.
+  const pages = async (store: SqliteMetadataStore) => {
+    const found = [];
+    for (const { maxKeys, delimiter } of [
+      { maxKeys: 1000, delimiter: undefined },
+      { maxKeys: 250, delimiter: "/" },
+      { maxKeys: 3, delimiter: "/" },
+      { maxKeys: 7, delimiter: undefined },
+    ]) {
+      found.push(await store.listObjectVersions({ bucket: "versions", prefix: "", delimiter, keyMarker: undefined, versionIdMarker: undefined, maxKeys }));
+      found.push(await store.listObjectVersions({ bucket: "versions", prefix: "dir-3/", delimiter, keyMarker: "dir-3/key-0010", versionIdMarker: undefined, maxKeys }));
+      found.push(await store.listMultipartUploads({ bucket: "versions", prefix: "", delimiter, keyMarker: undefined, uploadIdMarker: undefined, maxUploads: maxKeys }));
+    }
+    return found;
+  };
+  const turned = await pages(inTurns);
+  await inTurns.close();
+  const whole = SqliteMetadataStore.open(path, { listTurnBudgetMs: 60_000 });
+  assert.deepEqual(turned, await pages(whole));
+  await whole.close();
+});
+
 /**
  * Two threads with their own connections race If-None-Match: * writes on the same keys. Each
  * write is a BEGIN IMMEDIATE transaction, so one waits (busy_timeout) while the other checks and

@@ -766,9 +766,9 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async listObjectVersions(input: ListObjectVersionsInput): Promise<ListObjectVersionsResult> {
-    return this.read((): ListObjectVersionsResult => {
-      this.requireBucket(input.bucket);
-      const page = this.walkKeys<ObjectVersion & { isLatest: boolean }>({
+    const page = await this.readInTurns(
+      this.walkKeys<ObjectVersion & { isLatest: boolean }>({
+        bucket: input.bucket,
         prefix: input.prefix,
         delimiter: input.delimiter,
         keyMarker: input.keyMarker,
@@ -795,15 +795,15 @@ export class SqliteMetadataStore implements MetadataStore {
             .map((row) => ({ ...versionFromRow(row), isLatest: false }));
         },
         markerOf: (entry) => entry.versionId,
-      });
-      return {
-        versions: page.entries,
-        commonPrefixes: page.commonPrefixes,
-        isTruncated: page.isTruncated,
-        nextKeyMarker: page.nextKeyMarker,
-        nextVersionIdMarker: page.nextEntryMarker,
-      };
-    });
+      }),
+    );
+    return {
+      versions: page.entries,
+      commonPrefixes: page.commonPrefixes,
+      isTruncated: page.isTruncated,
+      nextKeyMarker: page.nextKeyMarker,
+      nextVersionIdMarker: page.nextEntryMarker,
+    };
   }
 
   // ---- multipart ----
@@ -902,9 +902,9 @@ export class SqliteMetadataStore implements MetadataStore {
 
   /** Uploads in (key, upload id) order; upload ids are time-ordered, so that is initiation order per key. */
   async listMultipartUploads(input: ListMultipartUploadsInput): Promise<ListMultipartUploadsResult> {
-    return this.read((): ListMultipartUploadsResult => {
-      this.requireBucket(input.bucket);
-      const page = this.walkKeys<MultipartUpload>({
+    const page = await this.readInTurns(
+      this.walkKeys<MultipartUpload>({
+        bucket: input.bucket,
         prefix: input.prefix,
         delimiter: input.delimiter,
         keyMarker: input.keyMarker,
@@ -921,15 +921,15 @@ export class SqliteMetadataStore implements MetadataStore {
             ? []
             : this.statements.listUploadsOfKeyAfter.all(input.bucket, key, input.uploadIdMarker, limit).map(uploadFromRow),
         markerOf: (entry) => entry.uploadId,
-      });
-      return {
-        uploads: page.entries,
-        commonPrefixes: page.commonPrefixes,
-        isTruncated: page.isTruncated,
-        nextKeyMarker: page.nextKeyMarker,
-        nextUploadIdMarker: page.nextEntryMarker,
-      };
-    });
+      }),
+    );
+    return {
+      uploads: page.entries,
+      commonPrefixes: page.commonPrefixes,
+      isTruncated: page.isTruncated,
+      nextKeyMarker: page.nextKeyMarker,
+      nextUploadIdMarker: page.nextEntryMarker,
+    };
   }
 
   async listMultipartUploadsInitiatedBefore(timeMs: number, limit: number): Promise<MultipartUpload[]> {
@@ -1167,6 +1167,26 @@ export class SqliteMetadataStore implements MetadataStore {
     return read.value;
   }
 
+  /**
+   * Runs a walk written as a generator (it yields between its steps) in turns of the event loop
+   * of about listTurnBudgetMs, each turn a read transaction of its own, answered as `visible`.
+   * Between turns other requests run, and writes may land: a walk carries a cursor from turn to
+   * turn, as a continuation token does from page to page.
+   */
+  private async readInTurns<T>(steps: Generator<void, T, void>): Promise<T> {
+    for (;;) {
+      const step = await this.read((): IteratorResult<void, T> => {
+        const deadlineMs = performance.now() + this.listTurnBudgetMs;
+        for (;;) {
+          const next = steps.next();
+          if (next.done === true || performance.now() >= deadlineMs) return next;
+        }
+      });
+      if (step.done === true) return step.value;
+      await setImmediatePromise();
+    }
+  }
+
   /** A read transaction, so a multi-statement listing sees one snapshot; answered as `visible`. */
   private read<T>(body: () => T): Promise<T> {
     return this.visible(() => this.inTransaction.deferred(body) as T);
@@ -1312,8 +1332,11 @@ export class SqliteMetadataStore implements MetadataStore {
    * key marker alone, start after every entry of that key; with an entry marker too, first finish
    * that key after the marker entry. Then one seek per key or common prefix, as in listObjects.
    * Every entry (version or upload) and every common prefix counts against entryCountMax.
+   * A generator: it yields after each seek and its entries, for readInTurns to cut it in turns.
    */
-  private walkKeys<Entry extends { key: string }>(walk: {
+  private *walkKeys<Entry extends { key: string }>(walk: {
+    /** Checked first: NoSuchBucket. */
+    bucket: string;
     prefix: string;
     delimiter: string | undefined;
     keyMarker: string | undefined;
@@ -1322,7 +1345,8 @@ export class SqliteMetadataStore implements MetadataStore {
     entriesOfKey(key: string, limit: number): Entry[];
     entriesOfMarkerKey(key: string, limit: number): Entry[];
     markerOf(entry: Entry): string;
-  }): { entries: Entry[]; commonPrefixes: string[]; isTruncated: boolean; nextKeyMarker: string | undefined; nextEntryMarker: string | undefined } {
+  }): Generator<void, { entries: Entry[]; commonPrefixes: string[]; isTruncated: boolean; nextKeyMarker: string | undefined; nextEntryMarker: string | undefined }, void> {
+    this.requireBucket(walk.bucket);
     const page = {
       entries: [] as Entry[],
       commonPrefixes: [] as string[],
@@ -1365,6 +1389,7 @@ export class SqliteMetadataStore implements MetadataStore {
       }
     }
     while (cursor !== undefined) {
+      yield;
       const key = walk.seekKey(cursor);
       if (key === undefined || !key.startsWith(walk.prefix)) break;
       const commonPrefix = commonPrefixOf(key, walk.prefix, walk.delimiter);
