@@ -8,7 +8,9 @@ import * as net from "node:net";
 import type { AddressInfo } from "node:net";
 import type { VolumeId } from "../base/index.js";
 import { createRpcHandler, createRpcServer, PeerUnavailable, RemoteError, RpcClient, VolumeFull, type RpcRoutes } from "./index.js";
-import { challengeOf, FrameReader, FrameType, RPC_STREAM_PATH, RPC_STREAM_PROTOCOL, signChallenge, writeFrame } from "./rpc-stream.js";
+import { PassThrough } from "node:stream";
+import { setImmediate as nextTurn } from "node:timers/promises";
+import { challengeOf, FrameReader, FrameType, RPC_STREAM_PATH, RPC_STREAM_PROTOCOL, signChallenge, writeFrame, writeFrameInTurn } from "./rpc-stream.js";
 
 const SECRET = "test-cluster-secret";
 
@@ -55,6 +57,28 @@ test("a client talks frames to a server that offers them, with the answers and t
   // Many calls at once share the one connection and each gets its own answer.
   const answers = await Promise.all(Array.from({ length: 200 }, (_, index) => client.call<{ echoed: number }>("echo", index)));
   assert.deepEqual(answers.map((answer) => answer.echoed), Array.from({ length: 200 }, (_, index) => index));
+});
+
+test("large frames written in one turn go out in later turns, each whole, and not at all once unwanted", async () => {
+  const socket = new PassThrough();
+  const received: Buffer[] = [];
+  socket.on("data", (piece: Buffer) => received.push(piece));
+  const payloads = [1, 2, 3, 4].map((fill) => Buffer.alloc(1024 * 1024, fill));
+  for (const [index, payload] of payloads.entries()) writeFrameInTurn(socket, index + 1, FrameType.BlobWrite, `write?n=${index}`, payload, () => true);
+  // Unwanted by the time its turn comes (its call timed out): never written.
+  writeFrameInTurn(socket, 99, FrameType.BlobWrite, "write?n=late", Buffer.alloc(1024 * 1024, 9), () => false);
+  const writtenAtOnce = received.reduce((sum, piece) => sum + piece.length, 0);
+  assert.ok(writtenAtOnce < 2 * 1024 * 1024, `at most one 1 MiB frame in this turn, saw ${writtenAtOnce} bytes`);
+  for (let turn = 0; turn < 10; turn++) await nextTurn();
+  const reader = new FrameReader(8 * 1024 * 1024);
+  reader.push(Buffer.concat(received));
+  const frames = [];
+  for (let frame = reader.next(); frame !== undefined; frame = reader.next()) frames.push(frame);
+  assert.deepEqual(frames.map((frame) => frame.id), [1, 2, 3, 4]);
+  for (const [index, frame] of frames.entries()) {
+    assert.equal(frame.head, `write?n=${index}`);
+    assert.ok(frame.payload.equals(payloads[index]!), `frame ${frame.id} arrived whole`);
+  }
 });
 
 test("a server without the framed lane is spoken to over HTTP, with the same answers", async (t) => {

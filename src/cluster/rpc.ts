@@ -38,6 +38,7 @@ import {
   signChallenge,
   switchingProtocolsResponse,
   writeFrame,
+  writeFrameInTurn,
   type Frame,
 } from "./rpc-stream.js";
 import type { Duplex } from "node:stream";
@@ -347,7 +348,7 @@ function serveStream(socket: Duplex, head: Buffer, options: RpcServerOptions, st
   (socket as { setNoDelay?: (noDelay: boolean) => void }).setNoDelay?.(true);
   socket.write(switchingProtocolsResponse(challenge));
   const answer = (frame: Frame, type: FrameType, payload: Buffer | undefined): void => {
-    if (!socket.destroyed) writeFrame(socket, frame.id, type, "", payload);
+    if (!socket.destroyed) writeFrameInTurn(socket, frame.id, type, "", payload, () => true);
   };
   const serveFrame = async (frame: Frame): Promise<void> => {
     try {
@@ -454,7 +455,7 @@ class StreamConnection {
       }, timeoutMs);
       this.pending.set(id, { resolve, reject, timer });
       this.refWhileWaiting();
-      writeFrame(this.socket, id, type, head, payload);
+      writeFrameInTurn(this.socket, id, type, head, payload, () => this.pending.has(id));
     });
   }
 
