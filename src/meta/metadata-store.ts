@@ -177,6 +177,25 @@ export interface ListMultipartUploadsResult {
   nextUploadIdMarker: string | undefined;
 }
 
+/** A page of the key walk behind ListObjectVersions and ListMultipartUploads, in either engine. */
+export interface KeyWalkPage<Entry> {
+  entries: Entry[];
+  commonPrefixes: string[];
+  isTruncated: boolean;
+  nextKeyMarker: string | undefined;
+  nextEntryMarker: string | undefined;
+}
+
+export function versionsPageResult(page: KeyWalkPage<ObjectVersion & { isLatest: boolean }>): ListObjectVersionsResult {
+  const { entries, nextEntryMarker, ...rest } = page;
+  return { versions: entries, ...rest, nextVersionIdMarker: nextEntryMarker };
+}
+
+export function uploadsPageResult(page: KeyWalkPage<MultipartUpload>): ListMultipartUploadsResult {
+  const { entries, nextEntryMarker, ...rest } = page;
+  return { uploads: entries, ...rest, nextUploadIdMarker: nextEntryMarker };
+}
+
 export interface User {
   userId: string;
   displayName: string;

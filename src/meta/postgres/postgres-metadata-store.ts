@@ -82,7 +82,7 @@ import {
   UserAlreadyExists,
 } from "../errors.js";
 import { commonPrefixOf, compareKeys, prefixSuccessor } from "../key-order.js";
-import { bucketAndObjectVersion, NULL_VERSION_ID, type BucketAndObjectVersion } from "../metadata-store.js";
+import { bucketAndObjectVersion, NULL_VERSION_ID, uploadsPageResult, versionsPageResult, type BucketAndObjectVersion, type KeyWalkPage } from "../metadata-store.js";
 import type {
   AccessKey,
   Bucket,
@@ -731,13 +731,7 @@ export class PostgresMetadataStore implements MetadataStore {
         },
         markerOf: (entry) => entry.versionId,
       });
-      return {
-        versions: page.entries,
-        commonPrefixes: page.commonPrefixes,
-        isTruncated: page.isTruncated,
-        nextKeyMarker: page.nextKeyMarker,
-        nextVersionIdMarker: page.nextEntryMarker,
-      };
+      return versionsPageResult(page);
     });
   }
 
@@ -866,13 +860,7 @@ export class PostgresMetadataStore implements MetadataStore {
               ),
         markerOf: (entry) => entry.uploadId,
       });
-      return {
-        uploads: page.entries,
-        commonPrefixes: page.commonPrefixes,
-        isTruncated: page.isTruncated,
-        nextKeyMarker: page.nextKeyMarker,
-        nextUploadIdMarker: page.nextEntryMarker,
-      };
+      return uploadsPageResult(page);
     });
   }
 
@@ -1263,7 +1251,7 @@ export class PostgresMetadataStore implements MetadataStore {
     entriesOfKey(key: string, limit: number): Promise<Entry[]>;
     entriesOfMarkerKey(key: string, limit: number): Promise<Entry[]>;
     markerOf(entry: Entry): string;
-  }): Promise<{ entries: Entry[]; commonPrefixes: string[]; isTruncated: boolean; nextKeyMarker: string | undefined; nextEntryMarker: string | undefined }> {
+  }): Promise<KeyWalkPage<Entry>> {
     const page = {
       entries: [] as Entry[],
       commonPrefixes: [] as string[],

@@ -39,7 +39,7 @@ import {
   UserAlreadyExists,
 } from "../errors.js";
 import { commonPrefixOf, compareKeys, prefixSuccessor } from "../key-order.js";
-import { bucketAndObjectVersion, NULL_VERSION_ID, type BucketAndObjectVersion } from "../metadata-store.js";
+import { bucketAndObjectVersion, NULL_VERSION_ID, uploadsPageResult, versionsPageResult, type BucketAndObjectVersion, type KeyWalkPage } from "../metadata-store.js";
 import type {
   AccessKey,
   Bucket,
@@ -797,13 +797,7 @@ export class SqliteMetadataStore implements MetadataStore {
         markerOf: (entry) => entry.versionId,
       }),
     );
-    return {
-      versions: page.entries,
-      commonPrefixes: page.commonPrefixes,
-      isTruncated: page.isTruncated,
-      nextKeyMarker: page.nextKeyMarker,
-      nextVersionIdMarker: page.nextEntryMarker,
-    };
+    return versionsPageResult(page);
   }
 
   // ---- multipart ----
@@ -923,13 +917,7 @@ export class SqliteMetadataStore implements MetadataStore {
         markerOf: (entry) => entry.uploadId,
       }),
     );
-    return {
-      uploads: page.entries,
-      commonPrefixes: page.commonPrefixes,
-      isTruncated: page.isTruncated,
-      nextKeyMarker: page.nextKeyMarker,
-      nextUploadIdMarker: page.nextEntryMarker,
-    };
+    return uploadsPageResult(page);
   }
 
   async listMultipartUploadsInitiatedBefore(timeMs: number, limit: number): Promise<MultipartUpload[]> {
@@ -1345,7 +1333,7 @@ export class SqliteMetadataStore implements MetadataStore {
     entriesOfKey(key: string, limit: number): Entry[];
     entriesOfMarkerKey(key: string, limit: number): Entry[];
     markerOf(entry: Entry): string;
-  }): Generator<void, { entries: Entry[]; commonPrefixes: string[]; isTruncated: boolean; nextKeyMarker: string | undefined; nextEntryMarker: string | undefined }, void> {
+  }): Generator<void, KeyWalkPage<Entry>, void> {
     this.requireBucket(walk.bucket);
     const page = {
       entries: [] as Entry[],
