@@ -126,22 +126,6 @@ interface Cursor {
   inclusive: boolean;
 }
 
-/** A ListObjects page in progress, carried from one turn of the walk to the next. */
-interface ObjectListWalk {
-  result: ListObjectsResult;
-  /** Where the next statement reads from; undefined when the index has no more rows to give. */
-  cursor: Cursor | undefined;
-  entryCount: number;
-  entryLast: string | undefined;
-  /** Rows of the current batch not yet looked at; empty in seek mode. */
-  batch: ObjectVersionRow[];
-  batchIndex: number;
-  /** 0: seek mode (one row per statement); otherwise the next batch's row count. */
-  batchRowCount: number;
-  /** The key of the last row handled: rows of it that follow are older versions. */
-  keyLast: string | undefined;
-}
-
 function migrate(db: Database.Database): void {
   const versionCurrent = db.pragma("user_version", { simple: true }) as number;
   assert(
@@ -677,91 +661,77 @@ export class SqliteMetadataStore implements MetadataStore {
    * still needs (plus the row that proves truncation).
    */
   async listObjects(input: ListObjectsInput): Promise<ListObjectsResult> {
-    const walk: ObjectListWalk = {
-      result: { objects: [], commonPrefixes: [], isTruncated: false, nextStartAfter: undefined },
-      cursor: this.listStart(input.prefix, input.startAfter),
-      entryCount: 0,
-      entryLast: undefined,
-      batch: [],
-      batchIndex: 0,
-      batchRowCount: 0,
-      keyLast: undefined,
-    };
-    // A page is read in turns of about a millisecond (listTurnBudgetMs), each its own read transaction,
-    // with the event loop free between them: a 1,000-key page took ~6 ms of SQLite in one
-    // piece, a 1,000-prefix one ~20 ms, and every other request waited that long. The cursor
-    // carries the listing from turn to turn, as a continuation token does from page to page.
-    let firstTurn = true;
-    const turn = (): boolean => {
-      if (firstTurn) this.requireBucket(input.bucket);
-      firstTurn = false;
-      return input.maxKeys <= 0 || this.continueObjectListing(input, walk, performance.now() + this.listTurnBudgetMs);
-    };
-    while (!(await this.read(turn))) await setImmediatePromise();
-    if (walk.result.isTruncated) walk.result.nextStartAfter = walk.entryLast;
-    return walk.result;
+    return this.readInTurns(this.objectListingSteps(input));
   }
 
-  /**
-   * Steps of listObjects' walk until `deadlineMs` (performance.now()) passes, at least one;
-   * true when the page is complete.
-   */
-  private continueObjectListing(input: ListObjectsInput, walk: ObjectListWalk, deadlineMs: number): boolean {
-    const result = walk.result;
-    for (let steps = 0; ; steps++) {
-      if (steps > 0 && steps % LIST_STEPS_PER_CLOCK_CHECK === 0 && performance.now() >= deadlineMs) return false;
+  /** listObjects' walk, a step (one row looked at, or one statement run) per `yield`. */
+  private *objectListingSteps(input: ListObjectsInput): Generator<void, ListObjectsResult, void> {
+    this.requireBucket(input.bucket);
+    const result: ListObjectsResult = { objects: [], commonPrefixes: [], isTruncated: false, nextStartAfter: undefined };
+    if (input.maxKeys <= 0) return result;
+    /** Where the next statement reads from; undefined when the index has no more rows to give. */
+    let cursor: Cursor | undefined = this.listStart(input.prefix, input.startAfter);
+    let entryCount = 0;
+    let entryLast: string | undefined;
+    /** Rows of the current batch not yet looked at; empty in seek mode. */
+    let batch: ObjectVersionRow[] = [];
+    let batchIndex = 0;
+    /** 0: seek mode (one row per statement); otherwise the next batch's row count. */
+    let batchRowCount = 0;
+    /** The key of the last row handled: rows of it that follow are older versions. */
+    let keyLast: string | undefined;
+    const truncated = (): ListObjectsResult => {
+      result.isTruncated = true;
+      result.nextStartAfter = entryLast;
+      return result;
+    };
+    for (;;) {
+      yield;
       let row: ObjectVersionRow | undefined;
-      if (walk.batchIndex < walk.batch.length) {
-        row = walk.batch[walk.batchIndex++]!;
-        if (row.key === walk.keyLast) continue;
+      if (batchIndex < batch.length) {
+        row = batch[batchIndex++]!;
+        if (row.key === keyLast) continue;
       } else {
-        const cursor = walk.cursor;
-        if (cursor === undefined) return true;
-        if (walk.batchRowCount > 0) {
-          const limit = Math.min(walk.batchRowCount, input.maxKeys - walk.entryCount + 1);
+        if (cursor === undefined) return result;
+        if (batchRowCount > 0) {
+          const limit = Math.min(batchRowCount, input.maxKeys - entryCount + 1);
           const statement = cursor.inclusive ? this.statements.listRangeFromInclusive : this.statements.listRangeFromExclusive;
-          walk.batch = this.countListReads(statement.all(input.bucket, cursor.key, limit)).map(versionRowFromRaw);
-          walk.batchIndex = 0;
-          walk.cursor = walk.batch.length === limit ? { key: walk.batch[walk.batch.length - 1]!.key, inclusive: false } : undefined;
-          walk.batchRowCount = Math.min(walk.batchRowCount * 2, LIST_BATCH_ROW_COUNT_MAX);
+          batch = this.countListReads(statement.all(input.bucket, cursor.key, limit)).map(versionRowFromRaw);
+          batchIndex = 0;
+          cursor = batch.length === limit ? { key: batch[batch.length - 1]!.key, inclusive: false } : undefined;
+          batchRowCount = Math.min(batchRowCount * 2, LIST_BATCH_ROW_COUNT_MAX);
           continue;
         }
         const statement: Database.Statement<[string, string], ObjectVersionRow> = cursor.inclusive
           ? this.statements.listLatestFromInclusive
           : this.statements.listLatestFromExclusive;
         row = this.countListRead(statement.get(input.bucket, cursor.key));
-        if (row === undefined) return true;
-        walk.cursor = { key: row.key, inclusive: false };
+        if (row === undefined) return result;
+        cursor = { key: row.key, inclusive: false };
       }
-      if (!row.key.startsWith(input.prefix)) return true;
-      walk.keyLast = row.key;
+      if (!row.key.startsWith(input.prefix)) return result;
+      keyLast = row.key;
       if (row.is_delete_marker === 1) continue;
       const commonPrefix = commonPrefixOf(row.key, input.prefix, input.delimiter);
       if (commonPrefix !== undefined) {
         // Back to seek mode: the rest of the batch may be inside this prefix.
-        walk.batch = [];
-        walk.batchIndex = 0;
-        walk.batchRowCount = 0;
+        batch = [];
+        batchIndex = 0;
+        batchRowCount = 0;
         const successor = this.seekPastCommonPrefix(commonPrefix, row.key);
-        walk.cursor = successor === undefined ? undefined : { key: successor, inclusive: true };
+        cursor = successor === undefined ? undefined : { key: successor, inclusive: true };
         if (input.startAfter !== undefined && compareKeys(commonPrefix, input.startAfter) <= 0) continue;
-        if (walk.entryCount === input.maxKeys) {
-          result.isTruncated = true;
-          return true;
-        }
+        if (entryCount === input.maxKeys) return truncated();
         result.commonPrefixes.push(commonPrefix);
-        walk.entryCount += 1;
-        walk.entryLast = commonPrefix;
+        entryCount += 1;
+        entryLast = commonPrefix;
         continue;
       }
-      if (walk.entryCount === input.maxKeys) {
-        result.isTruncated = true;
-        return true;
-      }
+      if (entryCount === input.maxKeys) return truncated();
       result.objects.push(versionFromRow(row));
-      walk.entryCount += 1;
-      walk.entryLast = row.key;
-      if (walk.batchRowCount === 0) walk.batchRowCount = LIST_BATCH_ROW_COUNT_MIN;
+      entryCount += 1;
+      entryLast = row.key;
+      if (batchRowCount === 0) batchRowCount = LIST_BATCH_ROW_COUNT_MIN;
     }
   }
 
@@ -1165,9 +1135,9 @@ export class SqliteMetadataStore implements MetadataStore {
     for (;;) {
       const step = await this.read((): IteratorResult<void, T> => {
         const deadlineMs = performance.now() + this.listTurnBudgetMs;
-        for (;;) {
+        for (let count = 1; ; count++) {
           const next = steps.next();
-          if (next.done === true || performance.now() >= deadlineMs) return next;
+          if (next.done === true || (count % LIST_STEPS_PER_CLOCK_CHECK === 0 && performance.now() >= deadlineMs)) return next;
         }
       });
       if (step.done === true) return step.value;
