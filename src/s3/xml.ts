@@ -87,9 +87,12 @@ export async function renderXmlInTurns(rootName: string, body: XmlNode, options:
   let out = openDocument(rootName, options);
   let deadlineMs = performance.now() + LOOP_TURN_BUDGET_MS;
   let elementCount = 0;
-  const afterElement = async (): Promise<void> => {
+  /** Counts an element; true when this turn has run its time (the caller then awaits the next). */
+  const turnSpent = (): boolean => {
     elementCount += 1;
-    if (elementCount % ELEMENTS_PER_CLOCK_CHECK !== 0 || performance.now() < deadlineMs) return;
+    return elementCount % ELEMENTS_PER_CLOCK_CHECK === 0 && performance.now() >= deadlineMs;
+  };
+  const nextTurn = async (): Promise<void> => {
     await setImmediatePromise();
     deadlineMs = performance.now() + LOOP_TURN_BUDGET_MS;
   };
@@ -98,12 +101,12 @@ export async function renderXmlInTurns(rootName: string, body: XmlNode, options:
     if (child === ORDERED) {
       for (const [name, item] of value as Array<[string, XmlValue]>) {
         out = renderValue(name, item, out);
-        await afterElement();
+        if (turnSpent()) await nextTurn();
       }
     } else if (Array.isArray(value)) {
       for (const item of value) {
         out = renderValue(child, item as XmlValue, out);
-        await afterElement();
+        if (turnSpent()) await nextTurn();
       }
     } else {
       out = renderValue(child, value, out);
