@@ -1111,8 +1111,13 @@ export class SqliteMetadataStore implements MetadataStore {
       throw error;
     }
     const sequence = this.committedSequence;
-    if (sequence > this.durableSequence || this.walSyncFailure !== undefined) await this.untilDurable(sequence);
+    if (this.mustAwaitDurability(sequence)) await this.untilDurable(sequence);
     return value;
+  }
+
+  /** Whether an answer that may show commits up to `sequence` waits for the WAL fsync (or fails) first. */
+  private mustAwaitDurability(sequence: number): boolean {
+    return sequence > this.durableSequence || this.walSyncFailure !== undefined;
   }
 
   /**
@@ -1121,7 +1126,7 @@ export class SqliteMetadataStore implements MetadataStore {
    * touch it (every PUT looks its bucket up first, and waited for the WAL fsync in flight).
    */
   private async visibleAsOf<T>(read: ReadAsOf<T>): Promise<T> {
-    if (read.committedSequence > this.durableSequence || this.walSyncFailure !== undefined) await this.untilDurable(read.committedSequence);
+    if (this.mustAwaitDurability(read.committedSequence)) await this.untilDurable(read.committedSequence);
     return read.value;
   }
 
