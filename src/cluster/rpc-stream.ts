@@ -62,15 +62,17 @@ export function encodeFrame(id: number, type: FrameType, head: string, payload: 
   return payload === undefined || payload.length === 0 ? [header, headBytes] : [header, headBytes, payload];
 }
 
+/**
+ * A payload from this size on is large: written as it is rather than copied into one buffer with
+ * its frame's header, and charged to the loop turn's byte budget first (writeFrameInTurn).
+ */
+const FRAME_LARGE_PAYLOAD_BYTES_MIN = 64 * KIBIBYTE;
+
 export function writeFrame(socket: Duplex, id: number, type: FrameType, head: string, payload: Buffer | undefined): void {
   const parts = encodeFrame(id, type, head, payload);
-  // Small frames go out in one write; a large payload is written as it is, not copied.
-  if (payload === undefined || payload.length < 64 * 1024) socket.write(Buffer.concat(parts));
+  if (payload === undefined || payload.length < FRAME_LARGE_PAYLOAD_BYTES_MIN) socket.write(Buffer.concat(parts));
   else for (const part of parts) socket.write(part);
 }
-
-/** Payloads from this size on are charged to the loop turn's byte budget before they are written. */
-const FRAME_CHARGED_BYTES_MIN = 64 * KIBIBYTE;
 
 /**
  * writeFrame, a large payload first charged to the event loop turn's byte budget
@@ -86,7 +88,7 @@ const FRAME_CHARGED_BYTES_MIN = 64 * KIBIBYTE;
  * its four shard answers and its response spend the budget in nearly every turn.
  */
 export function writeFrameInTurn(socket: Duplex, id: number, type: FrameType, head: string, payload: Buffer | undefined, stillWanted: () => boolean): void {
-  const turn = payload !== undefined && payload.length >= FRAME_CHARGED_BYTES_MIN ? chargeLoopTurn(payload.length) : undefined;
+  const turn = payload !== undefined && payload.length >= FRAME_LARGE_PAYLOAD_BYTES_MIN ? chargeLoopTurn(payload.length) : undefined;
   if (turn === undefined) {
     writeFrame(socket, id, type, head, payload);
     return;
