@@ -4,6 +4,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
+import path from "node:path";
 import { Readable } from "node:stream";
 import {
   CreateBucketCommand,
@@ -386,5 +387,49 @@ describe("authentication", () => {
     assert.deepEqual(listed.Contents?.map((object) => object.Key), ["virtual.txt"]);
     client.destroy();
     agent.destroy();
+  });
+});
+
+describe("disks", () => {
+  // Each writable volume commits (fsyncs) its own groups, so the server keeps one per disk: two
+  // on one disk would pay two fsyncs where one does, and every disk must still take writes.
+  async function volumeFileSizes(disk: string): Promise<number[]> {
+    const { readdir, stat } = await import("node:fs/promises");
+    const names = (await readdir(path.join(disk, "volumes"))).filter((name) => name.endsWith(".vol"));
+    return Promise.all(names.map(async (name) => (await stat(path.join(disk, "volumes", name))).size));
+  }
+
+  test("one disk has one writable volume; two disks have one each and both take writes", async () => {
+    const bodies = Array.from({ length: 24 }, (_, index) => randomBytes(1024 + index));
+    const putAll = async (client: S3Client, bucket: string) => {
+      await client.send(new CreateBucketCommand({ Bucket: bucket }));
+      await Promise.all(bodies.map((body, index) => client.send(new PutObjectCommand({ Bucket: bucket, Key: `k${index}`, Body: body }))));
+      for (const [index, body] of bodies.entries()) {
+        const got = await client.send(new GetObjectCommand({ Bucket: bucket, Key: `k${index}` }));
+        assert.equal(md5(Buffer.from(await got.Body!.transformToByteArray())), md5(body));
+      }
+    };
+
+    await putAll(s3, "one-disk");
+    const oneDisk = await volumeFileSizes(path.join(dataDirectory, "disk0"));
+    assert.equal(oneDisk.length, 1);
+
+    const twoDiskDirectory = makeDataDirectory("two-disks");
+    const disks = [path.join(twoDiskDirectory, "a"), path.join(twoDiskDirectory, "b")];
+    const twoDisks = await startCairn({ dataDirectory: path.join(twoDiskDirectory, "data"), args: disks.flatMap((disk) => ["--disk", disk]) });
+    const client = s3Client(twoDisks.endpoint);
+    try {
+      await putAll(client, "two-disks");
+      for (const disk of disks) {
+        const sizes = await volumeFileSizes(disk);
+        assert.equal(sizes.length, 1, `${disk} holds one volume`);
+        // The superblock is 32 bytes; some of the 24 objects landed on this disk.
+        assert.ok(sizes[0]! > 32 + 1024, `${disk} took writes (${sizes[0]} bytes)`);
+      }
+    } finally {
+      client.destroy();
+      await twoDisks.stop();
+      removeDataDirectory(twoDiskDirectory);
+    }
   });
 });

@@ -64,7 +64,11 @@ export async function runServer(settings: Settings): Promise<RunningServer> {
     ...(volumeSizeBytes !== undefined ? { volumeSizeBytes } : {}),
     directIo: settings.boolean(DIRECT_IO_SETTING.flag) ?? true,
   });
-  const placement = await EmbeddedPlacement.open({ databasePath: path.join(dataDirectory, "placement.sqlite"), node });
+  const placement = await EmbeddedPlacement.open({
+    databasePath: path.join(dataDirectory, "placement.sqlite"),
+    node,
+    writableVolumeCount: disks.length,
+  });
   const background = startBackgroundWork(node, settings, async (report) => placement.reportDamage(report));
   const dataRouter = new DataRouter(placement);
   const garbageCollector = new GarbageCollector(meta, dataRouter);

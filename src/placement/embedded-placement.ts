@@ -1,15 +1,19 @@
 /**
  * Embedded placement for `cairn server`: one process, one data node, the cluster map in a
- * SQLite file of the data directory. It keeps a few writable volumes open so concurrent PUTs
- * spread over several files (and disks), and grows a new volume when one seals.
+ * SQLite file of the data directory. It keeps one writable volume open per disk, and grows a new
+ * volume when one seals.
+ *
+ * One per disk, not more: each writable volume commits its own groups, so concurrent PUTs spread
+ * over two volumes of one disk pay two fsyncs where one would do (4 KiB PUTs, alternated runs
+ * of one against two volumes on one disk: 1,599-2,809 vs 1,178-1,941 ops/s, 7 of 7 pairs).
  */
 import Database from "better-sqlite3";
 import { assert, log, type NodeId, type VolumeId } from "../base/index.js";
 import type { DamageReport, NeedleStore } from "../cluster/index.js";
 import { UnknownVolume, type Placement, type VolumeReplicaSet } from "./placement.js";
 
-/** Writable volumes kept open at once; more spreads writes over disks, fewer keeps files full. */
-export const EMBEDDED_WRITABLE_VOLUME_COUNT = 2;
+/** Writable volumes kept open at once when the caller does not say (one per disk, see above). */
+export const EMBEDDED_WRITABLE_VOLUME_COUNT_DEFAULT = 1;
 
 export class EmbeddedPlacement implements Placement {
   private readonly writable: VolumeId[] = [];
@@ -20,9 +24,13 @@ export class EmbeddedPlacement implements Placement {
   private constructor(
     private readonly db: Database.Database,
     private readonly node: NeedleStore,
+    private readonly writableVolumeCount: number,
   ) {}
 
-  static async open(options: { databasePath: string; node: NeedleStore }): Promise<EmbeddedPlacement> {
+  /** `writableVolumeCount`: the node's disk count, so that every disk takes writes. */
+  static async open(options: { databasePath: string; node: NeedleStore; writableVolumeCount?: number }): Promise<EmbeddedPlacement> {
+    const writableVolumeCount = options.writableVolumeCount ?? EMBEDDED_WRITABLE_VOLUME_COUNT_DEFAULT;
+    assert(Number.isInteger(writableVolumeCount) && writableVolumeCount >= 1, "writableVolumeCount is a positive integer");
     const db = new Database(options.databasePath);
     db.pragma("journal_mode = WAL");
     db.pragma("synchronous = FULL");
@@ -31,7 +39,7 @@ export class EmbeddedPlacement implements Placement {
       state TEXT NOT NULL CHECK (state IN ('writable', 'sealed')),
       node_id TEXT NOT NULL
     )`);
-    const placement = new EmbeddedPlacement(db, options.node);
+    const placement = new EmbeddedPlacement(db, options.node, writableVolumeCount);
     await placement.reconcile();
     return placement;
   }
@@ -52,7 +60,7 @@ export class EmbeddedPlacement implements Placement {
       .prepare("SELECT volume_id FROM volumes WHERE state = 'writable' AND node_id = ? ORDER BY volume_id")
       .all(this.node.nodeId) as Array<{ volume_id: number }>;
     for (const row of rows) this.writable.push(row.volume_id as VolumeId);
-    while (this.writable.length < EMBEDDED_WRITABLE_VOLUME_COUNT) await this.growVolume();
+    while (this.writable.length < this.writableVolumeCount) await this.growVolume();
   }
 
   private async growVolume(): Promise<void> {
@@ -83,7 +91,7 @@ export class EmbeddedPlacement implements Placement {
     if (index < 0) return; // another request already reported it
     this.writable.splice(index, 1);
     this.db.prepare("UPDATE volumes SET state = 'sealed' WHERE volume_id = ?").run(volumeId);
-    if (this.writable.length < EMBEDDED_WRITABLE_VOLUME_COUNT) {
+    if (this.writable.length < this.writableVolumeCount) {
       this.growing ??= this.growVolume().finally(() => (this.growing = undefined));
       await this.growing;
     }

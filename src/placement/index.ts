@@ -1,5 +1,5 @@
 export * from "./placement.js";
-export { EmbeddedPlacement, EMBEDDED_WRITABLE_VOLUME_COUNT } from "./embedded-placement.js";
+export { EmbeddedPlacement, EMBEDDED_WRITABLE_VOLUME_COUNT_DEFAULT } from "./embedded-placement.js";
 export { ClusterMapStore, clusterMapProblems, type ClusterMapRecords, type RepairTask, type StoredNode } from "./cluster-map-store.js";
 export {
   allocateReplicas,
