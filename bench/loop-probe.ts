@@ -7,10 +7,13 @@
  *
  * With the delay it reports how the loop's thread spent the window, from the kernel's schedstat
  * (Linux): on a core, and runnable but waiting for one. A loop that waits for a core is delayed
- * by the machine, not by the code it runs; the report tells the two apart.
+ * by the machine, not by the code it runs; the report tells the two apart, window-wide and per
+ * tick: a timer of its own (OWN_DELAY_TICK_MS) measures each tick's delay and subtracts the time
+ * the thread spent waiting for a core meanwhile, which leaves the loop's own stall (running
+ * callbacks, or blocked in a synchronous call).
  */
-import { readFileSync, renameSync, writeFileSync } from "node:fs";
-import { monitorEventLoopDelay } from "node:perf_hooks";
+import { openSync, readFileSync, readSync, renameSync, writeFileSync } from "node:fs";
+import { createHistogram, monitorEventLoopDelay } from "node:perf_hooks";
 
 /** Timer resolution of the delay histogram: a stall shorter than this is not seen. */
 const LOOP_DELAY_RESOLUTION_MS = 1;
@@ -29,9 +32,39 @@ function mainThreadSchedstat(): { onCpuNs: number; waitingNs: number } | undefin
   }
 }
 
+/** Interval of the own-stall timer: as monitorEventLoopDelay's resolution, so the two compare. */
+const OWN_DELAY_TICK_MS = LOOP_DELAY_RESOLUTION_MS;
+
+/**
+ * Records each tick's delay minus the main thread's wait for a core during it. The schedstat file
+ * stays open and is re-read at offset 0: one pread per tick. Undefined where it cannot be read.
+ */
+function startOwnDelayHistogram(): ReturnType<typeof createHistogram> | undefined {
+  let fd: number;
+  try {
+    fd = openSync(`/proc/${process.pid}/task/${process.pid}/schedstat`, "r");
+  } catch {
+    return undefined;
+  }
+  const buffer = Buffer.alloc(128);
+  const waitingNs = (): number => Number(buffer.toString("latin1", 0, readSync(fd, buffer, 0, buffer.length, 0)).split(" ")[1]);
+  const histogram = createHistogram();
+  const tickNs = OWN_DELAY_TICK_MS * 1e6;
+  let last = { atNs: process.hrtime.bigint(), waitingNs: waitingNs() };
+  setInterval(() => {
+    const now = { atNs: process.hrtime.bigint(), waitingNs: waitingNs() };
+    const lateNs = Number(now.atNs - last.atNs) - tickNs;
+    // A histogram takes values >= 1; a tick on time or early is a 1 ns delay.
+    histogram.record(Math.max(1, Math.round(lateNs - (now.waitingNs - last.waitingNs))));
+    last = now;
+  }, OWN_DELAY_TICK_MS).unref();
+  return histogram;
+}
+
 if (file !== undefined && file !== "") {
   const histogram = monitorEventLoopDelay({ resolution: LOOP_DELAY_RESOLUTION_MS });
   histogram.enable();
+  const ownHistogram = startOwnDelayHistogram();
   let sequence = 0;
   let windowStart = { atNs: process.hrtime.bigint(), schedstat: mainThreadSchedstat() };
   process.on("SIGUSR2", () => {
@@ -48,12 +81,16 @@ if (file !== undefined && file !== "") {
       p50Ms: nanosecondsToMs(histogram.percentile(50)),
       p99Ms: nanosecondsToMs(histogram.percentile(99)),
       maxMs: nanosecondsToMs(histogram.max),
+      // The delay less the time spent waiting for a core, per tick; null where schedstat is missing.
+      ownP99Ms: ownHistogram === undefined || ownHistogram.count === 0 ? null : nanosecondsToMs(ownHistogram.percentile(99)),
+      ownMaxMs: ownHistogram === undefined || ownHistogram.count === 0 ? null : nanosecondsToMs(ownHistogram.max),
       // Shares of the window's wall time; null where schedstat is missing.
       onCpuShare: before === undefined || after === undefined ? null : shareOf(after.onCpuNs - before.onCpuNs),
       waitingForCpuShare: before === undefined || after === undefined ? null : shareOf(after.waitingNs - before.waitingNs),
     };
     windowStart = now;
     histogram.reset();
+    ownHistogram?.reset();
     writeFileSync(`${file}.tmp`, JSON.stringify(report));
     renameSync(`${file}.tmp`, file);
   });

@@ -207,6 +207,9 @@ export interface LoopDelay {
   /** Of the window's wall time, the loop's thread on a core, and runnable but waiting for one. */
   onCpuShare: number | null;
   waitingForCpuShare: number | null;
+  /** Per tick, the delay less the loop thread's wait for a core: the loop's own stall. */
+  ownP99Ms: number | null;
+  ownMaxMs: number | null;
 }
 
 /**
@@ -229,6 +232,8 @@ export async function loopDelaySince(running: RunningProcess): Promise<LoopDelay
         maxMs: report.maxMs,
         onCpuShare: report.onCpuShare ?? null,
         waitingForCpuShare: report.waitingForCpuShare ?? null,
+        ownP99Ms: report.ownP99Ms ?? null,
+        ownMaxMs: report.ownMaxMs ?? null,
       };
     }
     await new Promise((resolve) => setTimeout(resolve, 20));

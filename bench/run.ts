@@ -104,9 +104,10 @@ interface Result {
   clientCpuMsPerOp: number | null;
   /**
    * Event-loop delay of the process serving S3 (server or gateway) during the workload, with the
-   * shares of the window its loop's thread was on a core and runnable but waiting for one.
+   * shares of the window its loop's thread was on a core and runnable but waiting for one, and
+   * the p99 of the delay less that wait, per tick (`ownP99`: the loop's own stall).
    */
-  loopDelayMs: { p99: number; max: number; onCpuShare: number | null; waitingForCpuShare: number | null } | null;
+  loopDelayMs: { p99: number; max: number; onCpuShare: number | null; waitingForCpuShare: number | null; ownP99: number | null } | null;
   notes?: string[];
   errorSamples?: string[];
 }
@@ -797,7 +798,9 @@ function computeTargets(): TargetVerdict[] {
 }
 
 function loopDelayOf(loop: LoopDelay | undefined): Result["loopDelayMs"] {
-  return loop === undefined ? null : { p99: loop.p99Ms, max: loop.maxMs, onCpuShare: loop.onCpuShare, waitingForCpuShare: loop.waitingForCpuShare };
+  return loop === undefined
+    ? null
+    : { p99: loop.p99Ms, max: loop.maxMs, onCpuShare: loop.onCpuShare, waitingForCpuShare: loop.waitingForCpuShare, ownP99: loop.ownP99Ms };
 }
 
 /** "on a core / waiting for one" of the loop's thread, in percent of the workload's time. */
@@ -851,7 +854,7 @@ function ratioToBaseline(result: Result): string {
 }
 
 function formatTable(targets: TargetVerdict[]): string {
-  const header = ["workload", "system", "ops", "s", "ops/s", "MiB/s", "p50 ms", "p99 ms", "err", "srv cpu ms/op", "cli cpu ms/op", "loop p99 ms", "loop cpu/wait %", "vs baseline"];
+  const header = ["workload", "system", "ops", "s", "ops/s", "MiB/s", "p50 ms", "p99 ms", "err", "srv cpu ms/op", "cli cpu ms/op", "loop p99 ms", "loop cpu/wait %", "loop own p99 ms", "vs baseline"];
   const rows = results.map((result) => [
     result.workload,
     result.system,
@@ -866,6 +869,7 @@ function formatTable(targets: TargetVerdict[]): string {
     result.clientCpuMsPerOp === null ? "-" : String(result.clientCpuMsPerOp),
     result.loopDelayMs === null ? "-" : String(result.loopDelayMs.p99),
     loopThreadShares(result.loopDelayMs),
+    result.loopDelayMs?.ownP99 == null ? "-" : String(result.loopDelayMs.ownP99),
     ratioToBaseline(result),
   ]);
   const widths = header.map((name, column) => Math.max(name.length, ...rows.map((row) => row[column]!.length)));
