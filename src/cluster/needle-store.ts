@@ -29,10 +29,17 @@ export interface ReadNeedleInput {
   lengthBytes?: number;
   /**
    * The caller releases the bytes it is given with releaseChunkBufferOf once done (after a socket
-   * has sent them): an in-process store may then answer a whole large needle with a view of a
-   * pooled chunk buffer. Others answer with plain memory, for which the release does nothing.
+   * has sent them): a store may then answer with a view of a pooled chunk buffer (an in-process
+   * one for a whole large needle, a remote one for a range of known length). Plain memory is
+   * released as nothing.
    */
   intoChunkBuffer?: boolean;
+  /**
+   * A buffer of exactly the length asked for, which the store may answer in (the answer is then
+   * this very buffer) rather than in memory of its own; nothing writes into it once the read has
+   * settled. Lets a caller gather the pieces of a chunk in one pooled buffer without a copy each.
+   */
+  into?: Buffer;
 }
 
 export interface VolumeStatus {

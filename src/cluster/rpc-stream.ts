@@ -24,7 +24,7 @@
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import * as http from "node:http";
 import type { Duplex } from "node:stream";
-import { chargeLoopTurn, KIBIBYTE } from "../base/index.js";
+import { chargeLoopTurn, copyBytes, KIBIBYTE } from "../base/index.js";
 
 export const RPC_STREAM_PATH = "/rpc-stream";
 export const RPC_STREAM_PROTOCOL = "cairn-rpc/1";
@@ -98,13 +98,26 @@ export function writeFrameInTurn(socket: Duplex, id: number, type: FrameType, he
   });
 }
 
+/**
+ * Where a frame's payload may be written instead of a buffer of the reader's own: given the
+ * frame's id and payload length, a buffer of exactly that length, or undefined.
+ */
+export type PayloadDestination = (id: number, payloadBytes: number) => Buffer | undefined;
+
 /** Cuts a byte stream into frames; a frame longer than `frameBytesMax` is a protocol error. */
 export class FrameReader {
   private pieces: Buffer[] = [];
   private bufferedBytes = 0;
 
-  /** `frameBytesMax` may change between pushes (a server takes only a small frame before authentication). */
-  constructor(public frameBytesMax: number) {}
+  /**
+   * `frameBytesMax` may change between pushes (a server takes only a small frame before
+   * authentication). A frame whose payload spans socket reads is copied into one buffer: into
+   * the one `destination` offers for it, else a new one.
+   */
+  constructor(
+    public frameBytesMax: number,
+    private readonly destination?: PayloadDestination,
+  ) {}
 
   push(piece: Buffer): void {
     this.pieces.push(piece);
@@ -118,29 +131,41 @@ export class FrameReader {
     const frameBytes = 4 + first.readUInt32BE(0);
     if (frameBytes < FRAME_HEADER_BYTES || frameBytes > this.frameBytesMax) throw new Error(`RPC frame of ${frameBytes} bytes`);
     if (this.bufferedBytes < frameBytes) return undefined;
-    const bytes = this.take(frameBytes, true);
-    const headBytes = bytes.readUInt16BE(10);
+    const header = this.pieces[0]!.length >= FRAME_HEADER_BYTES ? this.pieces[0]! : this.take(FRAME_HEADER_BYTES, false);
+    const id = header.readUInt32BE(4);
+    const type = header.readUInt8(8) as FrameType;
+    const headBytes = header.readUInt16BE(10);
     if (FRAME_HEADER_BYTES + headBytes > frameBytes) throw new Error("RPC frame head past its end");
+    const payloadBytes = frameBytes - FRAME_HEADER_BYTES - headBytes;
+    // Within one read: a view of it. Else the payload goes where the destination says, if anywhere.
+    const into = this.pieces[0]!.length >= frameBytes || payloadBytes === 0 ? undefined : this.destination?.(id, payloadBytes);
+    if (into !== undefined) {
+      if (into.length !== payloadBytes) throw new Error("an RPC payload destination has the payload's length");
+      const head = this.take(FRAME_HEADER_BYTES + headBytes, true);
+      return { id, type, head: head.toString("utf8", FRAME_HEADER_BYTES), payload: this.take(payloadBytes, true, into) };
+    }
+    const bytes = this.take(frameBytes, true);
     return {
-      id: bytes.readUInt32BE(4),
-      type: bytes.readUInt8(8) as FrameType,
+      id,
+      type,
       head: bytes.toString("utf8", FRAME_HEADER_BYTES, FRAME_HEADER_BYTES + headBytes),
       payload: bytes.subarray(FRAME_HEADER_BYTES + headBytes),
     };
   }
 
-  /** The first `count` buffered bytes as one buffer (consumed when `consume`). */
-  private take(count: number, consume: boolean): Buffer {
+  /** The first `count` buffered bytes as one buffer (`into` when given), consumed when `consume`. */
+  private take(count: number, consume: boolean, into?: Buffer): Buffer {
     const first = this.pieces[0]!;
     let bytes: Buffer;
-    if (first.length >= count) {
+    if (into === undefined && first.length >= count) {
       bytes = first.subarray(0, count);
     } else {
-      bytes = Buffer.allocUnsafe(count);
+      bytes = into ?? Buffer.allocUnsafe(count);
       let copied = 0;
       for (const piece of this.pieces) {
         const length = Math.min(piece.length, count - copied);
-        piece.copy(bytes, copied, 0, length);
+        // copyBytes: `into` may be shared memory (a chunk buffer), which copy() writes slowly.
+        copyBytes(bytes, length === piece.length ? piece : piece.subarray(0, length), copied);
         copied += length;
         if (copied === count) break;
       }

@@ -10,7 +10,7 @@ import type { VolumeId } from "../base/index.js";
 import { createRpcHandler, createRpcServer, PeerUnavailable, RemoteError, RpcClient, VolumeFull, type RpcRoutes } from "./index.js";
 import { PassThrough } from "node:stream";
 import { setImmediate as nextTurn } from "node:timers/promises";
-import { challengeOf, FrameReader, FrameType, RPC_STREAM_PATH, RPC_STREAM_PROTOCOL, signChallenge, writeFrame, writeFrameInTurn } from "./rpc-stream.js";
+import { challengeOf, encodeFrame, FrameReader, FrameType, RPC_STREAM_PATH, RPC_STREAM_PROTOCOL, signChallenge, writeFrame, writeFrameInTurn } from "./rpc-stream.js";
 
 const SECRET = "test-cluster-secret";
 
@@ -79,6 +79,67 @@ test("large frames written in one turn go out in later turns, each whole, and no
     assert.equal(frame.head, `write?n=${index}`);
     assert.ok(frame.payload.equals(payloads[index]!), `frame ${frame.id} arrived whole`);
   }
+});
+
+test("a frame's payload spanning reads goes into the destination offered for its id, whatever the cut", () => {
+  // Large payloads cut into reads of a few sizes; small ones cut into single bytes.
+  const cases = [
+    { cuts: [1000, 65_536, Infinity], sizes: [300_000, 12, 200_000] },
+    { cuts: [1, 5], sizes: [40, 3, 17] },
+  ];
+  for (const { cuts, sizes } of cases) {
+    const payloads = new Map(sizes.map((size, index) => [index + 1, Buffer.alloc(size, index + 1)]));
+    const bytes = Buffer.concat([...payloads].flatMap(([id, payload]) => encodeFrame(id, FrameType.ResultBlob, id === 3 ? "with-head" : "", payload)));
+    for (const cut of cuts) {
+      const cutBytes = Math.min(cut, bytes.length);
+      // Destinations for ids 1 and 2; id 3 gets a buffer of the reader's own.
+      const destinations = new Map([
+        [1, Buffer.alloc(sizes[0]!)],
+        [2, Buffer.alloc(sizes[1]!)],
+      ]);
+      const asked: number[] = [];
+      const reader = new FrameReader(1 << 20, (id, payloadBytes) => {
+        asked.push(id);
+        const into = destinations.get(id);
+        return into?.length === payloadBytes ? into : undefined;
+      });
+      const frames = [];
+      for (let offset = 0; offset < bytes.length; offset += cutBytes) {
+        reader.push(bytes.subarray(offset, offset + cutBytes));
+        for (let frame = reader.next(); frame !== undefined; frame = reader.next()) frames.push(frame);
+      }
+      assert.deepEqual(frames.map((frame) => frame.id), [1, 2, 3], `cut ${cutBytes}`);
+      for (const frame of frames) {
+        assert.ok(frame.payload.equals(payloads.get(frame.id)!), `frame ${frame.id} whole at cut ${cutBytes}`);
+        assert.equal(frame.head, frame.id === 3 ? "with-head" : "");
+      }
+      if (cutBytes === bytes.length) {
+        // All in one read: views of it, no destination asked for.
+        assert.deepEqual(asked, []);
+      } else {
+        // The first payload spans reads: it is the destination itself.
+        assert.equal(frames[0]!.payload, destinations.get(1), `cut ${cutBytes}`);
+        assert.ok(asked.includes(3), `asked ${asked.join(",")} at cut ${cutBytes}`);
+      }
+    }
+  }
+});
+
+test("readBlob answers in the buffer it is given, and in memory of its own when the length differs", async (t) => {
+  const address = await listening(createRpcServer({ secret: SECRET, routes, blobSizeBytesMax: 8 * 1024 * 1024 }), t);
+  const client = new RpcClient(address, SECRET);
+  t.after(() => client.close());
+  await client.call("echo", "open the framed lane");
+  assert.equal(client.framed, true);
+  const into = Buffer.alloc(1024 * 1024);
+  const read = await client.readBlob("bytes", { size: String(into.length) }, { into });
+  assert.equal(read, into);
+  assert.ok(into.every((byte) => byte === 0x5a));
+  const other = Buffer.alloc(1024 * 1024);
+  const longer = await client.readBlob("bytes", { size: String(other.length + 1) }, { into: other });
+  assert.notEqual(longer, other);
+  assert.equal(longer.length, other.length + 1);
+  assert.ok(other.every((byte) => byte === 0), "a buffer of another length is left alone");
 });
 
 test("a server without the framed lane is spoken to over HTTP, with the same answers", async (t) => {

@@ -416,6 +416,8 @@ interface PendingFrame {
   resolve: (frame: Frame) => void;
   reject: (error: unknown) => void;
   timer: NodeJS.Timeout;
+  /** Where the answer's payload goes when it has this length (see FrameReader). */
+  into: Buffer | undefined;
 }
 
 /** The client's end of one framed connection (rpc-stream.ts): requests in flight by id. */
@@ -423,7 +425,12 @@ class StreamConnection {
   closed = false;
   private nextId = 1;
   private readonly pending = new Map<number, PendingFrame>();
-  private readonly reader = new FrameReader(STREAM_ANSWER_FRAME_BYTES_MAX);
+  // Written only while its request waits: once it has settled (answered, timed out, failed) its
+  // `into` is the caller's again.
+  private readonly reader = new FrameReader(STREAM_ANSWER_FRAME_BYTES_MAX, (id, payloadBytes) => {
+    const into = this.pending.get(id)?.into;
+    return into !== undefined && into.length === payloadBytes ? into : undefined;
+  });
 
   constructor(
     private readonly peer: string,
@@ -442,7 +449,8 @@ class StreamConnection {
     writeFrame(this.socket, 0, FrameType.Auth, "", Buffer.from(signature, "latin1"));
   }
 
-  request(type: FrameType, head: string, payload: Buffer | undefined, timeoutMs: number): Promise<Frame> {
+  /** `into`: where the answer's payload is copied if it has that length (else a buffer of its own). */
+  request(type: FrameType, head: string, payload: Buffer | undefined, timeoutMs: number, into?: Buffer): Promise<Frame> {
     if (this.closed) return Promise.reject(new PeerUnavailable(this.peer, "connection closed"));
     const id = this.nextId;
     this.nextId = this.nextId >= 0xffff_ffff ? 1 : this.nextId + 1;
@@ -453,7 +461,7 @@ class StreamConnection {
         this.refWhileWaiting();
         reject(new PeerUnavailable(this.peer, `timed out after ${timeoutMs} ms`));
       }, timeoutMs);
-      this.pending.set(id, { resolve, reject, timer });
+      this.pending.set(id, { resolve, reject, timer, into });
       this.refWhileWaiting();
       writeFrameInTurn(this.socket, id, type, head, payload, () => this.pending.has(id));
     });
@@ -542,12 +550,17 @@ export class RpcClient {
     return this.parseJson<T>(await this.request("PUT", `/blob/${target}`, body, timeoutMs));
   }
 
-  async readBlob(method: string, query: Record<string, string>, options: { timeoutMs?: number } = {}): Promise<Buffer> {
+  /**
+   * A blob answer. With `into`, a framed answer of that length is copied into it, and `into` is
+   * what comes back; any other answer comes in memory of its own. Either way nothing writes into
+   * `into` once the returned promise has settled.
+   */
+  async readBlob(method: string, query: Record<string, string>, options: { timeoutMs?: number; into?: Buffer } = {}): Promise<Buffer> {
     const timeoutMs = options.timeoutMs ?? RPC_TIMEOUT_MS_DEFAULT;
     const target = `${method}?${new URLSearchParams(query)}`;
     const stream = await this.streamFor(timeoutMs);
     if (stream !== undefined) {
-      const frame = await stream.request(FrameType.BlobRead, target, undefined, timeoutMs);
+      const frame = await stream.request(FrameType.BlobRead, target, undefined, timeoutMs, options.into);
       if (frame.type === FrameType.ResultBlob) return frame.payload;
       return this.frameResult<never>(frame);
     }
