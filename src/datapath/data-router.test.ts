@@ -114,6 +114,38 @@ test("ack=all: a replica that fails moves the write to another volume and leaves
   assert.deepEqual(placement.unreachable, ["a3"]);
 });
 
+test("ack=all: a retry on the same volume after an abandoned attempt stores the chunk on every replica", async () => {
+  // Data nodes keep a tombstone for a deleted needle and acknowledge a later write of that id
+  // without storing it; the abandoned attempt's copies are deleted, so a retry that reused the id
+  // on the same (only) volume would be acknowledged by replicas holding nothing.
+  class TombstoningStore extends MemoryStore {
+    readonly tombstones = new Set<string>();
+    failWritesLeft = 0;
+    override async writeNeedle(input: WriteNeedleInput): Promise<void> {
+      if (this.failWritesLeft > 0) {
+        this.failWritesLeft -= 1;
+        throw new PeerUnavailable(this.nodeId, "down for a moment");
+      }
+      if (this.tombstones.has(`${input.volumeId}/${input.needleId}`)) return;
+      await super.writeNeedle(input);
+    }
+    override async deleteNeedle(input: { volumeId: VolumeId; needleId: NeedleId }): Promise<void> {
+      this.tombstones.add(`${input.volumeId}/${input.needleId}`);
+      await super.deleteNeedle(input);
+    }
+  }
+  const replicas = [1, 2, 3].map((index) => new TombstoningStore(`t${index}` as NodeId));
+  replicas[2]!.failWritesLeft = 1;
+  const router = new DataRouter(new FixedPlacement(new Map([[1 as VolumeId, replicas]])), "all");
+  const data = randomBytes(1000);
+  const { chunks } = await router.writeBody(once(data), { sizeBytesMax: 1 << 30 });
+  assert.equal(chunks[0]!.volumeId, 1);
+  for (const store of replicas) {
+    const read = await store.readNeedle({ volumeId: 1 as VolumeId, needleId: chunks[0]!.needleId });
+    assert.ok(read.equals(data), `${store.nodeId} holds the acknowledged chunk`);
+  }
+});
+
 test("ack=majority: one failed replica of three still acknowledges on the same volume", async () => {
   const replicas = stores("a");
   replicas[0]!.failWrites = true;

@@ -280,7 +280,6 @@ export class DataRouter {
     // Either way the CRC was computed over `data`'s own memory, which nothing changes while
     // it is written: an in-process data node may take it without another pass.
     const checksum = options.knownCrc32 === undefined ? crc32(data) : await options.knownCrc32;
-    const needleId = newNeedleId();
     const wanted = codesChunk(ec, data.length) ? ec : null;
     // Shards depend only on the data and the scheme: encoded once, whichever volume takes them.
     let shards: Promise<Array<{ data: Buffer; crc32: number }>> | undefined;
@@ -292,6 +291,10 @@ export class DataRouter {
         const delayMs = Math.min(CHUNK_WRITE_RETRY_DELAY_MS_MAX, CHUNK_WRITE_RETRY_DELAY_MS_MIN * 2 ** (attempt - 2));
         await new Promise((resolve) => setTimeout(resolve, Math.min(delayMs, Math.max(0, deadlineMs - Date.now()))));
       }
+      // A fresh id per attempt: an abandoned attempt's copies are tombstoned (deleteFrom), and a
+      // data node acknowledges a write of a tombstoned id without storing it, so an attempt that
+      // reused the id on the same volume would be acknowledged by a replica holding nothing.
+      const needleId = newNeedleId();
       let target: VolumeReplicaSet;
       try {
         target = await this.placement.writableVolume({ exclude: failedVolumes, ec: wanted });
