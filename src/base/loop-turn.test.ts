@@ -1,9 +1,10 @@
 // Proves the per-turn body budget: charges within it go through at once; once it is spent,
 // callers wait for a later turn of the event loop, and waiters are spread over turns (each turn
-// admits charges only until the budget is spent again, the first of a turn always).
+// admits charges only until the budget is spent again, the first of a turn always); runInTurns
+// cuts a generator's steps into turns of the loop.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { chargeLoopTurn, LOOP_TURN_BODY_BYTES_MAX } from "./loop-turn.js";
+import { chargeLoopTurn, LOOP_TURN_BODY_BYTES_MAX, runInTurns } from "./loop-turn.js";
 
 /** Resolves after the loop has turned once more (its check phase ran). */
 function nextTurn(): Promise<void> {
@@ -48,4 +49,40 @@ test("waiters over budget are spread over turns, one whole budget per turn", asy
   await counting;
   assert.equal(admittedAt.length, 4);
   assert.equal(new Set(admittedAt).size, 4, `each waiter in a turn of its own: ${admittedAt.join(", ")}`);
+});
+
+test("runInTurns runs a generator's steps in turns, the loop free between them, and answers its value", async () => {
+  function* steps(count: number): Generator<void, number, void> {
+    let sum = 0;
+    for (let index = 1; index <= count; index++) {
+      sum += index;
+      yield;
+    }
+    return sum;
+  }
+  // A budget of 0 and a clock check every 4 steps: a turn every 4 steps.
+  let loopTurns = 0;
+  let done = false;
+  const tick = (): void => {
+    if (done) return;
+    loopTurns += 1;
+    setImmediate(tick);
+  };
+  setImmediate(tick);
+  const turns: number[] = [];
+  const value = await runInTurns(steps(40), {
+    budgetMs: 0,
+    stepsPerClockCheck: 4,
+    turn: async (runSteps) => {
+      turns.push(turns.length);
+      return runSteps();
+    },
+  });
+  done = true;
+  assert.equal(value, 820);
+  // 40 steps and the return: 11 turns of at most 4 steps each.
+  assert.equal(turns.length, 11);
+  assert.ok(loopTurns >= 10, `the loop turned ${loopTurns} times between the walk's turns`);
+  // A budget no walk reaches: one turn, no wrapper needed.
+  assert.equal(await runInTurns(steps(1000), { budgetMs: 60_000, stepsPerClockCheck: 4 }), 500_500);
 });

@@ -8,13 +8,42 @@
  * it. A body loop that finds the turn's budget spent waits for a later turn (setImmediate); its
  * stream then fills and stops reading the socket until it goes on.
  */
+import { setImmediate as setImmediatePromise } from "node:timers/promises";
 import { KIBIBYTE } from "./units.js";
 
 /**
  * How long a piece of synchronous work that can be cut (a listing's rows, its XML) runs before it
- * gives the event loop back (setImmediate) and goes on in a later turn.
+ * gives the event loop back (setImmediate) and goes on in a later turn: see runInTurns.
  */
 export const LOOP_TURN_BUDGET_MS = 1;
+
+/**
+ * Runs synchronous work written as a generator (it yields between its steps) in turns of the
+ * event loop of about `budgetMs`, reading the clock every `stepsPerClockCheck` steps, the loop
+ * free between turns. `turn`, when given, wraps each turn's steps (in a read transaction, say)
+ * and may answer later than they ran. Resolves with the generator's return value.
+ */
+export async function runInTurns<T>(
+  steps: Generator<void, T, void>,
+  options: {
+    budgetMs: number;
+    stepsPerClockCheck: number;
+    turn?: (runSteps: () => IteratorResult<void, T>) => IteratorResult<void, T> | Promise<IteratorResult<void, T>>;
+  },
+): Promise<T> {
+  const runSteps = (): IteratorResult<void, T> => {
+    const deadlineMs = performance.now() + options.budgetMs;
+    for (let count = 1; ; count++) {
+      const next = steps.next();
+      if (next.done === true || (count % options.stepsPerClockCheck === 0 && performance.now() >= deadlineMs)) return next;
+    }
+  };
+  for (;;) {
+    const step = options.turn === undefined ? runSteps() : await options.turn(runSteps);
+    if (step.done === true) return step.value;
+    await setImmediatePromise();
+  }
+}
 
 /**
  * Body bytes per turn for all requests together: well under a millisecond of copying and hashing

@@ -1,7 +1,6 @@
 /** XML in and out: a tiny escaping builder for responses, fast-xml-parser for request bodies. */
-import { setImmediate as setImmediatePromise } from "node:timers/promises";
 import { XMLParser } from "fast-xml-parser";
-import { LOOP_TURN_BUDGET_MS, rememberLast } from "../base/index.js";
+import { LOOP_TURN_BUDGET_MS, rememberLast, runInTurns } from "../base/index.js";
 
 export const S3_XMLNS = "http://s3.amazonaws.com/doc/2006-03-01/";
 
@@ -80,33 +79,27 @@ const ELEMENTS_PER_CLOCK_CHECK = 32;
 
 /**
  * renderXml for documents with long lists (a 1,000-key listing renders in about 2 ms): the
- * elements of the root's lists are rendered in turns of LOOP_TURN_BUDGET_MS, the event loop free
- * between them. The text is renderXml's, byte for byte.
+ * elements of the root's lists are rendered in turns of LOOP_TURN_BUDGET_MS (runInTurns), the
+ * event loop free between them. The text is renderXml's, byte for byte.
  */
-export async function renderXmlInTurns(rootName: string, body: XmlNode, options: { namespace?: boolean } = {}): Promise<string> {
+export function renderXmlInTurns(rootName: string, body: XmlNode, options: { namespace?: boolean } = {}): Promise<string> {
+  return runInTurns(renderXmlSteps(rootName, body, options), { budgetMs: LOOP_TURN_BUDGET_MS, stepsPerClockCheck: ELEMENTS_PER_CLOCK_CHECK });
+}
+
+/** renderXml's walk, yielding after each element of the root's lists. */
+function* renderXmlSteps(rootName: string, body: XmlNode, options: { namespace?: boolean }): Generator<void, string, void> {
   let out = openDocument(rootName, options);
-  let deadlineMs = performance.now() + LOOP_TURN_BUDGET_MS;
-  let elementCount = 0;
-  /** Counts an element; true when this turn has run its time (the caller then awaits the next). */
-  const turnSpent = (): boolean => {
-    elementCount += 1;
-    return elementCount % ELEMENTS_PER_CLOCK_CHECK === 0 && performance.now() >= deadlineMs;
-  };
-  const nextTurn = async (): Promise<void> => {
-    await setImmediatePromise();
-    deadlineMs = performance.now() + LOOP_TURN_BUDGET_MS;
-  };
   for (const child in body) {
     const value = body[child];
     if (child === ORDERED) {
       for (const [name, item] of value as Array<[string, XmlValue]>) {
         out = renderValue(name, item, out);
-        if (turnSpent()) await nextTurn();
+        yield;
       }
     } else if (Array.isArray(value)) {
       for (const item of value) {
         out = renderValue(child, item as XmlValue, out);
-        if (turnSpent()) await nextTurn();
+        yield;
       }
     } else {
       out = renderValue(child, value, out);

@@ -22,8 +22,7 @@
  */
 import Database from "better-sqlite3";
 import { closeSync, fdatasync, openSync } from "node:fs";
-import { setImmediate as setImmediatePromise } from "node:timers/promises";
-import { assert, BackgroundCheckpoints, LOOP_TURN_BUDGET_MS, setInBoundedCache, systemClock } from "../../base/index.js";
+import { assert, BackgroundCheckpoints, LOOP_TURN_BUDGET_MS, runInTurns, setInBoundedCache, systemClock } from "../../base/index.js";
 import type { Clock, NeedleId, VolumeId } from "../../base/index.js";
 import {
   AccessKeyAlreadyExists,
@@ -1136,18 +1135,8 @@ export class SqliteMetadataStore implements MetadataStore {
    * Between turns other requests run, and writes may land: a walk carries a cursor from turn to
    * turn, as a continuation token does from page to page.
    */
-  private async readInTurns<T>(steps: Generator<void, T, void>): Promise<T> {
-    for (;;) {
-      const step = await this.read((): IteratorResult<void, T> => {
-        const deadlineMs = performance.now() + this.listTurnBudgetMs;
-        for (let count = 1; ; count++) {
-          const next = steps.next();
-          if (next.done === true || (count % LIST_STEPS_PER_CLOCK_CHECK === 0 && performance.now() >= deadlineMs)) return next;
-        }
-      });
-      if (step.done === true) return step.value;
-      await setImmediatePromise();
-    }
+  private readInTurns<T>(steps: Generator<void, T, void>): Promise<T> {
+    return runInTurns(steps, { budgetMs: this.listTurnBudgetMs, stepsPerClockCheck: LIST_STEPS_PER_CLOCK_CHECK, turn: (runSteps) => this.read(runSteps) });
   }
 
   /** A read transaction, so a multi-statement listing sees one snapshot; answered as `visible`. */
