@@ -12,34 +12,25 @@
  * the thread spent waiting for a core meanwhile, which leaves the loop's own stall (running
  * callbacks, or blocked in a synchronous call).
  */
-import { openSync, readFileSync, readSync, renameSync, writeFileSync } from "node:fs";
+import { openSync, readSync, renameSync, writeFileSync } from "node:fs";
 import { createHistogram, monitorEventLoopDelay } from "node:perf_hooks";
 
 /** Timer resolution of the delay histogram: a stall shorter than this is not seen. */
 const LOOP_DELAY_RESOLUTION_MS = 1;
 
 const file = process.env.CAIRN_BENCH_LOOP_FILE;
-/**
- * The main thread's time on a core and waiting in the run queue, in ns (the first two fields of
- * /proc/<pid>/task/<pid>/schedstat); undefined where the kernel does not keep them.
- */
-function mainThreadSchedstat(): { onCpuNs: number; waitingNs: number } | undefined {
-  try {
-    const [onCpu, waiting] = readFileSync(`/proc/${process.pid}/task/${process.pid}/schedstat`, "utf8").trim().split(" ").map(Number);
-    return onCpu === undefined || waiting === undefined ? undefined : { onCpuNs: onCpu, waitingNs: waiting };
-  } catch {
-    return undefined;
-  }
+
+interface Schedstat {
+  onCpuNs: number;
+  waitingNs: number;
 }
 
-/** Interval of the own-stall timer: as monitorEventLoopDelay's resolution, so the two compare. */
-const OWN_DELAY_TICK_MS = LOOP_DELAY_RESOLUTION_MS;
-
 /**
- * Records each tick's delay minus the main thread's wait for a core during it. The schedstat file
- * stays open and is re-read at offset 0: one pread per tick. Undefined where it cannot be read.
+ * A reader of the main thread's time on a core and waiting in the run queue, in ns (the first two
+ * fields of /proc/<pid>/task/<pid>/schedstat): the file stays open and is re-read at offset 0, one
+ * pread a call. Undefined where the kernel does not keep them.
  */
-function startOwnDelayHistogram(): ReturnType<typeof createHistogram> | undefined {
+function openMainThreadSchedstat(): (() => Schedstat) | undefined {
   let fd: number;
   try {
     fd = openSync(`/proc/${process.pid}/task/${process.pid}/schedstat`, "r");
@@ -47,12 +38,23 @@ function startOwnDelayHistogram(): ReturnType<typeof createHistogram> | undefine
     return undefined;
   }
   const buffer = Buffer.alloc(128);
-  const waitingNs = (): number => Number(buffer.toString("latin1", 0, readSync(fd, buffer, 0, buffer.length, 0)).split(" ")[1]);
+  const read = (): Schedstat => {
+    const [onCpuNs, waitingNs] = buffer.toString("latin1", 0, readSync(fd, buffer, 0, buffer.length, 0)).split(" ").map(Number);
+    return { onCpuNs: onCpuNs ?? Number.NaN, waitingNs: waitingNs ?? Number.NaN };
+  };
+  return Number.isFinite(read().waitingNs) ? read : undefined;
+}
+
+/** Interval of the own-stall timer: as monitorEventLoopDelay's resolution, so the two compare. */
+const OWN_DELAY_TICK_MS = LOOP_DELAY_RESOLUTION_MS;
+
+/** Records each tick's delay minus the main thread's wait for a core during it. */
+function startOwnDelayHistogram(schedstat: () => Schedstat): ReturnType<typeof createHistogram> {
   const histogram = createHistogram();
   const tickNs = OWN_DELAY_TICK_MS * 1e6;
-  let last = { atNs: process.hrtime.bigint(), waitingNs: waitingNs() };
+  let last = { atNs: process.hrtime.bigint(), waitingNs: schedstat().waitingNs };
   setInterval(() => {
-    const now = { atNs: process.hrtime.bigint(), waitingNs: waitingNs() };
+    const now = { atNs: process.hrtime.bigint(), waitingNs: schedstat().waitingNs };
     const lateNs = Number(now.atNs - last.atNs) - tickNs;
     // A histogram takes values >= 1; a tick on time or early is a 1 ns delay.
     histogram.record(Math.max(1, Math.round(lateNs - (now.waitingNs - last.waitingNs))));
@@ -64,13 +66,14 @@ function startOwnDelayHistogram(): ReturnType<typeof createHistogram> | undefine
 if (file !== undefined && file !== "") {
   const histogram = monitorEventLoopDelay({ resolution: LOOP_DELAY_RESOLUTION_MS });
   histogram.enable();
-  const ownHistogram = startOwnDelayHistogram();
+  const schedstat = openMainThreadSchedstat();
+  const ownHistogram = schedstat === undefined ? undefined : startOwnDelayHistogram(schedstat);
   let sequence = 0;
-  let windowStart = { atNs: process.hrtime.bigint(), schedstat: mainThreadSchedstat() };
+  let windowStart = { atNs: process.hrtime.bigint(), schedstat: schedstat?.() };
   process.on("SIGUSR2", () => {
     sequence += 1;
     const nanosecondsToMs = (value: number): number => Math.round(value / 1e4) / 100;
-    const now = { atNs: process.hrtime.bigint(), schedstat: mainThreadSchedstat() };
+    const now = { atNs: process.hrtime.bigint(), schedstat: schedstat?.() };
     const windowNs = Number(now.atNs - windowStart.atNs);
     const shareOf = (ns: number): number => Math.round((1000 * ns) / windowNs) / 1000;
     const before = windowStart.schedstat;
