@@ -684,4 +684,3 @@ export class DataRouter {
     return allDeleted;
   }
 }
-
