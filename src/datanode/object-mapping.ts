@@ -115,6 +115,14 @@ export class ObjectMapping {
    * fill it only outside transactions, so it holds committed rows.
    */
   private readonly rowCache = new Map<string, NeedleRow>();
+  /**
+   * The greatest needle id with a row, per volume: read once, then raised as rows are inserted
+   * ("" for none). Needle ids are time-ordered, so the lookup before every fresh write (is this id
+   * tombstoned?) finds its id above the mark and asks no query. Rows only ever go below it
+   * (deletes leave it high), so an id above it has no row.
+   */
+  private readonly newestNeedleIdByVolume = new Map<VolumeId, string>();
+  private readonly selectNewestNeedleId: Database.Statement<[number], Buffer>;
   /** Runs its body in a transaction; made once, as every group commit uses it. */
   private readonly inTransaction: Database.Transaction<(body: () => unknown) => unknown>;
   /** The same as an array: every needle read looks one up, and an array row is cheaper to build. */
@@ -142,6 +150,9 @@ export class ObjectMapping {
         "SELECT offset_bytes, data_size_bytes, flags FROM object_mapping WHERE volume_id = ? AND needle_id = ?",
       )
       .raw(true);
+    this.selectNewestNeedleId = db
+      .prepare<[number], Buffer>("SELECT needle_id FROM object_mapping WHERE volume_id = ? ORDER BY needle_id DESC LIMIT 1")
+      .pluck(true);
     this.insertNewNeedle = db.prepare(
       `INSERT INTO object_mapping (volume_id, needle_id, offset_bytes, data_size_bytes, flags) VALUES (?, ?, ?, ?, ?)
        ON CONFLICT (volume_id, needle_id) DO NOTHING`,
@@ -295,11 +306,23 @@ export class ObjectMapping {
     const cacheKey = volumeId + "/" + needleId;
     const cached = this.rowCache.get(cacheKey);
     if (cached !== undefined) return cached;
+    if (needleId > this.newestNeedleIdOf(volumeId)) return undefined;
     const row = this.selectNeedleRaw.get(volumeId, needleIdToBytes(needleId));
     if (row === undefined) return undefined;
     const found: NeedleRow = Object.freeze({ offsetBytes: row[0], dataSizeBytes: row[1], flags: row[2] });
     if (!this.db.inTransaction) setInBoundedCache(this.rowCache, cacheKey, found, NEEDLE_ROW_CACHE_ENTRIES_MAX);
     return found;
+  }
+
+  /** Hex compares as the BLOB key does (fixed length, lower case), so string order is key order. */
+  private newestNeedleIdOf(volumeId: VolumeId): string {
+    let newest = this.newestNeedleIdByVolume.get(volumeId);
+    if (newest === undefined) {
+      const bytes = this.selectNewestNeedleId.get(volumeId);
+      newest = bytes === undefined ? "" : needleIdFromBytes(bytes);
+      this.newestNeedleIdByVolume.set(volumeId, newest);
+    }
+    return newest;
   }
 
   /**
@@ -489,6 +512,7 @@ export class ObjectMapping {
     // Nearly every append is a new id: try the insert first, look the row up only if it exists.
     const inserted = this.insertNewNeedle.run(volumeId, needleIdBytes, record.offsetBytes, record.dataSizeBytes, record.flags);
     if (inserted.changes === 1) {
+      if (record.needleId > this.newestNeedleIdOf(volumeId)) this.newestNeedleIdByVolume.set(volumeId, record.needleId);
       delta.needleCount += 1;
       if (isTombstone) delta.deletedNeedleCount += 1;
       return;
