@@ -24,10 +24,28 @@
  * its first COMMIT fsyncs the new WAL header (SQLite's guard against out-of-order writes), about
  * once a second, as with automatic checkpoints (which start the WAL over as often or more).
  */
+import { openSync } from "node:fs";
 import { Worker } from "node:worker_threads";
 import type Database from "better-sqlite3";
 import { MEBIBYTE } from "./units.js";
 import { log } from "./log.js";
+
+/**
+ * The -wal file of an on-disk database in WAL mode, opened for fdatasync; undefined otherwise.
+ * A writer that commits with synchronous=NORMAL and then fdatasyncs this file on libuv's thread
+ * pool gets a durable commit without the fsync inside COMMIT, on the event loop.
+ * SQLite keeps this file (same inode) while a connection is open: it only rewrites it from the
+ * start after a checkpoint, or truncates it, and deletes it when the last connection closes.
+ */
+export function openWalFileForSync(db: Database.Database): number | undefined {
+  if (db.memory) return undefined;
+  if (String(db.pragma("journal_mode", { simple: true })).toLowerCase() !== "wal") return undefined;
+  try {
+    return openSync(`${db.name}-wal`, "r");
+  } catch {
+    return undefined;
+  }
+}
 
 /** Past this size of WAL the writer's own thread finishes a checkpoint so that the WAL starts over. */
 export const WAL_RESTART_BYTES = 32 * MEBIBYTE;

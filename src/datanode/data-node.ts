@@ -634,7 +634,7 @@ export class DataNode implements RepairNeedleStore, CompactionTarget {
     while (this.pendingSealedTombstones.length > 0) {
       const batch = this.pendingSealedTombstones.splice(0, GROUP_COMMIT_WRITES_COUNT_MAX);
       try {
-        const deltas = this.mapping.recordTombstonesDurably(batch);
+        const deltas = await this.mapping.recordTombstonesDurably(batch);
         for (const [volumeId, delta] of deltas) this.volumes.get(volumeId)?.addCounts(delta);
         for (const entry of batch) entry.resolve();
       } catch (error) {

@@ -56,7 +56,10 @@ test("lookups find every row whatever its id's place: above, at and below the ne
   assert.equal(mapping.lookup(volumeId, id("9"))?.offsetBytes, 64);
   assert.equal(mapping.lookup(volumeId, id("2"))?.offsetBytes, 96);
   // A tombstone of an id newer than every row (recorded only in the mapping) is found.
-  mapping.recordTombstonesDurably([{ volumeId, needleId: id("f") }]);
+  await mapping.recordTombstonesDurably([{ volumeId, needleId: id("f") }]);
+  // NORMAL (1): the tombstone's commit was made durable by an fdatasync of the WAL on libuv's
+  // thread pool, not by an fsync inside COMMIT on the event loop.
+  assert.deepEqual(mapping.durabilitySettings(), { synchronous: 1, tombstonesSyncedOnThreadPool: true });
   assert.equal(mapping.lookup(volumeId, id("f"))?.flags, NEEDLE_FLAG_TOMBSTONE);
   assert.equal(mapping.lookup(volumeId, id("e")), undefined);
   // Another volume's ids say nothing about this one.

@@ -12,12 +12,15 @@
  * re-inserts whatever rows a crash lost. Batching commits on NORMAL keeps one fsync per group.
  *
  * The one thing that lives only in the mapping is a tombstone on a sealed volume (the sealed file
- * is never appended to again). Those transactions switch the connection to `synchronous=FULL`
- * for their commit, which fsyncs the WAL, and with it every earlier NORMAL commit, before the
- * delete is acknowledged.
+ * is never appended to again). Those commits are followed by an fdatasync of the WAL on libuv's
+ * thread pool, which makes them and every earlier NORMAL commit durable, before the delete is
+ * acknowledged. The switch to a compacted file commits with `synchronous=FULL` (once per
+ * compaction).
  */
 import Database from "better-sqlite3";
-import { assert, BackgroundCheckpoints, setInBoundedCache, type NeedleId, type VolumeId } from "../base/index.js";
+import { closeSync, fdatasync } from "node:fs";
+import { promisify } from "node:util";
+import { assert, BackgroundCheckpoints, openWalFileForSync, setInBoundedCache, type NeedleId, type VolumeId } from "../base/index.js";
 import {
   NEEDLE_ALIGNMENT_BYTES,
   NEEDLE_CHECKSUM_SIZE_BYTES,
@@ -102,6 +105,8 @@ interface RawVolumeRow {
   file_crc32_up_to: number;
 }
 
+const fdatasyncAsync = promisify(fdatasync);
+
 /** Needle rows kept in memory at most (about 100 bytes each); past it the cache starts over. */
 const NEEDLE_ROW_CACHE_ENTRIES_MAX = 100_000;
 
@@ -134,6 +139,8 @@ export class ObjectMapping {
   private readonly updateVolumeProgress: Database.Statement<[number, number, string, number]>;
 
   private readonly checkpoints: BackgroundCheckpoints | undefined;
+  /** The -wal file, fdatasynced after commits that must be durable; undefined: they commit FULL. */
+  private readonly walFd: number | undefined;
 
   private constructor(
     db: Database.Database,
@@ -166,6 +173,7 @@ export class ObjectMapping {
     this.updateVolumeProgress = db.prepare(
       "UPDATE volumes SET mapped_up_to_bytes = ?, file_crc32_up_to = ?, state = ? WHERE volume_id = ?",
     );
+    this.walFd = openWalFileForSync(db);
     // Last: once registered, the checkpoint thread holds the file until close().
     this.checkpoints = BackgroundCheckpoints.start(db);
   }
@@ -358,10 +366,13 @@ export class ObjectMapping {
   }
 
   /**
-   * Records tombstones that live only in the mapping (sealed volumes), committed with
-   * synchronous=FULL so they are durable when this returns.
+   * Records tombstones that live only in the mapping (sealed volumes), durable when this
+   * resolves: committed with synchronous=NORMAL, then the WAL fdatasynced on libuv's thread pool
+   * (as the metadata store commits), not with synchronous=FULL, whose fsync inside COMMIT held
+   * the event loop for the disk on every batch of deletes that reached a sealed volume. Commits
+   * of other writes that land before the fdatasync are made durable by it too, which is harmless.
    */
-  recordTombstonesDurably(entries: readonly { volumeId: VolumeId; needleId: NeedleId }[]): Map<VolumeId, NeedleCounts> {
+  async recordTombstonesDurably(entries: readonly { volumeId: VolumeId; needleId: NeedleId }[]): Promise<Map<VolumeId, NeedleCounts>> {
     const apply = this.db.transaction(() => {
       const deltas = new Map<VolumeId, NeedleCounts>();
       for (const entry of entries) {
@@ -378,6 +389,19 @@ export class ObjectMapping {
       }
       return deltas;
     });
+    if (this.walFd === undefined) return this.commitFull(apply);
+    const deltas = apply();
+    await fdatasyncAsync(this.walFd);
+    return deltas;
+  }
+
+  /** What this connection runs with; tests check that no commit fsyncs inside COMMIT on the loop. */
+  durabilitySettings(): { synchronous: number; tombstonesSyncedOnThreadPool: boolean } {
+    return { synchronous: this.db.pragma("synchronous", { simple: true }) as number, tombstonesSyncedOnThreadPool: this.walFd !== undefined };
+  }
+
+  /** Where the WAL cannot be synced on its own (":memory:", no -wal file): an fsync inside COMMIT. */
+  private commitFull<T>(apply: () => T): T {
     this.db.pragma("synchronous = FULL");
     try {
       return apply();
@@ -491,17 +515,13 @@ export class ObjectMapping {
       assert(changed.changes === 1, `volume ${volumeId} has a row`);
       return this.countNeedlesOf(volumeId);
     });
-    this.db.pragma("synchronous = FULL");
-    try {
-      return apply();
-    } finally {
-      this.db.pragma("synchronous = NORMAL");
-    }
+    return this.commitFull(apply);
   }
 
   async close(): Promise<void> {
     await this.checkpoints?.close();
     this.db.close();
+    if (this.walFd !== undefined) closeSync(this.walFd);
     this.guard.close();
   }
 

@@ -21,8 +21,8 @@
  * prefix (see schema.ts and `listObjects`), so their cost follows the page, not the bucket.
  */
 import Database from "better-sqlite3";
-import { closeSync, fdatasync, openSync } from "node:fs";
-import { assert, BackgroundCheckpoints, LOOP_TURN_BUDGET_MS, runInTurns, setInBoundedCache, systemClock } from "../../base/index.js";
+import { closeSync, fdatasync } from "node:fs";
+import { assert, BackgroundCheckpoints, LOOP_TURN_BUDGET_MS, openWalFileForSync, runInTurns, setInBoundedCache, systemClock } from "../../base/index.js";
 import type { Clock, NeedleId, VolumeId } from "../../base/index.js";
 import {
   AccessKeyAlreadyExists,
@@ -80,21 +80,6 @@ import {
   type UploadRow,
   type UserRow,
 } from "../rows.js";
-
-/**
- * The -wal file of an on-disk database in WAL mode, opened for fdatasync; undefined otherwise.
- * SQLite keeps this file (same inode) while a connection is open: it only rewrites it from the
- * start after a checkpoint, or truncates it, and deletes it when the last connection closes.
- */
-function openWalFile(db: Database.Database): number | undefined {
-  if (db.memory) return undefined;
-  if (String(db.pragma("journal_mode", { simple: true })).toLowerCase() !== "wal") return undefined;
-  try {
-    return openSync(`${db.name}-wal`, "r");
-  } catch {
-    return undefined;
-  }
-}
 
 /** A second process holding the write lock makes us wait this long before SQLITE_BUSY. */
 const BUSY_TIMEOUT_MS = 5_000;
@@ -448,7 +433,7 @@ export class SqliteMetadataStore implements MetadataStore {
       db.pragma("synchronous = FULL");
       db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
       migrate(db);
-      walFd = openWalFile(db);
+      walFd = openWalFileForSync(db);
       // NORMAL: COMMIT leaves the WAL fsync to us (`syncWal`), done before any write resolves.
       if (walFd !== undefined) db.pragma("synchronous = NORMAL");
       return new SqliteMetadataStore(db, options, walFd);
