@@ -11,7 +11,7 @@
  * Settings (environment):
  *   CAIRN_BENCH_SECONDS=4             seconds per timed workload
  *   CAIRN_BENCH_WARMUP_SECONDS=2      seconds of the same load, unmeasured, before each timed PUT or GET
- *   CAIRN_BENCH_ROUNDS_4K=3           rounds of each 4 KiB workload alternated with its baseline
+ *   CAIRN_BENCH_ROUNDS_4K=5           rounds of each 4 KiB workload alternated with its baseline
  *   CAIRN_BENCH_ROUNDS_64M=3          rounds of the 64 MiB PUT alternated with the MD5 baseline
  *   CAIRN_BENCH_WORKERS=2             load-generator processes (forked workers)
  *   CAIRN_BENCH_CONNECTIONS=16        concurrent connections for 4 KiB, 1 MiB and mixed
@@ -61,7 +61,7 @@ function envNumber(name: string, fallback: number): number {
 const config = {
   seconds: envNumber("CAIRN_BENCH_SECONDS", 4),
   warmupSeconds: Math.max(0, envNumber("CAIRN_BENCH_WARMUP_SECONDS", 2)),
-  rounds4k: Math.max(1, Math.floor(envNumber("CAIRN_BENCH_ROUNDS_4K", 3))),
+  rounds4k: Math.max(1, Math.floor(envNumber("CAIRN_BENCH_ROUNDS_4K", 5))),
   rounds64m: Math.max(1, Math.floor(envNumber("CAIRN_BENCH_ROUNDS_64M", 3))),
   workers: Math.max(1, Math.floor(envNumber("CAIRN_BENCH_WORKERS", 2))),
   connections: Math.max(1, envNumber("CAIRN_BENCH_CONNECTIONS", 16)),
