@@ -13,10 +13,14 @@
  * not let a batch thread it wakes preempt the thread that woke it. Handing an fsync to the pool
  * wakes a pool thread, and without this the woken thread took the loop's core mid-turn: in
  * `--cpu-prof` of 4 KiB PUTs a tenth of the loop's wall time sat in the call that hands an
- * fsync to the pool, and the loop waited runnable for a core 31-38% as long as it ran. Batch
- * threads keep their fair share of the CPU (unlike SCHED_IDLE or a high niceness); they start
- * at the next tick or when a core goes idle. Node has no call for a scheduling policy, so
- * util-linux's `chrt` sets it; where `chrt` is missing or not permitted, nothing changes.
+ * fsync to the pool. Eight alternated pairs of 4 KiB PUT runs: the loop waited runnable for a
+ * core 21-27% as long as it ran, against 31-40%; ops/s ratio per pair median 1.08 (0.73-1.52,
+ * this machine's speed swings that much between runs); five pairs of 4 KiB GETs, median 1.10.
+ * The price: a pool thread woken by a finished fsync also waits for a core, so an fsync as the
+ * loop sees it takes longer under load (p50 0.67-0.75 ms against 0.27-0.44). Batch threads keep
+ * their fair share of the CPU (unlike SCHED_IDLE or a high niceness); they run at the next tick
+ * or when a core goes idle. Node has no call for a scheduling policy, so util-linux's `chrt`
+ * sets it; where `chrt` is missing or not permitted, nothing changes.
  */
 import { execFile } from "node:child_process";
 import { stat } from "node:fs/promises";
