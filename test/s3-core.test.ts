@@ -433,20 +433,3 @@ describe("disks", () => {
     }
   });
 });
-
-describe("threads", () => {
-  // Handing an fsync or a read to libuv's pool wakes a pool thread; as SCHED_BATCH it does not
-  // take the event loop's core from it on waking (src/base/thread-priority.ts).
-  test("the event loop's thread is SCHED_OTHER and the helper threads it starts with are SCHED_BATCH", async () => {
-    const { readdir, readFile } = await import("node:fs/promises");
-    const pid = cairn.child.pid!;
-    const policyOf = async (tid: string) => Number(/^policy\s*:\s*(\d+)$/m.exec(await readFile(`/proc/${pid}/task/${tid}/sched`, "utf8"))?.[1]);
-    const SCHED_OTHER = 0;
-    const SCHED_BATCH = 3;
-    assert.equal(await policyOf(String(pid)), SCHED_OTHER);
-    const helpers = (await readdir(`/proc/${pid}/task`)).filter((tid) => tid !== String(pid));
-    const policies = await Promise.all(helpers.map(policyOf));
-    // libuv's pool alone has four threads.
-    assert.ok(policies.filter((policy) => policy === SCHED_BATCH).length >= 4, `helper thread policies: ${policies.join(", ")}`);
-  });
-});

@@ -1,7 +1,7 @@
 /** The `cairn` command: one role per subcommand. */
 import * as path from "node:path";
 import { promises as fs } from "node:fs";
-import { keepHelperThreadsFromPreemptingTheLoop, log, systemClock } from "../base/index.js";
+import { log, systemClock } from "../base/index.js";
 import { NotLeader } from "../cluster/index.js";
 import { createMetadataRpcRoutes, SqliteMetadataStore } from "../meta/index.js";
 import { ADMIN_SETTINGS, ADMIN_USAGE, runAdmin } from "./admin.js";
@@ -106,7 +106,6 @@ export async function main(argv: string[]): Promise<void> {
     switch (command) {
       case "server": {
         const { flags } = parseFlags(rest);
-        await keepHelperThreadsFromPreemptingTheLoop();
         closeOnSignal(await runServer(Settings.load(SERVER_SETTINGS, flags)));
         return;
       }
@@ -117,13 +116,11 @@ export async function main(argv: string[]): Promise<void> {
       }
       case "datanode": {
         const { flags } = parseFlags(rest);
-        await keepHelperThreadsFromPreemptingTheLoop();
         closeOnSignal(await runDatanode(Settings.load(DATANODE_SETTINGS, flags)));
         return;
       }
       case "gateway": {
         const { flags } = parseFlags(rest);
-        await keepHelperThreadsFromPreemptingTheLoop();
         closeOnSignal(await runGateway(Settings.load(GATEWAY_SETTINGS, flags)));
         return;
       }
