@@ -4,6 +4,7 @@
 // cuts a generator's steps into turns of the loop.
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { loopTurnsDuring } from "../../test/helpers/loop-turns.js";
 import { chargeLoopTurn, LOOP_TURN_BODY_BYTES_MAX, runInTurns } from "./loop-turn.js";
 
 /** Resolves after the loop has turned once more (its check phase ran). */
@@ -61,24 +62,17 @@ test("runInTurns runs a generator's steps in turns, the loop free between them, 
     return sum;
   }
   // A budget of 0 and a clock check every 4 steps: a turn every 4 steps.
-  let loopTurns = 0;
-  let done = false;
-  const tick = (): void => {
-    if (done) return;
-    loopTurns += 1;
-    setImmediate(tick);
-  };
-  setImmediate(tick);
   const turns: number[] = [];
-  const value = await runInTurns(steps(40), {
-    budgetMs: 0,
-    stepsPerClockCheck: 4,
-    turn: async (runSteps) => {
-      turns.push(turns.length);
-      return runSteps();
-    },
-  });
-  done = true;
+  const { value, loopTurns } = await loopTurnsDuring(() =>
+    runInTurns(steps(40), {
+      budgetMs: 0,
+      stepsPerClockCheck: 4,
+      turn: async (runSteps) => {
+        turns.push(turns.length);
+        return runSteps();
+      },
+    }),
+  );
   assert.equal(value, 820);
   // 40 steps and the return: 11 turns of at most 4 steps each.
   assert.equal(turns.length, 11);

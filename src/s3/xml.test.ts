@@ -2,6 +2,7 @@
 // with the event loop running between its turns on a long list.
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { loopTurnsDuring } from "../../test/helpers/loop-turns.js";
 import { ORDERED, renderXml, renderXmlInTurns, type XmlNode } from "./xml.js";
 
 function listing(entryCount: number): XmlNode {
@@ -34,17 +35,8 @@ test("renderXmlInTurns writes what renderXml writes", async () => {
 });
 
 test("renderXmlInTurns gives the event loop back while it renders a long list", async () => {
-  let turnsOfTheLoop = 0;
-  let rendered = false;
-  const tick = (): void => {
-    if (rendered) return;
-    turnsOfTheLoop += 1;
-    setImmediate(tick);
-  };
-  setImmediate(tick);
   // 20,000 elements take tens of milliseconds: many times the turn budget of 1 ms.
-  const xml = await renderXmlInTurns("ListBucketResult", listing(20_000));
-  rendered = true;
+  const { value: xml, loopTurns: turnsOfTheLoop } = await loopTurnsDuring(() => renderXmlInTurns("ListBucketResult", listing(20_000)));
   assert.ok(xml.endsWith("</ListBucketResult>"));
   assert.ok(turnsOfTheLoop >= 2, `the loop ran ${turnsOfTheLoop} times while 20,000 elements were rendered`);
 });

@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Worker } from "node:worker_threads";
 import Database from "better-sqlite3";
+import { loopTurnsDuring } from "../../../test/helpers/loop-turns.js";
 import { makeBucket, makeVersion, runMetadataStoreContract } from "../metadata-store.contract.js";
 import { NULL_VERSION_ID } from "../metadata-store.js";
 import { SCHEMA_VERSION_LATEST } from "./schema.js";
@@ -171,19 +172,14 @@ test("a 1,000-key page is read in turns: the event loop runs between them, and w
   await store.createBucket({ name: "turns", ownerId: "owner", createdAtMs: 1, region: "r", versioning: "Unversioned", acl: "private", tags: {} });
   const keyOf = (index: number) => `key-${String(index).padStart(5, "0")}`;
   for (let index = 0; index < 6000; index += 2) await store.putObjectVersion(makeVersion("turns", keyOf(index), NULL_VERSION_ID));
-  let turnsOfTheLoop = 0;
-  let listed = false;
-  const tick = () => {
-    if (listed) return;
-    turnsOfTheLoop += 1;
-    // Keys written while the page is being read: before and after the cursor.
-    void store.putObjectVersion(makeVersion("turns", keyOf(2 * turnsOfTheLoop + 1), NULL_VERSION_ID));
-    void store.putObjectVersion(makeVersion("turns", keyOf(1800 - 2 * turnsOfTheLoop + 1), NULL_VERSION_ID));
-    setImmediate(tick);
-  };
-  setImmediate(tick);
-  const page = await store.listObjects({ bucket: "turns", prefix: "", delimiter: undefined, startAfter: undefined, maxKeys: 1000 });
-  listed = true;
+  const { value: page, loopTurns: turnsOfTheLoop } = await loopTurnsDuring(
+    () => store.listObjects({ bucket: "turns", prefix: "", delimiter: undefined, startAfter: undefined, maxKeys: 1000 }),
+    (turn) => {
+      // Keys written while the page is being read: before and after the cursor.
+      void store.putObjectVersion(makeVersion("turns", keyOf(2 * turn + 1), NULL_VERSION_ID));
+      void store.putObjectVersion(makeVersion("turns", keyOf(1800 - 2 * turn + 1), NULL_VERSION_ID));
+    },
+  );
   assert.ok(turnsOfTheLoop >= 20, `the loop ran ${turnsOfTheLoop} times while 1,000 keys were listed`);
   assert.equal(page.objects.length, 1000);
   assert.equal(page.isTruncated, true);
@@ -217,17 +213,13 @@ test("a page of versions and a page of uploads are read in turns as well, and co
       });
     }
   }
-  let turnsOfTheLoop = 0;
-  let listed = false;
-  const tick = () => {
-    if (listed) return;
-    turnsOfTheLoop += 1;
-    setImmediate(tick);
-  };
-  setImmediate(tick);
-  const versions = await inTurns.listObjectVersions({ bucket: "versions", prefix: "", delimiter: undefined, keyMarker: undefined, versionIdMarker: undefined, maxKeys: 1000 });
-  const uploads = await inTurns.listMultipartUploads({ bucket: "versions", prefix: "", delimiter: undefined, keyMarker: undefined, uploadIdMarker: undefined, maxUploads: 1000 });
-  listed = true;
+  const {
+    value: [versions, uploads],
+    loopTurns: turnsOfTheLoop,
+  } = await loopTurnsDuring(async () => [
+    await inTurns.listObjectVersions({ bucket: "versions", prefix: "", delimiter: undefined, keyMarker: undefined, versionIdMarker: undefined, maxKeys: 1000 }),
+    await inTurns.listMultipartUploads({ bucket: "versions", prefix: "", delimiter: undefined, keyMarker: undefined, uploadIdMarker: undefined, maxUploads: 1000 }),
+  ] as const);
   assert.ok(turnsOfTheLoop >= 20, `the loop ran ${turnsOfTheLoop} times while the two pages were listed`);
   assert.equal(versions.versions.length, 600);
   assert.equal(uploads.uploads.length, 200);
