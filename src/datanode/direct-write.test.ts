@@ -3,12 +3,26 @@
 // boundary behind a padding needle, the padding is checksummed but never mapped, and a recovery
 // scan over the whole file (mapping lost) finds every needle again; without directIo (the
 // default) or in a version 1 volume nothing goes around the cache and no padding is written; and
-// the padding needle and superblock versions decode as the format table says.
+// the padding needle and superblock versions decode as the format table says; such a chunk is read
+// back with O_DIRECT into a pooled buffer, and rot on the disk under it is still caught.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { open, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { CHUNK_BUFFER_DATA_OFFSET_BYTES, crc32, MEBIBYTE, newNeedleId, releaseChunkBuffer, tryTakeChunkBuffer, type NeedleId, type VolumeId } from "../base/index.js";
+import {
+  CHUNK_BUFFER_DATA_OFFSET_BYTES,
+  crc32,
+  MEBIBYTE,
+  newNeedleId,
+  pageOffsetOf,
+  releaseChunkBuffer,
+  releaseChunkBufferOf,
+  tryTakeChunkBuffer,
+  type NeedleId,
+  type VolumeId,
+} from "../base/index.js";
+import { ChecksumMismatch } from "../cluster/index.js";
+import { directReadLengthBytes, linesUpForDirectRead } from "./needle-verifier.js";
 import { DIRECT_IO_ALIGNMENT_BYTES, directWritesAllowedIn } from "./direct-write.js";
 import { makeNeedle, makeTemporaryDisks, needleBytes, needlesInVolumeFile, TEST_NODE_ID, volumePath, type TemporaryDisks } from "./fixtures.js";
 import { DataNode } from "./index.js";
@@ -185,4 +199,40 @@ test("superblocks are written as version 2; versions 1 and 2 are read, others re
     other.writeUInt32BE(crc32(other.subarray(0, 24)), 24);
     assert.equal(decodeSuperblock(other).kind, expected, `version ${version}`);
   }
+});
+
+test("with directIo, a chunk written around the page cache is read back through O_DIRECT into a pooled buffer, and rot on disk is still caught", async () => {
+  await withNode(true, async ({ disks, node }) => {
+    await node().createVolume(VOLUME);
+    const { large } = await writeSmallThenChunk(node());
+    const row = node().scrubAccess(VOLUME)!.needlesInFileOrder(-1, 10)!.find((candidate) => candidate.needleId === large.needleId)!;
+    const buffer = tryTakeChunkBuffer();
+    assert.ok(buffer !== undefined);
+    try {
+      // The rule the read path follows: page-aligned start and memory, whole pages that fit.
+      const encodedSizeBytes = LARGE_SIZE_BYTES + 64;
+      assert.equal(linesUpForDirectRead(buffer, row.offsetBytes, encodedSizeBytes), row.offsetBytes % DIRECT_IO_ALIGNMENT_BYTES === 0 && pageOffsetOf(buffer.bytes) === 0);
+      assert.equal(linesUpForDirectRead(buffer, row.offsetBytes + 8, encodedSizeBytes), false, "a start off a page is read through the cache");
+      assert.equal(linesUpForDirectRead(buffer, 0, buffer.bytes.length + 1), false, "more pages than the buffer holds");
+      assert.equal(directReadLengthBytes(1), 4096);
+      assert.equal(directReadLengthBytes(8192), 8192);
+    } finally {
+      releaseChunkBuffer(buffer);
+    }
+    const read = await node().readNeedle({ volumeId: VOLUME, needleId: large.needleId, intoChunkBuffer: true });
+    assert.ok(read.equals(needleBytes(large.needleId, LARGE_SIZE_BYTES)), "the bytes read back are the bytes written");
+    releaseChunkBufferOf(read);
+    // A flipped byte in the middle of the data on disk: the direct read sees the disk, not a cached page.
+    const file = await open(volumePath(disks.disks[0]!, VOLUME), "r+");
+    try {
+      const at = row.offsetBytes + 1 + LARGE_SIZE_BYTES / 2;
+      const byte = Buffer.alloc(1);
+      await file.read(byte, 0, 1, at);
+      await file.write(Buffer.from([byte[0]! ^ 0xff]), 0, 1, at);
+      await file.datasync();
+    } finally {
+      await file.close();
+    }
+    await assert.rejects(node().readNeedle({ volumeId: VOLUME, needleId: large.needleId, intoChunkBuffer: true }), ChecksumMismatch);
+  });
 });

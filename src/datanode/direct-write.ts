@@ -54,6 +54,22 @@ export async function openDirect(path: string): Promise<FileHandle | undefined> 
   }
 }
 
+/**
+ * The file opened read-only with O_DIRECT, or undefined where that fails. Large needles written
+ * around the page cache are read back through it (needle-verifier.ts): on this kind of virtual
+ * disk a 1 GiB read in 4 MiB requests cost 0.12 s of CPU with O_DIRECT and 1.08 s through the
+ * page cache (readahead in small requests, each copied once more).
+ */
+export async function openDirectRead(path: string): Promise<FileHandle | undefined> {
+  const O_DIRECT = (constants as { O_DIRECT?: number }).O_DIRECT;
+  if (O_DIRECT === undefined) return undefined;
+  try {
+    return await open(path, constants.O_RDONLY | O_DIRECT);
+  } catch {
+    return undefined;
+  }
+}
+
 /** Whether files in `directory` open with O_DIRECT at all (tmpfs refuses it), tried on a probe file. */
 export async function directWritesAllowedIn(directory: string): Promise<boolean> {
   const probePath = join(directory, ".direct-io-probe");

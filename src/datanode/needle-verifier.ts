@@ -15,7 +15,7 @@
  */
 import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
-import { chunkBufferRef, MEBIBYTE, type ChunkBuffer } from "../base/index.js";
+import { chunkBufferRef, MEBIBYTE, MEMORY_PAGE_SIZE_BYTES, pageOffsetOf, type ChunkBuffer } from "../base/index.js";
 import { NEEDLE_HEADER_SIZE_BYTES, type NeedleDecoded } from "./needle-codec.js";
 import type { NeedleReadReply, NeedleReadRequest } from "./needle-verify-worker.js";
 
@@ -51,12 +51,19 @@ class NeedleReadWorker {
     return this.waiting.size;
   }
 
-  read(fd: number, positionBytes: number, lengthBytes: number, into: ChunkBuffer | undefined): Promise<NeedleDecoded> {
+  read(fd: number, positionBytes: number, lengthBytes: number, into: ChunkBuffer | undefined, directFd: number | undefined): Promise<NeedleDecoded> {
     const id = this.nextId++;
     return new Promise<NeedleDecoded>((resolve, reject) => {
       this.waiting.set(id, { resolve, reject, into });
       if (this.waiting.size === 1) this.worker.ref();
-      const request: NeedleReadRequest = { id, fd, positionBytes, lengthBytes, into: into === undefined ? undefined : chunkBufferRef(into, this.knownBuffers) };
+      const request: NeedleReadRequest = {
+        id,
+        fd,
+        directFd: directFd !== undefined && into !== undefined && linesUpForDirectRead(into, positionBytes, lengthBytes) ? directFd : undefined,
+        positionBytes,
+        lengthBytes,
+        into: into === undefined ? undefined : chunkBufferRef(into, this.knownBuffers),
+      };
       this.worker.postMessage(request);
     });
   }
@@ -97,14 +104,32 @@ class NeedleReadWorker {
 let readWorkers: NeedleReadWorker[] | undefined;
 
 /**
+ * Whether a needle can be read with O_DIRECT into `into`: the read starts on a page of the file
+ * (a large needle written around the page cache does) and, rounded up to whole pages, fits the
+ * buffer, whose memory starts on a page.
+ */
+export function linesUpForDirectRead(into: ChunkBuffer, positionBytes: number, lengthBytes: number): boolean {
+  return (
+    pageOffsetOf(into.bytes) === 0 &&
+    positionBytes % MEMORY_PAGE_SIZE_BYTES === 0 &&
+    directReadLengthBytes(lengthBytes) <= into.bytes.length
+  );
+}
+
+/** A direct read's length: whole pages. */
+export function directReadLengthBytes(lengthBytes: number): number {
+  return Math.ceil(lengthBytes / MEMORY_PAGE_SIZE_BYTES) * MEMORY_PAGE_SIZE_BYTES;
+}
+
+/**
  * decodeNeedle of the `lengthBytes` at `positionBytes` of the open file `fd`, read and checked on
  * a worker thread (the one with the fewest reads waiting), into the chunk buffer `into` when
  * given (the payload is then a view of it; the caller owns the buffer throughout). The caller
  * keeps `fd` open until this settles.
  */
-export function readAndVerifyNeedle(fd: number, positionBytes: number, lengthBytes: number, into?: ChunkBuffer): Promise<NeedleDecoded> {
+export function readAndVerifyNeedle(fd: number, positionBytes: number, lengthBytes: number, into?: ChunkBuffer, directFd?: number): Promise<NeedleDecoded> {
   readWorkers ??= Array.from({ length: NEEDLE_READ_WORKER_COUNT }, () => new NeedleReadWorker());
   let idlest = readWorkers[0]!;
   for (const worker of readWorkers) if (worker.pendingCount < idlest.pendingCount) idlest = worker;
-  return idlest.read(fd, positionBytes, lengthBytes, into);
+  return idlest.read(fd, positionBytes, lengthBytes, into, directFd);
 }

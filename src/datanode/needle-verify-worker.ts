@@ -5,12 +5,19 @@
  */
 import { readSync } from "node:fs";
 import { parentPort } from "node:worker_threads";
-import { niceThisWorkerThread, resolveChunkBufferRef, type ChunkBufferRef } from "../base/index.js";
+import { MEMORY_PAGE_SIZE_BYTES, niceThisWorkerThread, resolveChunkBufferRef, type ChunkBufferRef } from "../base/index.js";
+import { directReadLengthBytes } from "./needle-verifier.js";
 import { decodeNeedle, type NeedleHeader } from "./needle-codec.js";
 
 export interface NeedleReadRequest {
   id: number;
   fd: number;
+  /**
+   * The same file opened with O_DIRECT, set only when the read lines up with pages and goes into
+   * a chunk buffer (needle-verifier.ts linesUpForDirectRead): then the needle is read through it,
+   * whole pages at a time, without passing through the page cache.
+   */
+  directFd: number | undefined;
   positionBytes: number;
   lengthBytes: number;
   /** Read into this chunk buffer (from its start) instead of a buffer of the worker's own. */
@@ -28,6 +35,29 @@ const port = parentPort!;
 /** Pooled chunk buffers' memory, by id (sent once per buffer). */
 const chunkBuffers = new Map<number, SharedArrayBuffer>();
 
+ /**
+ * Reads the request's pages through the O_DIRECT descriptor into its chunk buffer; answers how
+ * many of the wanted bytes arrived (the buffered read goes on from there). A refusal (EINVAL:
+ * the filesystem or the alignment does not allow it) leaves it all to the buffered read.
+ */
+function readDirect(request: NeedleReadRequest, directFd: number, into: ChunkBufferRef): number {
+  const lengthBytes = directReadLengthBytes(request.lengthBytes);
+  const pages = Buffer.from(resolveChunkBufferRef(into, chunkBuffers), 0, lengthBytes);
+  let filledBytes = 0;
+  try {
+    while (filledBytes < lengthBytes) {
+      const bytesRead = readSync(directFd, pages, filledBytes, lengthBytes - filledBytes, request.positionBytes + filledBytes);
+      // The end of the file, or a short read off a page boundary: the buffered read finishes.
+      if (bytesRead === 0 || bytesRead % MEMORY_PAGE_SIZE_BYTES !== 0) return Math.min(filledBytes + bytesRead, request.lengthBytes);
+      filledBytes += bytesRead;
+    }
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "EINVAL") return Math.min(filledBytes, request.lengthBytes);
+    throw error;
+  }
+  return request.lengthBytes;
+}
+
 port.on("message", (request: NeedleReadRequest) => {
   let reply: NeedleReadReply;
   try {
@@ -37,12 +67,13 @@ port.on("message", (request: NeedleReadRequest) => {
       request.into === undefined
         ? Buffer.allocUnsafeSlow(request.lengthBytes)
         : Buffer.from(resolveChunkBufferRef(request.into, chunkBuffers), 0, request.lengthBytes);
-    let filledBytes = 0;
+    let filledBytes = request.directFd === undefined || request.into === undefined ? 0 : readDirect(request, request.directFd, request.into);
     while (filledBytes < request.lengthBytes) {
       const bytesRead = readSync(request.fd, encoded, filledBytes, request.lengthBytes - filledBytes, request.positionBytes + filledBytes);
       if (bytesRead === 0) break;
       filledBytes += bytesRead;
     }
+    filledBytes = Math.min(filledBytes, request.lengthBytes);
     const decoded = decodeNeedle(encoded.subarray(0, filledBytes));
     reply =
       decoded.kind === "needle"

@@ -30,6 +30,7 @@ import {
   DIRECT_WRITE_BYTES_MIN,
   DirectWriteRefused,
   openDirect,
+  openDirectRead,
   writeAllAt,
   writeAllAtSync,
   writeParts,
@@ -153,6 +154,13 @@ export class Volume {
   private readonly formatVersion: number;
   /** The same file opened with O_DIRECT for large appends, while writable and where allowed. */
   private directHandle: FileHandle | undefined;
+  /**
+   * The same file opened read-only with O_DIRECT, for reads of large needles that line up with
+   * pages (needle-verifier.ts); opened at the first such read, where direct I/O is on, through
+   * /proc/self/fd so that it is this inode even after compaction put another file at `path`.
+   */
+  private directReadHandle: Promise<FileHandle | undefined> | undefined;
+  private readonly directReads: boolean;
   /** An O_DIRECT write failed with EINVAL: appends go through the page cache from then on. */
   private directWritesRefused = false;
   private readonly mapping: ObjectMapping;
@@ -194,6 +202,7 @@ export class Volume {
     formatVersion: number,
   ) {
     this.formatVersion = formatVersion;
+    this.directReads = options.directIo;
     this.volumeId = options.volumeId;
     this.path = options.path;
     this.diskDirectory = options.diskDirectory;
@@ -456,7 +465,9 @@ export class Volume {
     // Counted like any read, so close() keeps the descriptor open until the worker is done with it.
     this.readsInFlight += 1;
     try {
-      return await readAndVerifyNeedle(this.fileHandle.fd, positionBytes, lengthBytes, into);
+      const directFd = into === undefined || !this.directReads ? undefined : (await (this.directReadHandle ??= openDirectRead(`/proc/self/fd/${this.fileHandle.fd}`)))?.fd;
+      if (this.closed) throw new VolumeClosed(this.volumeId);
+      return await readAndVerifyNeedle(this.fileHandle.fd, positionBytes, lengthBytes, into, directFd);
     } finally {
       this.readsInFlight -= 1;
       if (this.readsInFlight === 0) this.readsDrained?.();
@@ -514,6 +525,7 @@ export class Volume {
     if (this.closed) return;
     this.closed = true;
     await this.closeDirect();
+    await (await this.directReadHandle)?.close();
     await this.fileHandle.close();
   }
 
