@@ -465,7 +465,10 @@ export class Volume {
     // Counted like any read, so close() keeps the descriptor open until the worker is done with it.
     this.readsInFlight += 1;
     try {
-      const directFd = into === undefined || !this.directReads ? undefined : (await (this.directReadHandle ??= openDirectRead(`/proc/self/fd/${this.fileHandle.fd}`)))?.fd;
+      // Only needles large enough to have been written around the page cache: a smaller one that
+      // happens to start on a page is likely in the cache, which O_DIRECT would not use.
+      const direct = into !== undefined && this.directReads && lengthBytes >= DIRECT_WRITE_BYTES_MIN;
+      const directFd = direct ? (await (this.directReadHandle ??= openDirectRead(`/proc/self/fd/${this.fileHandle.fd}`)))?.fd : undefined;
       if (this.closed) throw new VolumeClosed(this.volumeId);
       return await readAndVerifyNeedle(this.fileHandle.fd, positionBytes, lengthBytes, into, directFd);
     } finally {
