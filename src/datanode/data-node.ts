@@ -145,7 +145,7 @@ export class DataNode implements RepairNeedleStore, CompactionTarget {
   private readonly volumesBeingCreated = new Map<VolumeId, Promise<void>>();
   /** Volume ids whose file exists but could not be opened; never re-created over. */
   private readonly unusableVolumeIds = new Set<VolumeId>();
-  private readonly statistics: DataNodeStats = { fsyncCount: 0, groupCommitCount: 0, needleAppendCount: 0, directWriteBytes: 0 };
+  private readonly statistics: DataNodeStats = { fsyncCount: 0, groupCommitCount: 0, needleAppendCount: 0, directWriteBytes: 0, directReadBytes: 0 };
   private pendingSealedTombstones: PendingSealedTombstone[] = [];
   /** Set and cleared synchronously (see Volume.flushRunning). */
   private sealedTombstoneFlushRunning = false;

@@ -22,8 +22,7 @@ import {
   type VolumeId,
 } from "../base/index.js";
 import { ChecksumMismatch } from "../cluster/index.js";
-import { directReadLengthBytes, linesUpForDirectRead } from "./needle-verifier.js";
-import { DIRECT_IO_ALIGNMENT_BYTES, directWritesAllowedIn } from "./direct-write.js";
+import { DIRECT_IO_ALIGNMENT_BYTES, DIRECT_WRITE_BYTES_MIN, directReadLengthBytes, directWritesAllowedIn, linesUpForDirectRead } from "./direct-write.js";
 import { makeNeedle, makeTemporaryDisks, needleBytes, needlesInVolumeFile, TEST_NODE_ID, volumePath, type TemporaryDisks } from "./fixtures.js";
 import { DataNode } from "./index.js";
 import {
@@ -35,6 +34,7 @@ import {
   encodeSuperblock,
   NEEDLE_FLAG_PADDING,
   NEEDLE_FLAG_TOMBSTONE,
+  needleEncodedSizeBytes,
   PADDING_NEEDLE_SIZE_BYTES_MIN,
   VOLUME_FORMAT_VERSION,
 } from "./needle-codec.js";
@@ -214,15 +214,23 @@ test("with directIo, a chunk written around the page cache is read back through 
       assert.equal(linesUpForDirectRead(buffer, row.offsetBytes, encodedSizeBytes), row.offsetBytes % DIRECT_IO_ALIGNMENT_BYTES === 0 && pageOffsetOf(buffer.bytes) === 0);
       assert.equal(linesUpForDirectRead(buffer, row.offsetBytes + 8, encodedSizeBytes), false, "a start off a page is read through the cache");
       assert.equal(linesUpForDirectRead(buffer, 0, buffer.bytes.length + 1), false, "more pages than the buffer holds");
+      assert.equal(linesUpForDirectRead(buffer, 0, DIRECT_WRITE_BYTES_MIN - 1), false, "a needle too small to have been written around the cache");
       assert.equal(directReadLengthBytes(1), 4096);
       assert.equal(directReadLengthBytes(8192), 8192);
     } finally {
       releaseChunkBuffer(buffer);
     }
+    const direct = await directWritesAllowedIn(disks.disks[0]!);
     const read = await node().readNeedle({ volumeId: VOLUME, needleId: large.needleId, intoChunkBuffer: true });
     assert.ok(read.equals(needleBytes(large.needleId, LARGE_SIZE_BYTES)), "the bytes read back are the bytes written");
     releaseChunkBufferOf(read);
-    // A flipped byte in the middle of the data on disk: the direct read sees the disk, not a cached page.
+    if (direct) assert.equal(
+        node().stats().directReadBytes,
+        needleEncodedSizeBytes({ dataSizeBytes: LARGE_SIZE_BYTES }),
+        "the whole needle came through the O_DIRECT descriptor",
+      );
+    else assert.equal(node().stats().directReadBytes, 0, "the disk refuses O_DIRECT (tmpfs): read through the cache");
+    // A flipped byte in the middle of the data on disk is caught on the next read.
     const file = await open(volumePath(disks.disks[0]!, VOLUME), "r+");
     try {
       const at = row.offsetBytes + 1 + LARGE_SIZE_BYTES / 2;

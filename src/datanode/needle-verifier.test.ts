@@ -28,7 +28,8 @@ test("large needles are read and verified on the worker with decodeNeedle's verd
   t.after(() => file.close());
   await file.write(encoded, 0, encoded.length, positionBytes);
 
-  const decoded = await readAndVerifyNeedle(file.fd, positionBytes, encoded.length);
+  const { decoded, directReadBytes } = await readAndVerifyNeedle(file.fd, positionBytes, encoded.length);
+  assert.equal(directReadBytes, 0, "no O_DIRECT descriptor offered, none used");
   assert.equal(decoded.kind, "needle");
   assert.ok(decoded.kind === "needle");
   assert.deepEqual(decoded.header, needle.header);
@@ -38,10 +39,10 @@ test("large needles are read and verified on the worker with decodeNeedle's verd
     const damaged = Buffer.from(encoded);
     damaged[offset] = damaged[offset]! ^ 0x01;
     await file.write(damaged, 0, damaged.length, positionBytes);
-    assert.deepEqual(await readAndVerifyNeedle(file.fd, positionBytes, encoded.length), { kind: "invalid", reason: "checksum" }, `a flipped bit at ${offset} is caught`);
+    assert.deepEqual((await readAndVerifyNeedle(file.fd, positionBytes, encoded.length)).decoded, { kind: "invalid", reason: "checksum" }, `a flipped bit at ${offset} is caught`);
   }
   await file.truncate(positionBytes + encoded.length - 100);
-  assert.deepEqual(await readAndVerifyNeedle(file.fd, positionBytes, encoded.length), { kind: "invalid", reason: "short" });
+  assert.deepEqual((await readAndVerifyNeedle(file.fd, positionBytes, encoded.length)).decoded, { kind: "invalid", reason: "short" });
   await assert.rejects(readAndVerifyNeedle(1_000_000, 0, encoded.length), /EBADF/, "a bad descriptor's error reaches the caller");
 });
 
@@ -61,7 +62,7 @@ test("reads at once each get their own needle, and a process whose reads are don
     needles.push({ needle, positionBytes, sizeBytes: encoded.length });
     positionBytes += encoded.length;
   }
-  const decoded = await Promise.all(needles.map(({ positionBytes, sizeBytes }) => readAndVerifyNeedle(file.fd, positionBytes, sizeBytes)));
+  const decoded = await Promise.all(needles.map(({ positionBytes, sizeBytes }) => readAndVerifyNeedle(file.fd, positionBytes, sizeBytes).then((read) => read.decoded)));
   decoded.forEach((result, index) => {
     assert.ok(result.kind === "needle", `read ${index} verifies`);
     assert.deepEqual(result.header, needles[index]!.needle.header);
@@ -74,7 +75,7 @@ test("reads at once each get their own needle, and a process whose reads are don
   const script = `
     import { openSync } from "node:fs";
     import { readAndVerifyNeedle } from ${JSON.stringify(verifier)};
-    const decoded = await readAndVerifyNeedle(openSync(${JSON.stringify(path.join(directory, "volume"))}, "r"), 0, ${sizeBytes});
+    const { decoded } = await readAndVerifyNeedle(openSync(${JSON.stringify(path.join(directory, "volume"))}, "r"), 0, ${sizeBytes});
     console.log(decoded.kind, decoded.header.needleId);`;
   const scriptPath = path.join(directory, "one-read.mjs");
   await writeFile(scriptPath, script);

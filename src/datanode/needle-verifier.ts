@@ -15,7 +15,8 @@
  */
 import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
-import { chunkBufferRef, MEBIBYTE, MEMORY_PAGE_SIZE_BYTES, pageOffsetOf, type ChunkBuffer } from "../base/index.js";
+import { chunkBufferRef, MEBIBYTE, type ChunkBuffer } from "../base/index.js";
+import { linesUpForDirectRead } from "./direct-write.js";
 import { NEEDLE_HEADER_SIZE_BYTES, type NeedleDecoded } from "./needle-codec.js";
 import type { NeedleReadReply, NeedleReadRequest } from "./needle-verify-worker.js";
 
@@ -29,8 +30,14 @@ export const NEEDLE_VERIFY_OFFLOAD_SIZE_BYTES_MIN = 1 * MEBIBYTE;
  */
 const NEEDLE_READ_WORKER_COUNT = Math.max(2, Math.min(4, availableParallelism()));
 
+/** A needle read on a worker thread, and how many of its bytes came around the page cache. */
+export interface NeedleRead {
+  decoded: NeedleDecoded;
+  directReadBytes: number;
+}
+
 interface Waiting {
-  resolve: (decoded: NeedleDecoded) => void;
+  resolve: (read: NeedleRead) => void;
   reject: (error: unknown) => void;
   into: ChunkBuffer | undefined;
 }
@@ -51,9 +58,9 @@ class NeedleReadWorker {
     return this.waiting.size;
   }
 
-  read(fd: number, positionBytes: number, lengthBytes: number, into: ChunkBuffer | undefined, directFd: number | undefined): Promise<NeedleDecoded> {
+  read(fd: number, positionBytes: number, lengthBytes: number, into: ChunkBuffer | undefined, directFd: number | undefined): Promise<NeedleRead> {
     const id = this.nextId++;
-    return new Promise<NeedleDecoded>((resolve, reject) => {
+    return new Promise<NeedleRead>((resolve, reject) => {
       this.waiting.set(id, { resolve, reject, into });
       if (this.waiting.size === 1) this.worker.ref();
       const request: NeedleReadRequest = {
@@ -79,11 +86,13 @@ class NeedleReadWorker {
       switch (reply.kind) {
         case "needle": {
           const encoded = reply.encoded === undefined ? waiting.into!.bytes.buffer : reply.encoded;
-          waiting.resolve({ kind: "needle", header: reply.header, data: Buffer.from(encoded, NEEDLE_HEADER_SIZE_BYTES, reply.header.dataSizeBytes) });
+          const data = Buffer.from(encoded, NEEDLE_HEADER_SIZE_BYTES, reply.header.dataSizeBytes);
+          waiting.resolve({ decoded: { kind: "needle", header: reply.header, data }, directReadBytes: reply.directReadBytes });
           return;
         }
         case "invalid":
-          waiting.resolve({ kind: "invalid", reason: reply.reason as Extract<NeedleDecoded, { kind: "invalid" }>["reason"] });
+          const reason = reply.reason as Extract<NeedleDecoded, { kind: "invalid" }>["reason"];
+          waiting.resolve({ decoded: { kind: "invalid", reason }, directReadBytes: reply.directReadBytes });
           return;
         case "error":
           waiting.reject(Object.assign(new Error(reply.message), { code: reply.code }));
@@ -104,30 +113,12 @@ class NeedleReadWorker {
 let readWorkers: NeedleReadWorker[] | undefined;
 
 /**
- * Whether a needle can be read with O_DIRECT into `into`: the read starts on a page of the file
- * (a large needle written around the page cache does) and, rounded up to whole pages, fits the
- * buffer, whose memory starts on a page.
- */
-export function linesUpForDirectRead(into: ChunkBuffer, positionBytes: number, lengthBytes: number): boolean {
-  return (
-    pageOffsetOf(into.bytes) === 0 &&
-    positionBytes % MEMORY_PAGE_SIZE_BYTES === 0 &&
-    directReadLengthBytes(lengthBytes) <= into.bytes.length
-  );
-}
-
-/** A direct read's length: whole pages. */
-export function directReadLengthBytes(lengthBytes: number): number {
-  return Math.ceil(lengthBytes / MEMORY_PAGE_SIZE_BYTES) * MEMORY_PAGE_SIZE_BYTES;
-}
-
-/**
  * decodeNeedle of the `lengthBytes` at `positionBytes` of the open file `fd`, read and checked on
  * a worker thread (the one with the fewest reads waiting), into the chunk buffer `into` when
  * given (the payload is then a view of it; the caller owns the buffer throughout). The caller
  * keeps `fd` open until this settles.
  */
-export function readAndVerifyNeedle(fd: number, positionBytes: number, lengthBytes: number, into?: ChunkBuffer, directFd?: number): Promise<NeedleDecoded> {
+export function readAndVerifyNeedle(fd: number, positionBytes: number, lengthBytes: number, into?: ChunkBuffer, directFd?: number): Promise<NeedleRead> {
   readWorkers ??= Array.from({ length: NEEDLE_READ_WORKER_COUNT }, () => new NeedleReadWorker());
   let idlest = readWorkers[0]!;
   for (const worker of readWorkers) if (worker.pendingCount < idlest.pendingCount) idlest = worker;

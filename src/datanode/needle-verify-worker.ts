@@ -5,8 +5,8 @@
  */
 import { readSync } from "node:fs";
 import { parentPort } from "node:worker_threads";
-import { MEMORY_PAGE_SIZE_BYTES, niceThisWorkerThread, resolveChunkBufferRef, type ChunkBufferRef } from "../base/index.js";
-import { directReadLengthBytes } from "./needle-verifier.js";
+import { niceThisWorkerThread, resolveChunkBufferRef, type ChunkBufferRef } from "../base/index.js";
+import { DIRECT_IO_ALIGNMENT_BYTES, directReadLengthBytes } from "./direct-write.js";
 import { decodeNeedle, type NeedleHeader } from "./needle-codec.js";
 
 export interface NeedleReadRequest {
@@ -14,7 +14,7 @@ export interface NeedleReadRequest {
   fd: number;
   /**
    * The same file opened with O_DIRECT, set only when the read lines up with pages and goes into
-   * a chunk buffer (needle-verifier.ts linesUpForDirectRead): then the needle is read through it,
+   * a chunk buffer (direct-write.ts linesUpForDirectRead): then the needle is read through it,
    * whole pages at a time, without passing through the page cache.
    */
   directFd: number | undefined;
@@ -26,8 +26,9 @@ export interface NeedleReadRequest {
 
 export type NeedleReadReply =
   /** `encoded` is undefined when the needle was read into the request's chunk buffer. */
-  | { id: number; kind: "needle"; encoded: ArrayBuffer | undefined; header: NeedleHeader }
-  | { id: number; kind: "invalid"; reason: string }
+  /** `directReadBytes`: how many of the needle's bytes came through the O_DIRECT descriptor. */
+  | { id: number; kind: "needle"; encoded: ArrayBuffer | undefined; header: NeedleHeader; directReadBytes: number }
+  | { id: number; kind: "invalid"; reason: string; directReadBytes: number }
   | { id: number; kind: "error"; message: string; code: string | undefined };
 
 niceThisWorkerThread();
@@ -48,7 +49,7 @@ function readDirect(request: NeedleReadRequest, directFd: number, into: ChunkBuf
     while (filledBytes < lengthBytes) {
       const bytesRead = readSync(directFd, pages, filledBytes, lengthBytes - filledBytes, request.positionBytes + filledBytes);
       // The end of the file, or a short read off a page boundary: the buffered read finishes.
-      if (bytesRead === 0 || bytesRead % MEMORY_PAGE_SIZE_BYTES !== 0) return Math.min(filledBytes + bytesRead, request.lengthBytes);
+      if (bytesRead === 0 || bytesRead % DIRECT_IO_ALIGNMENT_BYTES !== 0) return Math.min(filledBytes + bytesRead, request.lengthBytes);
       filledBytes += bytesRead;
     }
   } catch (error) {
@@ -67,18 +68,18 @@ port.on("message", (request: NeedleReadRequest) => {
       request.into === undefined
         ? Buffer.allocUnsafeSlow(request.lengthBytes)
         : Buffer.from(resolveChunkBufferRef(request.into, chunkBuffers), 0, request.lengthBytes);
-    let filledBytes = request.directFd === undefined || request.into === undefined ? 0 : readDirect(request, request.directFd, request.into);
+    const directReadBytes = request.directFd === undefined || request.into === undefined ? 0 : readDirect(request, request.directFd, request.into);
+    let filledBytes = directReadBytes;
     while (filledBytes < request.lengthBytes) {
       const bytesRead = readSync(request.fd, encoded, filledBytes, request.lengthBytes - filledBytes, request.positionBytes + filledBytes);
       if (bytesRead === 0) break;
       filledBytes += bytesRead;
     }
-    filledBytes = Math.min(filledBytes, request.lengthBytes);
     const decoded = decodeNeedle(encoded.subarray(0, filledBytes));
     reply =
       decoded.kind === "needle"
-        ? { id: request.id, kind: "needle", encoded: request.into === undefined ? (encoded.buffer as ArrayBuffer) : undefined, header: decoded.header }
-        : { id: request.id, kind: "invalid", reason: decoded.reason };
+        ? { id: request.id, kind: "needle", encoded: request.into === undefined ? (encoded.buffer as ArrayBuffer) : undefined, header: decoded.header, directReadBytes }
+        : { id: request.id, kind: "invalid", reason: decoded.reason, directReadBytes };
   } catch (error) {
     reply = { id: request.id, kind: "error", message: String(error), code: (error as NodeJS.ErrnoException).code };
   }

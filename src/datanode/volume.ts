@@ -30,7 +30,6 @@ import {
   DIRECT_WRITE_BYTES_MIN,
   DirectWriteRefused,
   openDirect,
-  openDirectRead,
   writeAllAt,
   writeAllAtSync,
   writeParts,
@@ -71,6 +70,8 @@ export interface DataNodeStats {
   needleAppendCount: number;
   /** Bytes of appends written around the page cache (O_DIRECT; see direct-write.ts). */
   directWriteBytes: number;
+  /** Needle bytes read back through the O_DIRECT descriptor (large needles, see linesUpForDirectRead). */
+  directReadBytes: number;
 }
 
 /** A read through a Volume object that has been closed (replaced by compaction, or shut down). */
@@ -230,7 +231,7 @@ export class Volume {
     const fileHandle = await open(path, "r+");
     try {
       const volume = await Volume.recover(options, fileHandle);
-      if (options.directIo && volume.state.kind === "writable") volume.directHandle = await openDirect(path);
+      if (options.directIo && volume.state.kind === "writable") volume.directHandle = await openDirect(path, "write");
       return volume;
     } catch (error) {
       await fileHandle.close();
@@ -465,12 +466,13 @@ export class Volume {
     // Counted like any read, so close() keeps the descriptor open until the worker is done with it.
     this.readsInFlight += 1;
     try {
-      // Only needles large enough to have been written around the page cache: a smaller one that
-      // happens to start on a page is likely in the cache, which O_DIRECT would not use.
-      const direct = into !== undefined && this.directReads && lengthBytes >= DIRECT_WRITE_BYTES_MIN;
-      const directFd = direct ? (await (this.directReadHandle ??= openDirectRead(`/proc/self/fd/${this.fileHandle.fd}`)))?.fd : undefined;
+      // The descriptor is offered for reads into a chunk buffer; which of them it serves is
+      // linesUpForDirectRead's to say.
+      const directFd = into !== undefined && this.directReads ? (await (this.directReadHandle ??= openDirect(`/proc/self/fd/${this.fileHandle.fd}`, "read")))?.fd : undefined;
       if (this.closed) throw new VolumeClosed(this.volumeId);
-      return await readAndVerifyNeedle(this.fileHandle.fd, positionBytes, lengthBytes, into, directFd);
+      const read = await readAndVerifyNeedle(this.fileHandle.fd, positionBytes, lengthBytes, into, directFd);
+      this.stats.directReadBytes += read.directReadBytes;
+      return read.decoded;
     } finally {
       this.readsInFlight -= 1;
       if (this.readsInFlight === 0) this.readsDrained?.();
