@@ -179,21 +179,32 @@ function errorFields(error: Error): Record<string, unknown> {
 /**
  * Our message types use `undefined`, never `null`; JSON knows only null. Fields that are
  * undefined travel as null and are restored as undefined (present, not missing), so a value
- * round-trips deep-equal.
+ * round-trips deep-equal. A Buffer (an inline object's bytes) travels as base64 in an object
+ * whose only key, BUFFER_WIRE_KEY, no record of ours can have (header names, tag keys and
+ * field names hold no NUL).
  */
 export function toWireJson(value: unknown): string {
-  return JSON.stringify(value ?? null, (_key, item: unknown) => (item === undefined ? null : item));
+  return JSON.stringify(value ?? null, function (this: Record<string, unknown>, key: string, item: unknown) {
+    if (item === undefined) return null;
+    // `item` is what Buffer's toJSON made of it; the holder still has the Buffer itself.
+    const raw = this[key];
+    return Buffer.isBuffer(raw) ? { [BUFFER_WIRE_KEY]: raw.toString("base64") } : item;
+  });
 }
 
 export function fromWireJson(text: string): unknown {
   return restoreUndefined(JSON.parse(text));
 }
 
+const BUFFER_WIRE_KEY = "\u0000base64";
+
 function restoreUndefined(value: unknown): unknown {
   if (value === null) return undefined;
   if (Array.isArray(value)) return value.map(restoreUndefined);
   if (typeof value === "object") {
     const record = value as Record<string, unknown>;
+    const base64 = record[BUFFER_WIRE_KEY];
+    if (typeof base64 === "string" && Object.keys(record).length === 1) return Buffer.from(base64, "base64");
     for (const key of Object.keys(record)) record[key] = restoreUndefined(record[key]);
   }
   return value;

@@ -396,6 +396,25 @@ export function runMetadataStoreContract(
       assert.equal(await store.getObjectVersion("bucket-a", "dir/file.txt", newVersionId()), undefined);
     });
 
+    test("a small object's bytes round-trip in its row; only single-version reads carry them", async () => {
+      await store.createBucket(makeBucket("bucket-a"));
+      const data = Buffer.from([0, 1, 2, 255, 0, 128, ...Buffer.from("inline object bytes")]);
+      const version = makeVersion("bucket-a", "small", NULL_VERSION_ID, { sizeBytes: data.length, chunks: [], inlineData: data });
+      const { inlineData: _bytes, ...withoutBytes } = version;
+      assert.deepEqual(await store.putObjectVersion(version), { removed: [] });
+      assert.deepEqual(await store.getObjectVersion("bucket-a", "small"), version);
+      assert.deepEqual(await store.getObjectVersion("bucket-a", "small", NULL_VERSION_ID), version);
+      const bucket = await store.getBucket("bucket-a");
+      assert.deepEqual(await store.getBucketAndObjectVersion("bucket-a", "small"), { bucket, version });
+      const listed = await store.listObjects({ bucket: "bucket-a", prefix: "", delimiter: undefined, startAfter: undefined, maxKeys: 10 });
+      assert.deepEqual(listed.objects, [withoutBytes]);
+      // Replaced, it leaves no garbage: its bytes went with its row.
+      const next = makeVersion("bucket-a", "small", NULL_VERSION_ID, { etag: "e".repeat(32) });
+      assert.deepEqual((await store.putObjectVersion(next)).removed, [withoutBytes]);
+      assert.deepEqual(await garbageNeedles(store), []);
+      assert.deepEqual(await store.getObjectVersion("bucket-a", "small"), next);
+    });
+
     test("getBucketAndObjectVersion answers as getBucket and getObjectVersion do", async () => {
       assert.deepEqual(await store.getBucketAndObjectVersion("missing", "key"), { bucket: undefined, version: undefined });
       await store.createBucket(makeBucket("bucket-a"));

@@ -78,6 +78,13 @@ export interface ObjectVersion {
   /** Sizes of the parts for a multipart object (GET ?partNumber=), else undefined. */
   partSizesBytes: number[] | undefined;
   chunks: ChunkRef[];
+  /**
+   * The bytes of a small object kept in its version row instead of a needle (`chunks` is then
+   * empty): one fsync (the metadata commit's) acknowledges it, where a needle and its row take
+   * two in turn. Set by getObjectVersion and getBucketAndObjectVersion; listings and the versions
+   * a change returns as removed leave it out, as they carry no bytes of needles either.
+   */
+  inlineData?: Buffer;
 }
 
 export interface WriteCondition {

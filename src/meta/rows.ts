@@ -44,6 +44,8 @@ export interface ObjectVersionRow {
   checksum_json: string | null;
   part_sizes_json: string | null;
   chunks_json: string;
+  /** Only in the rows of single-version reads (GET, HEAD, copy); listings do not select it. */
+  inline_data?: Buffer | null;
 }
 
 export interface UploadRow {
@@ -148,6 +150,7 @@ export function versionFromRow(row: ObjectVersionRow): ObjectVersion {
     checksum: decodeOptional<ObjectChecksum>(row.checksum_json),
     partSizesBytes: decodeOptional<number[]>(row.part_sizes_json),
     chunks: decodeChunks(row.chunks_json),
+    ...(row.inline_data != null ? { inlineData: row.inline_data } : {}),
   };
 }
 
@@ -195,7 +198,7 @@ export function accessKeyFromRow(row: AccessKeyRow): AccessKey {
 /** What object_versions holds for a version, in column order; is_delete_marker as the engine stores it. */
 export type VersionInsertValues<Flag> = [
   string, string, string, Flag, number, string, number, string, string, string | null, string, string, string,
-  string | null, string | null, string,
+  string | null, string | null, string, Buffer | null,
 ];
 
 export function versionInsertValues<Flag>(version: ObjectVersion, isDeleteMarker: Flag): VersionInsertValues<Flag> {
@@ -216,5 +219,6 @@ export function versionInsertValues<Flag>(version: ObjectVersion, isDeleteMarker
     encodeOptional(version.checksum),
     encodeOptional(version.partSizesBytes),
     encodeChunks(version.chunks),
+    version.inlineData ?? null,
   ];
 }

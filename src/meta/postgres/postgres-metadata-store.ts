@@ -226,8 +226,8 @@ function prepareStatements(schema: string) {
       "version_insert",
       `INSERT INTO ${s}.object_versions (bucket, key, version_id, is_delete_marker, size_bytes, etag, last_modified_ms,
          owner_id, storage_class, content_type, system_metadata_json, user_metadata_json, tags_json, checksum_json,
-         part_sizes_json, chunks_json)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`,
+         part_sizes_json, chunks_json, inline_data)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)`,
     ),
     versionLatest: statement(
       "version_latest",
@@ -237,6 +237,16 @@ function prepareStatements(schema: string) {
     versionById: statement(
       "version_by_id",
       `SELECT ${versionColumns} FROM ${s}.object_versions WHERE bucket = $1 AND key = $2 AND version_id = $3`,
+    ),
+    // The two above with an inline object's bytes, for GET and HEAD; writes never need them.
+    versionLatestWithData: statement(
+      "version_latest_with_data",
+      `SELECT ${versionColumns}, inline_data FROM ${s}.object_versions WHERE bucket = $1 AND key = $2
+       ORDER BY version_seq DESC LIMIT 1`,
+    ),
+    versionByIdWithData: statement(
+      "version_by_id_with_data",
+      `SELECT ${versionColumns}, inline_data FROM ${s}.object_versions WHERE bucket = $1 AND key = $2 AND version_id = $3`,
     ),
     versionDeleteById: statement(
       "version_delete_by_id",
@@ -583,8 +593,8 @@ export class PostgresMetadataStore implements MetadataStore {
   async getObjectVersion(bucket: string, key: string, versionId?: string): Promise<ObjectVersion | undefined> {
     const row =
       versionId === undefined
-        ? await first<ObjectVersionRow>(this.pool, this.statements.versionLatest, [bucket, key])
-        : await first<ObjectVersionRow>(this.pool, this.statements.versionById, [bucket, key, versionId]);
+        ? await first<ObjectVersionRow>(this.pool, this.statements.versionLatestWithData, [bucket, key])
+        : await first<ObjectVersionRow>(this.pool, this.statements.versionByIdWithData, [bucket, key, versionId]);
     return row === undefined ? undefined : versionFromRow(row);
   }
 

@@ -127,6 +127,13 @@ export const POSTGRES_MIGRATIONS: readonly PostgresMigration[] = [
       `CREATE INDEX access_keys_by_user ON ${schema}.access_keys (user_id, access_key_id)`,
     ],
   },
+  {
+    version: 2,
+    description: "object_versions.inline_data: the bytes of a small object kept in its row",
+    // Only single-version reads select it; a bytea this small stays in the row (TOAST starts at 2 KiB
+    // compressed), so a GET still reads one row.
+    statements: (schema) => [`ALTER TABLE ${schema}.object_versions ADD COLUMN inline_data bytea`],
+  },
 ];
 
 export const POSTGRES_SCHEMA_VERSION_LATEST = POSTGRES_MIGRATIONS.length;

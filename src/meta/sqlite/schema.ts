@@ -18,6 +18,8 @@
  *   gain nothing the interface can use. Being last in a rowid table, it never sits inside the
  *   index a listing walks, and SQLite does not read its overflow pages for queries that stop
  *   before it. Each chunk is a tuple `[volumeId, needleId, sizeBytes, crc32]` to keep rows small.
+ * - A small object's bytes may live in its row (`inline_data`, added after `chunks_json` so it is
+ *   the last column): listings stop before it, and GET reads it with the row it already reads.
  * - garbage_chunks uses AUTOINCREMENT so ids are never reused: the GC worker may hold ids from
  *   takeGarbageChunks while new garbage is queued, and removeGarbageChunks must not hit new rows.
  */
@@ -122,6 +124,14 @@ export const MIGRATIONS: readonly Migration[] = [
         );
         CREATE INDEX access_keys_by_user ON access_keys (user_id, access_key_id);
       `);
+    },
+  },
+  {
+    version: 2,
+    description: "object_versions.inline_data: the bytes of a small object kept in its row",
+    up(db) {
+      // Added last, after chunks_json: only single-version reads select it.
+      db.exec("ALTER TABLE object_versions ADD COLUMN inline_data BLOB");
     },
   },
 ];

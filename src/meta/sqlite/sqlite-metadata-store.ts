@@ -127,10 +127,10 @@ function migrate(db: Database.Database): void {
   }
 }
 
-/** An object_versions row as an array in `versionColumns` order. */
+/** An object_versions row as an array in `versionColumns` order (inline_data only in single-version reads). */
 type RawVersionRow = [
   number, string, string, string, 0 | 1, number, string, number, string, string, string | null, string, string, string,
-  string | null, string | null, string,
+  string | null, string | null, string, (Buffer | null)?,
 ];
 
 function versionRowFromRaw(raw: RawVersionRow): ObjectVersionRow {
@@ -152,6 +152,7 @@ function versionRowFromRaw(raw: RawVersionRow): ObjectVersionRow {
     checksum_json: raw[14],
     part_sizes_json: raw[15],
     chunks_json: raw[16],
+    inline_data: raw[17] ?? null,
   };
 }
 
@@ -159,6 +160,9 @@ function prepareStatements(db: Database.Database) {
   const versionColumns = `version_seq, bucket, key, version_id, is_delete_marker, size_bytes, etag,
     last_modified_ms, owner_id, storage_class, content_type, system_metadata_json, user_metadata_json,
     tags_json, checksum_json, part_sizes_json, chunks_json`;
+  // inline_data is the row's last column: queries that do not select it (listings, and the
+  // writes' reads of what they replace) never read its overflow pages.
+  const versionColumnsWithData = `${versionColumns}, inline_data`;
   return {
     // buckets
     bucketInsert: db.prepare<[string, string, number, string, string, string, string]>(
@@ -182,8 +186,8 @@ function prepareStatements(db: Database.Database) {
     versionInsert: db.prepare<VersionInsertValues<0 | 1>>(
       `INSERT INTO object_versions (bucket, key, version_id, is_delete_marker, size_bytes, etag, last_modified_ms,
          owner_id, storage_class, content_type, system_metadata_json, user_metadata_json, tags_json, checksum_json,
-         part_sizes_json, chunks_json)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+         part_sizes_json, chunks_json, inline_data)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     ),
     /** The first row at (bucket, key) in the newest-first index is the latest version. */
     versionLatest: db.prepare<[string, string], ObjectVersionRow>(
@@ -196,12 +200,12 @@ function prepareStatements(db: Database.Database) {
     // each column by name, which cost more than the lookup itself; a literal built here does not.
     versionLatestRaw: db
       .prepare<[string, string], RawVersionRow>(
-        `SELECT ${versionColumns} FROM object_versions WHERE bucket = ? AND key = ? ORDER BY version_seq DESC LIMIT 1`,
+        `SELECT ${versionColumnsWithData} FROM object_versions WHERE bucket = ? AND key = ? ORDER BY version_seq DESC LIMIT 1`,
       )
       .raw(true),
     versionByIdRaw: db
       .prepare<[string, string, string], RawVersionRow>(
-        `SELECT ${versionColumns} FROM object_versions WHERE bucket = ? AND key = ? AND version_id = ?`,
+        `SELECT ${versionColumnsWithData} FROM object_versions WHERE bucket = ? AND key = ? AND version_id = ?`,
       )
       .raw(true),
     versionDelete: db.prepare<[number]>("DELETE FROM object_versions WHERE version_seq = ?"),
@@ -331,7 +335,8 @@ export const METADATA_WRITE_BATCH_COUNT_MAX = 256;
 
 /** Freezes a decoded version and everything in it: cached versions are shared by every reader. */
 function deepFreeze<T>(value: T): T {
-  if (typeof value === "object" && value !== null && !Object.isFrozen(value)) {
+  // A Buffer (an inline object's bytes) cannot be frozen; nothing here writes into one.
+  if (typeof value === "object" && value !== null && !Object.isFrozen(value) && !ArrayBuffer.isView(value)) {
     for (const item of Object.values(value)) deepFreeze(item);
     Object.freeze(value);
   }
