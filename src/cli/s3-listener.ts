@@ -26,6 +26,8 @@ export interface S3ListenerParts {
   settings: Settings;
   /** The default layout of objects: replicated (null) or an EC scheme (--default-storage-class). */
   defaultEc?: EcScheme | null;
+  /** See GatewayServices.inlineObjectBytesMax (default 0: none). */
+  inlineObjectBytesMax?: number;
 }
 
 export async function listenS3(parts: S3ListenerParts): Promise<S3Listener> {
@@ -35,6 +37,7 @@ export async function listenS3(parts: S3ListenerParts): Promise<S3Listener> {
     dataRouter,
     garbageCollector,
     defaultEc: parts.defaultEc ?? null,
+    inlineObjectBytesMax: parts.inlineObjectBytesMax ?? 0,
     clock: systemClock,
     region: settings.require("region"),
     domains: settings.list("domain"),

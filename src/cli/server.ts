@@ -19,7 +19,8 @@ import { DataRouter, GarbageCollector, UploadSweeper } from "../datapath/index.j
 import { SqliteMetadataStore } from "../meta/index.js";
 import { EmbeddedPlacement } from "../placement/index.js";
 import { listenS3 } from "./s3-listener.js";
-import { Settings, type SettingSpec } from "./config.js";
+import { Settings, UsageError, type SettingSpec } from "./config.js";
+import { INLINE_OBJECT_BYTES_MAX_DEFAULT, INLINE_OBJECT_BYTES_MAX_LIMIT } from "../s3/index.js";
 import { BACKGROUND_WORK_SETTINGS, DIRECT_IO_SETTING, startBackgroundWork } from "./datanode.js";
 import { ensureRootUser, loadOrCreateMasterKey, loadOrCreateRootCredentials } from "./credentials.js";
 
@@ -36,6 +37,12 @@ export const SERVER_SETTINGS: readonly SettingSpec[] = [
     defaultValue: String(MULTIPART_UPLOAD_AGE_MS_MAX / 1000),
     help: "abort multipart uploads abandoned this long",
   },
+  {
+    flag: "inline-object-bytes-max",
+    env: "CAIRN_INLINE_OBJECT_BYTES_MAX",
+    defaultValue: String(INLINE_OBJECT_BYTES_MAX_DEFAULT),
+    help: `keep objects up to this size in the metadata database, one fsync per PUT (0: none; at most ${INLINE_OBJECT_BYTES_MAX_LIMIT})`,
+  },
   DIRECT_IO_SETTING,
   ...BACKGROUND_WORK_SETTINGS,
 ];
@@ -47,6 +54,10 @@ export interface RunningServer {
 
 export async function runServer(settings: Settings): Promise<RunningServer> {
   const dataDirectory = path.resolve(settings.require("data-dir"));
+  const inlineObjectBytesMax = settings.integer("inline-object-bytes-max")!;
+  if (inlineObjectBytesMax > INLINE_OBJECT_BYTES_MAX_LIMIT) {
+    throw new UsageError(`--inline-object-bytes-max must be at most ${INLINE_OBJECT_BYTES_MAX_LIMIT}, got ${inlineObjectBytesMax}`);
+  }
   await fs.mkdir(dataDirectory, { recursive: true, mode: 0o700 });
   const disks = settings.list("disk").map((disk) => path.resolve(disk));
   if (disks.length === 0) disks.push(path.join(dataDirectory, "disk0"));
@@ -77,7 +88,7 @@ export async function runServer(settings: Settings): Promise<RunningServer> {
   const uploadSweeper = new UploadSweeper(meta, systemClock, uploadAgeMsMax);
   uploadSweeper.start(Math.max(1_000, Math.min(UPLOAD_SWEEP_INTERVAL_MS_MAX, uploadAgeMsMax / 2)));
 
-  const listener = await listenS3({ meta, dataRouter, garbageCollector, masterKey, settings });
+  const listener = await listenS3({ meta, dataRouter, garbageCollector, masterKey, settings, inlineObjectBytesMax });
   const { host, port: boundPort } = listener;
   if (root.generated) {
     // Printed once, on the start that created them; afterwards they live only in the data directory.

@@ -15,6 +15,13 @@ export interface GatewayServices {
   garbageCollector: GarbageCollector | undefined;
   /** The cluster's default layout for objects (null: replicated); see storage-class.ts. */
   defaultEc: EcScheme | null;
+  /**
+   * PutObject and CopyObject bodies of at least 1 and at most this many bytes, replicated (no EC
+   * layout asked for), are kept in the version's metadata row (ObjectVersion.inlineData) instead
+   * of a needle; 0 keeps every body in needles. `cairn server` sets it (its metadata store and
+   * volumes share one machine); cluster gateways keep it 0, so bytes go to the replicas or shards.
+   */
+  inlineObjectBytesMax: number;
   clock: Clock;
   /** The region buckets are created in and requests are signed for (any region is accepted). */
   region: string;

@@ -10,7 +10,7 @@ import { ecSchemeFor } from "./storage-class.js";
 import { NULL_VERSION_ID, type Bucket, type ObjectVersion } from "../meta/index.js";
 import { mayAccess, requireBucket } from "./access.js";
 import { header, principalId, type GatewayServices, type RequestContext } from "./context.js";
-import { newVersionId, readWriteCondition, versionIdHeader } from "./object-ops.js";
+import { newVersionId, readWriteCondition, verifiedInlineData, versionIdHeader } from "./object-ops.js";
 import { readObjectHeaders } from "./object-headers.js";
 import { sendXml } from "./responses.js";
 import { s3Errors, s3ErrorWithMessage } from "./s3-errors.js";
@@ -98,10 +98,15 @@ export async function copyBytes(
   range: { startByte: number; endByteExclusive: number },
   checksumAlgorithm: ChecksumAlgorithm | undefined,
   ec: EcScheme | null,
-): Promise<{ chunks: ObjectVersion["chunks"]; sizeBytes: number; md5Hex: string; checksumBase64: string | undefined }> {
+  /** Keep a copy this small in the metadata row (GatewayServices.inlineObjectBytesMax); default 0. */
+  inlineBytesMax = 0,
+): Promise<{ chunks: ObjectVersion["chunks"]; inlineData: Buffer | undefined; sizeBytes: number; md5Hex: string; checksumBase64: string | undefined }> {
   const md5 = createHash("md5");
   const checksummer = checksumAlgorithm ? newChecksummer(checksumAlgorithm) : undefined;
-  const pieces = services.dataRouter.readRange(source.chunks, range.startByte, range.endByteExclusive);
+  const pieces =
+    source.inlineData !== undefined
+      ? [verifiedInlineData(source).subarray(range.startByte, range.endByteExclusive)]
+      : services.dataRouter.readRange(source.chunks, range.startByte, range.endByteExclusive);
   async function* hashed(): AsyncGenerator<Buffer> {
     for await (const piece of pieces) {
       md5.update(piece);
@@ -109,9 +114,20 @@ export async function copyBytes(
       yield piece;
     }
   }
-  const written = await services.dataRouter.writeBody(hashed(), { sizeBytesMax: PUT_OBJECT_SIZE_BYTES_MAX, ec });
+  const sizeBytes = range.endByteExclusive - range.startByte;
+  let inlineData: Buffer | undefined;
+  if (ec === null && sizeBytes > 0 && sizeBytes <= inlineBytesMax) {
+    const read: Buffer[] = [];
+    for await (const piece of hashed()) read.push(piece);
+    inlineData = Buffer.concat(read);
+  }
+  const written =
+    inlineData !== undefined
+      ? { chunks: [], sizeBytes: inlineData.length }
+      : await services.dataRouter.writeBody(hashed(), { sizeBytesMax: PUT_OBJECT_SIZE_BYTES_MAX, ec });
   return {
     chunks: written.chunks,
+    inlineData,
     sizeBytes: written.sizeBytes,
     md5Hex: md5.digest("hex"),
     checksumBase64: checksummer?.digest().toString("base64"),
@@ -150,7 +166,14 @@ export async function copyObject(ctx: RequestContext, services: GatewayServices)
   }
   const storageClass = header(ctx, "x-amz-storage-class") !== undefined ? replacing.storageClass : source.version.storageClass;
   const ec = ecSchemeFor(storageClass, bucket, services.defaultEc);
-  const copied = await copyBytes(services, source.version, { startByte: 0, endByteExclusive: source.version.sizeBytes }, checksumAlgorithm, ec);
+  const copied = await copyBytes(
+    services,
+    source.version,
+    { startByte: 0, endByteExclusive: source.version.sizeBytes },
+    checksumAlgorithm,
+    ec,
+    services.inlineObjectBytesMax,
+  );
   const tags =
     taggingDirective === "REPLACE" ? parseTaggingHeader(header(ctx, "x-amz-tagging") ?? "") : { ...source.version.tags };
   const versionId = bucket.versioning === "Enabled" ? newVersionId() : NULL_VERSION_ID;
@@ -175,6 +198,7 @@ export async function copyObject(ctx: RequestContext, services: GatewayServices)
         : undefined,
     partSizesBytes: undefined,
     chunks: copied.chunks,
+    ...(copied.inlineData !== undefined ? { inlineData: copied.inlineData } : {}),
   };
   try {
     await services.meta.putObjectVersion(version, condition);

@@ -102,7 +102,7 @@ export async function uploadPart(ctx: RequestContext, services: GatewayServices)
   const partNumber = readPartNumber(ctx);
   const upload = await requireUpload(ctx, services, bucket.name);
   const ec = ecSchemeFor(upload.storageClass, bucket, services.defaultEc);
-  const received = await receiveBody(ctx, services, PART_SIZE_BYTES_MAX, ec, upload.checksumAlgorithm);
+  const received = await receiveBody(ctx, services, PART_SIZE_BYTES_MAX, ec, { defaultChecksumAlgorithm: upload.checksumAlgorithm });
   if (upload.checksumAlgorithm !== undefined && received.checksum?.algorithm !== upload.checksumAlgorithm) {
     await services.dataRouter.deleteChunks(received.chunks);
     throw s3ErrorWithMessage(
