@@ -50,7 +50,7 @@ async function run(assignment: WorkerAssignment): Promise<WorkerReport> {
    * The method and object path of this worker's op number `op`, with keys under `keyPrefix`: a
    * PUT's key index interleaves the workers, GETs and the mixed draw pick from the key pool.
    */
-  const requestOf = (op: number, keyPrefix: string): { method: "GET" | "PUT" | "HEAD" | "DELETE"; path: string } => {
+  const requestOf = (op: number, keyPrefix: string, keyPoolCount = spec.keyPoolCount): { method: "GET" | "PUT" | "HEAD" | "DELETE"; path: string } => {
     let method: "GET" | "PUT" | "HEAD" | "DELETE";
     let index: number;
     if (spec.operation === "put") {
@@ -58,7 +58,7 @@ async function run(assignment: WorkerAssignment): Promise<WorkerReport> {
       index = op * workerCount + workerIndex;
     } else if (spec.operation === "get") {
       method = "GET";
-      index = randomInt(spec.keyPoolCount);
+      index = randomInt(keyPoolCount);
     } else {
       const draw = randomInt(100);
       method = draw < 45 ? "GET" : draw < 75 ? "HEAD" : draw < 90 ? "PUT" : "DELETE";
@@ -77,11 +77,12 @@ async function run(assignment: WorkerAssignment): Promise<WorkerReport> {
   if (spec.warmupMs > 0 && (spec.operation === "put" || spec.operation === "get")) {
     const warmupDeadlineMs = Date.now() + spec.warmupMs;
     // PUTs write keys of their own (the measured PUTs write new keys, as they would without it).
-    const warmupKeyPrefix = spec.operation === "put" ? `warmup/${spec.keyPrefix}` : spec.keyPrefix;
+    const warmupKeyPrefix = spec.operation === "put" ? `warmup/${spec.keyPrefix}` : (spec.warmupKeys?.keyPrefix ?? spec.keyPrefix);
+    const warmupKeyPoolCount = spec.warmupKeys?.keyPoolCount ?? spec.keyPoolCount;
     let nextWarmupOp = 0;
     const warmupConnection = async (): Promise<void> => {
       do {
-        const { method, path } = requestOf(nextWarmupOp, warmupKeyPrefix);
+        const { method, path } = requestOf(nextWarmupOp, warmupKeyPrefix, warmupKeyPoolCount);
         nextWarmupOp += 1;
         // Failures here are not the measurement's; the measured run reports its own.
         await s3Request({ agent, target: spec.target, method, path, ...(method === "PUT" ? { body } : {}) }).catch(() => undefined);

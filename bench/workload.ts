@@ -39,6 +39,11 @@ export interface WorkloadSpec {
    * (PUTs to keys under "warmup/"); with opsTotal set, one request per connection instead. 0: none.
    */
   warmupMs: number;
+  /**
+   * GETs warm up on these keys instead of the measured ones: objects whose measured GETs must
+   * come from the disk. null: on the measured keys.
+   */
+  warmupKeys: { keyPrefix: string; keyPoolCount: number } | null;
 }
 
 export interface WorkerAssignment {
