@@ -133,7 +133,7 @@ export function bucketFromRow(row: BucketRow): Bucket {
 }
 
 export function versionFromRow(row: ObjectVersionRow): ObjectVersion {
-  return {
+  const version: ObjectVersion = {
     bucket: row.bucket,
     key: row.key,
     versionId: row.version_id,
@@ -150,8 +150,9 @@ export function versionFromRow(row: ObjectVersionRow): ObjectVersion {
     checksum: decodeOptional<ObjectChecksum>(row.checksum_json),
     partSizesBytes: decodeOptional<number[]>(row.part_sizes_json),
     chunks: decodeChunks(row.chunks_json),
-    ...(row.inline_data != null ? { inlineData: row.inline_data } : {}),
   };
+  if (row.inline_data != null) version.inlineData = row.inline_data;
+  return version;
 }
 
 export function uploadFromRow(row: UploadRow): MultipartUpload {

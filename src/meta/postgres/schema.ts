@@ -130,8 +130,8 @@ export const POSTGRES_MIGRATIONS: readonly PostgresMigration[] = [
   {
     version: 2,
     description: "object_versions.inline_data: the bytes of a small object kept in its row",
-    // Only single-version reads select it; a bytea this small stays in the row (TOAST starts at 2 KiB
-    // compressed), so a GET still reads one row.
+    // Only single-version reads select it. Values over about 2 KiB are compressed or kept out of
+    // line (TOAST), which a listing, not selecting the column, never reads.
     statements: (schema) => [`ALTER TABLE ${schema}.object_versions ADD COLUMN inline_data bytea`],
   },
 ];
