@@ -90,10 +90,11 @@ class NeedleReadWorker {
           waiting.resolve({ decoded: { kind: "needle", header: reply.header, data }, directReadBytes: reply.directReadBytes });
           return;
         }
-        case "invalid":
+        case "invalid": {
           const reason = reply.reason as Extract<NeedleDecoded, { kind: "invalid" }>["reason"];
           waiting.resolve({ decoded: { kind: "invalid", reason }, directReadBytes: reply.directReadBytes });
           return;
+        }
         case "error":
           waiting.reject(Object.assign(new Error(reply.message), { code: reply.code }));
           return;

@@ -36,7 +36,7 @@ const port = parentPort!;
 /** Pooled chunk buffers' memory, by id (sent once per buffer). */
 const chunkBuffers = new Map<number, SharedArrayBuffer>();
 
- /**
+/**
  * Reads the request's pages through the O_DIRECT descriptor into its chunk buffer; answers how
  * many of the wanted bytes arrived (the buffered read goes on from there). A refusal (EINVAL:
  * the filesystem or the alignment does not allow it) leaves it all to the buffered read.

@@ -10,7 +10,7 @@ import { ecSchemeFor } from "./storage-class.js";
 import { NULL_VERSION_ID, type Bucket, type ObjectVersion } from "../meta/index.js";
 import { mayAccess, requireBucket } from "./access.js";
 import { header, principalId, type GatewayServices, type RequestContext } from "./context.js";
-import { newVersionId, readWriteCondition, verifiedInlineData, versionIdHeader } from "./object-ops.js";
+import { keptInline, newVersionId, readWriteCondition, verifiedInlineData, versionIdHeader } from "./object-ops.js";
 import { readObjectHeaders } from "./object-headers.js";
 import { sendXml } from "./responses.js";
 import { s3Errors, s3ErrorWithMessage } from "./s3-errors.js";
@@ -116,7 +116,7 @@ export async function copyBytes(
   }
   const sizeBytes = range.endByteExclusive - range.startByte;
   let inlineData: Buffer | undefined;
-  if (ec === null && sizeBytes > 0 && sizeBytes <= inlineBytesMax) {
+  if (keptInline(sizeBytes, ec, inlineBytesMax)) {
     const read: Buffer[] = [];
     for await (const piece of hashed()) read.push(piece);
     inlineData = Buffer.concat(read);

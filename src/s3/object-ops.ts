@@ -12,8 +12,8 @@ import {
   releaseChunkBufferOf,
   UPLOAD_PART_COUNT_MAX,
   uuidV7Bytes,
-  type ChecksumAlgorithm,
   log,
+  type ChecksumAlgorithm,
 } from "../base/index.js";
 import type { EcScheme } from "../ec/index.js";
 import { ecSchemeFor } from "./storage-class.js";
@@ -132,7 +132,7 @@ export async function receiveBody(
     if (!ctx.req.complete) ctx.req.destroy(Object.assign(new Error("aborted"), { code: "ECONNRESET" }));
   };
   socket.once("end", onSocketEnd);
-  const inline = ec === null && declaredSizeBytes !== undefined && declaredSizeBytes > 0 && declaredSizeBytes <= (options.inlineBytesMax ?? 0);
+  const inline = declaredSizeBytes !== undefined && keptInline(declaredSizeBytes, ec, options.inlineBytesMax ?? 0);
   let inlineData: Buffer | undefined;
   let written;
   try {
@@ -181,6 +181,15 @@ export async function receiveBody(
     checksum = { algorithm: checksumRequest.algorithm, value: actual, type: "FULL_OBJECT" };
   }
   return { chunks: written.chunks, inlineData, sizeBytes: written.sizeBytes, md5Hex: md5Digest.toString("hex"), checksum };
+}
+
+/**
+ * Whether a body of `sizeBytes` is kept in its metadata row: not empty, not over the limit
+ * (GatewayServices.inlineObjectBytesMax; 0 keeps every body in needles), and replicated, since an
+ * EC layout asked for is kept as asked.
+ */
+export function keptInline(sizeBytes: number, ec: EcScheme | null, inlineBytesMax: number): boolean {
+  return ec === null && sizeBytes > 0 && sizeBytes <= inlineBytesMax;
 }
 
 /** Inline bytes already checked against their ETag; a cached version's are checked once. */
@@ -239,7 +248,7 @@ const SMALL_BODY_SIZE_BYTES_MAX = 64 * 1024;
  * them (at most 10,000 cached: 80 MiB at this size).
  */
 export const INLINE_OBJECT_BYTES_MAX_DEFAULT = 8 * KIBIBYTE;
-/** Only bodies read whole are kept inline (an aws-chunked body is framed, and may be any size). */
+/** An inline body is read whole (after its payload decoding) and held in memory: as small bodies are. */
 export const INLINE_OBJECT_BYTES_MAX_LIMIT = SMALL_BODY_SIZE_BYTES_MAX;
 
 /** Errors that mean the client's body did not arrive whole (reset, aborted, malformed framing). */
