@@ -27,7 +27,7 @@ import {
   PreconditionFailed,
   UserAlreadyExists,
 } from "./errors.js";
-import { NULL_VERSION_ID } from "./metadata-store.js";
+import { listedObjectOf, NULL_VERSION_ID } from "./metadata-store.js";
 import type {
   Bucket,
   ChunkRef,
@@ -407,7 +407,7 @@ export function runMetadataStoreContract(
       const bucket = await store.getBucket("bucket-a");
       assert.deepEqual(await store.getBucketAndObjectVersion("bucket-a", "small"), { bucket, version });
       const listed = await store.listObjects({ bucket: "bucket-a", prefix: "", delimiter: undefined, startAfter: undefined, maxKeys: 10 });
-      assert.deepEqual(listed.objects, [withoutBytes]);
+      assert.deepEqual(listed.objects, [listedObjectOf(version)]);
       // Replaced, it leaves no garbage: its bytes went with its row.
       const next = makeVersion("bucket-a", "small", NULL_VERSION_ID, { etag: "e".repeat(32) });
       assert.deepEqual((await store.putObjectVersion(next)).removed, [withoutBytes]);
@@ -649,6 +649,39 @@ export function runMetadataStoreContract(
     });
 
     // ---- listing objects ----
+
+    test("listObjects gives each listed key's listing fields, and only those", async () => {
+      await store.createBucket(makeBucket("bucket-a"));
+      const full = makeVersion("bucket-a", "full", NULL_VERSION_ID, {
+        sizeBytes: 5_000_000,
+        etag: "fedcba9876543210fedcba9876543210-2",
+        lastModifiedMs: 1_700_000_123_456,
+        storageClass: "STANDARD_IA",
+        contentType: "text/plain",
+        systemMetadata: { "cache-control": "no-cache" },
+        userMetadata: { color: "blue" },
+        tags: { project: "cairn" },
+        checksum: { algorithm: "CRC32C", value: "AAAAAA==-2", type: "COMPOSITE" },
+        partSizesBytes: [4_000_000, 1_000_000],
+      });
+      const plain = makeVersion("bucket-a", "plain", NULL_VERSION_ID);
+      await store.putObjectVersion(full);
+      await store.putObjectVersion(plain);
+      const listed = await store.listObjects({ bucket: "bucket-a", prefix: "", delimiter: undefined, startAfter: undefined, maxKeys: 10 });
+      assert.deepEqual(listed.objects, [
+        {
+          key: "full",
+          sizeBytes: 5_000_000,
+          etag: "fedcba9876543210fedcba9876543210-2",
+          lastModifiedMs: 1_700_000_123_456,
+          ownerId: OWNER_ID,
+          storageClass: "STANDARD_IA",
+          checksum: { algorithm: "CRC32C", value: "AAAAAA==-2", type: "COMPOSITE" },
+        },
+        listedObjectOf(plain),
+      ]);
+    });
+
 
     test("listObjects pages by prefix, delimiter, startAfter and maxKeys", async () => {
       await store.createBucket(makeBucket("bucket-a"));

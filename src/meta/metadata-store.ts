@@ -115,9 +115,32 @@ export interface ListObjectsInput {
   maxKeys: number;
 }
 
+/**
+ * A latest version as ListObjects shows it: the fields its XML has, and no metadata maps, chunk
+ * manifest or version id. The engines read only these columns for a listing: a listed key then
+ * costs a fraction of a whole version's allocation, and a page of them no longer makes the
+ * young-generation GC copy megabytes of maps nobody reads (bench/PERFORMANCE.md).
+ */
+export interface ListedObject {
+  key: string;
+  sizeBytes: number;
+  /** As ObjectVersion.etag: no quotes. */
+  etag: string;
+  lastModifiedMs: number;
+  ownerId: string;
+  storageClass: string;
+  checksum: ObjectChecksum | undefined;
+}
+
+/** What a listing shows of a version: the projection of ObjectVersion onto ListedObject. */
+export function listedObjectOf(version: ObjectVersion): ListedObject {
+  const { key, sizeBytes, etag, lastModifiedMs, ownerId, storageClass, checksum } = version;
+  return { key, sizeBytes, etag, lastModifiedMs, ownerId, storageClass, checksum };
+}
+
 export interface ListObjectsResult {
   /** Latest versions that are not delete markers, in key order. */
-  objects: ObjectVersion[];
+  objects: ListedObject[];
   commonPrefixes: string[];
   isTruncated: boolean;
   /** When truncated: the last key or common prefix returned; pass as startAfter to continue. */

@@ -7,6 +7,7 @@ import type {
   AccessKey,
   Bucket,
   ChunkRef,
+  ListedObject,
   MultipartUpload,
   ObjectChecksum,
   ObjectVersion,
@@ -46,6 +47,21 @@ export interface ObjectVersionRow {
   chunks_json: string;
   /** Only in the rows of single-version reads (GET, HEAD, copy); listings do not select it. */
   inline_data?: Buffer | null;
+}
+
+/** The columns a listing of latest versions reads, in this order (see ListedObject). */
+export const LISTED_OBJECT_COLUMNS = "key, is_delete_marker, size_bytes, etag, last_modified_ms, owner_id, storage_class, checksum_json";
+
+export interface ListedObjectRow {
+  key: string;
+  /** SQLite stores 0/1, PostgreSQL a boolean. */
+  is_delete_marker: 0 | 1 | boolean;
+  size_bytes: number;
+  etag: string;
+  last_modified_ms: number;
+  owner_id: string;
+  storage_class: string;
+  checksum_json: string | null;
 }
 
 export interface UploadRow {
@@ -153,6 +169,18 @@ export function versionFromRow(row: ObjectVersionRow): ObjectVersion {
   };
   if (row.inline_data != null) version.inlineData = row.inline_data;
   return version;
+}
+
+export function listedObjectFromRow(row: ListedObjectRow): ListedObject {
+  return {
+    key: row.key,
+    sizeBytes: row.size_bytes,
+    etag: row.etag,
+    lastModifiedMs: row.last_modified_ms,
+    ownerId: row.owner_id,
+    storageClass: row.storage_class,
+    checksum: decodeOptional<ObjectChecksum>(row.checksum_json),
+  };
 }
 
 export function uploadFromRow(row: UploadRow): MultipartUpload {

@@ -52,6 +52,8 @@ import {
   bucketFromRow,
   encodeChunks,
   encodeOptional,
+  LISTED_OBJECT_COLUMNS,
+  listedObjectFromRow,
   partFromRow,
   uploadFromRow,
   userFromRow,
@@ -60,6 +62,7 @@ import {
   type AccessKeyRow,
   type BucketRow,
   type GarbageRow,
+  type ListedObjectRow,
   type ObjectVersionRow,
   type PartRow,
   type UploadRow,
@@ -270,13 +273,13 @@ function prepareStatements(schema: string) {
       // U+10FFFF; the caller checks). The walk stops one row after leaving the prefix.
       // strpos/left/char_length count code points, as commonPrefixOf does on the same text.
       `WITH RECURSIVE walk AS (
-         (SELECT ${versionColumns} FROM ${s}.object_versions
+         (SELECT ${LISTED_OBJECT_COLUMNS} FROM ${s}.object_versions
            WHERE bucket = $1 AND key >= $2::text
            ORDER BY key, version_seq DESC LIMIT 1)
          UNION ALL
          (SELECT next.* FROM walk
            CROSS JOIN LATERAL (
-             SELECT ${versionColumns} FROM ${s}.object_versions candidate
+             SELECT ${LISTED_OBJECT_COLUMNS} FROM ${s}.object_versions candidate
              WHERE candidate.bucket = $1 AND candidate.key >= (
                CASE WHEN NOT walk.is_delete_marker AND $4::text <> ''
                          AND strpos(substr(walk.key, char_length($3::text) + 1), $4::text) > 0
@@ -292,7 +295,7 @@ function prepareStatements(schema: string) {
     // listing by seeks, one statement per step
     listLatestFrom: statement(
       "list_latest_from",
-      `SELECT ${versionColumns} FROM ${s}.object_versions WHERE bucket = $1 AND key >= $2
+      `SELECT ${LISTED_OBJECT_COLUMNS} FROM ${s}.object_versions WHERE bucket = $1 AND key >= $2
        ORDER BY key, version_seq DESC LIMIT 1`,
     ),
     listVersionKeyFrom: statement(
@@ -679,7 +682,7 @@ export class PostgresMetadataStore implements MetadataStore {
     const walk = this.listWalkParameters(input);
     if (walk === undefined) return this.listObjectsBySeeks(input);
     const result: ListObjectsResult = { objects: [], commonPrefixes: [], isTruncated: false, nextStartAfter: undefined };
-    const rows = (await run<ObjectVersionRow>(this.pool, this.statements.listLatestWalk, walk)).rows;
+    const rows = (await run<ListedObjectRow>(this.pool, this.statements.listLatestWalk, walk)).rows;
     this.countListReads(rows);
     if (rows.length === 0) await this.requireBucket(this.pool, input.bucket);
     if (input.maxKeys <= 0) return result;
@@ -700,7 +703,7 @@ export class PostgresMetadataStore implements MetadataStore {
         break;
       }
       if (commonPrefix !== undefined) result.commonPrefixes.push(commonPrefix);
-      else result.objects.push(versionFromRow(row));
+      else result.objects.push(listedObjectFromRow(row));
       entryCount += 1;
       entryLast = commonPrefix ?? row.key;
     }
@@ -1177,8 +1180,8 @@ export class PostgresMetadataStore implements MetadataStore {
       let entryCount = 0;
       let entryLast: string | undefined;
       while (cursor !== undefined) {
-        const row: ObjectVersionRow | undefined = this.countListRead(
-          await first<ObjectVersionRow>(client, this.statements.listLatestFrom, [input.bucket, this.seekFrom(cursor)]),
+        const row: ListedObjectRow | undefined = this.countListRead(
+          await first<ListedObjectRow>(client, this.statements.listLatestFrom, [input.bucket, this.seekFrom(cursor)]),
         );
         if (row === undefined || !row.key.startsWith(input.prefix)) break;
         if (row.is_delete_marker) {
@@ -1203,7 +1206,7 @@ export class PostgresMetadataStore implements MetadataStore {
           result.isTruncated = true;
           break;
         }
-        result.objects.push(versionFromRow(row));
+        result.objects.push(listedObjectFromRow(row));
         entryCount += 1;
         entryLast = row.key;
         cursor = { key: row.key, inclusive: false };

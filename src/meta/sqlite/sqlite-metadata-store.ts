@@ -68,6 +68,8 @@ import {
   type VersionInsertValues,
   encodeChunks,
   encodeOptional,
+  LISTED_OBJECT_COLUMNS,
+  listedObjectFromRow,
   partFromRow,
   uploadFromRow,
   userFromRow,
@@ -75,6 +77,7 @@ import {
   type AccessKeyRow,
   type BucketRow,
   type GarbageRow,
+  type ListedObjectRow,
   type ObjectVersionRow,
   type PartRow,
   type UploadRow,
@@ -156,6 +159,22 @@ function versionRowFromRaw(raw: RawVersionRow): ObjectVersionRow {
   };
 }
 
+/** A listing's row as an array in LISTED_OBJECT_COLUMNS order. */
+type RawListedRow = [string, 0 | 1, number, string, number, string, string, string | null];
+
+function listedRowFromRaw(raw: RawListedRow): ListedObjectRow {
+  return {
+    key: raw[0],
+    is_delete_marker: raw[1],
+    size_bytes: raw[2],
+    etag: raw[3],
+    last_modified_ms: raw[4],
+    owner_id: raw[5],
+    storage_class: raw[6],
+    checksum_json: raw[7],
+  };
+}
+
 function prepareStatements(db: Database.Database) {
   const versionColumns = `version_seq, bucket, key, version_id, is_delete_marker, size_bytes, etag,
     last_modified_ms, owner_id, storage_class, content_type, system_metadata_json, user_metadata_json,
@@ -212,25 +231,29 @@ function prepareStatements(db: Database.Database) {
     versionSetTags: db.prepare<[string, number]>("UPDATE object_versions SET tags_json = ? WHERE version_seq = ?"),
     versionSetSystemMetadata: db.prepare<[string, number]>("UPDATE object_versions SET system_metadata_json = ? WHERE version_seq = ?"),
     /** Latest version of the first key >= ?, one index seek. */
-    listLatestFromInclusive: db.prepare<[string, string], ObjectVersionRow>(
-      `SELECT ${versionColumns} FROM object_versions WHERE bucket = ? AND key >= ?
-       ORDER BY key, version_seq DESC LIMIT 1`,
-    ),
+    listLatestFromInclusive: db
+      .prepare<[string, string], RawListedRow>(
+        `SELECT ${LISTED_OBJECT_COLUMNS} FROM object_versions WHERE bucket = ? AND key >= ?
+         ORDER BY key, version_seq DESC LIMIT 1`,
+      )
+      .raw(true),
     /** Latest version of the first key > ?, one index seek. */
-    listLatestFromExclusive: db.prepare<[string, string], ObjectVersionRow>(
-      `SELECT ${versionColumns} FROM object_versions WHERE bucket = ? AND key > ?
-       ORDER BY key, version_seq DESC LIMIT 1`,
-    ),
+    listLatestFromExclusive: db
+      .prepare<[string, string], RawListedRow>(
+        `SELECT ${LISTED_OBJECT_COLUMNS} FROM object_versions WHERE bucket = ? AND key > ?
+         ORDER BY key, version_seq DESC LIMIT 1`,
+      )
+      .raw(true),
     /** Versions from the first key >= ?, newest first within a key: a run of keys in one statement. */
     listRangeFromInclusive: db
-      .prepare<[string, string, number], RawVersionRow>(
-        `SELECT ${versionColumns} FROM object_versions WHERE bucket = ? AND key >= ?
+      .prepare<[string, string, number], RawListedRow>(
+        `SELECT ${LISTED_OBJECT_COLUMNS} FROM object_versions WHERE bucket = ? AND key >= ?
          ORDER BY key, version_seq DESC LIMIT ?`,
       )
       .raw(true),
     listRangeFromExclusive: db
-      .prepare<[string, string, number], RawVersionRow>(
-        `SELECT ${versionColumns} FROM object_versions WHERE bucket = ? AND key > ?
+      .prepare<[string, string, number], RawListedRow>(
+        `SELECT ${LISTED_OBJECT_COLUMNS} FROM object_versions WHERE bucket = ? AND key > ?
          ORDER BY key, version_seq DESC LIMIT ?`,
       )
       .raw(true),
@@ -663,7 +686,7 @@ export class SqliteMetadataStore implements MetadataStore {
     let entryCount = 0;
     let entryLast: string | undefined;
     /** Rows of the current batch not yet looked at; empty in seek mode. */
-    let batch: ObjectVersionRow[] = [];
+    let batch: ListedObjectRow[] = [];
     let batchIndex = 0;
     /** 0: seek mode (one row per statement); otherwise the next batch's row count. */
     let batchRowCount = 0;
@@ -676,7 +699,7 @@ export class SqliteMetadataStore implements MetadataStore {
     };
     for (;;) {
       yield;
-      let row: ObjectVersionRow | undefined;
+      let row: ListedObjectRow;
       if (batchIndex < batch.length) {
         row = batch[batchIndex++]!;
         if (row.key === keyLast) continue;
@@ -685,17 +708,16 @@ export class SqliteMetadataStore implements MetadataStore {
         if (batchRowCount > 0) {
           const limit = Math.min(batchRowCount, input.maxKeys - entryCount + 1);
           const statement = cursor.inclusive ? this.statements.listRangeFromInclusive : this.statements.listRangeFromExclusive;
-          batch = this.countListReads(statement.all(input.bucket, cursor.key, limit)).map(versionRowFromRaw);
+          batch = this.countListReads(statement.all(input.bucket, cursor.key, limit)).map(listedRowFromRaw);
           batchIndex = 0;
           cursor = batch.length === limit ? { key: batch[batch.length - 1]!.key, inclusive: false } : undefined;
           batchRowCount = Math.min(batchRowCount * 2, LIST_BATCH_ROW_COUNT_MAX);
           continue;
         }
-        const statement: Database.Statement<[string, string], ObjectVersionRow> = cursor.inclusive
-          ? this.statements.listLatestFromInclusive
-          : this.statements.listLatestFromExclusive;
-        row = this.countListRead(statement.get(input.bucket, cursor.key));
-        if (row === undefined) return result;
+        const statement = cursor.inclusive ? this.statements.listLatestFromInclusive : this.statements.listLatestFromExclusive;
+        const raw = this.countListRead(statement.get(input.bucket, cursor.key));
+        if (raw === undefined) return result;
+        row = listedRowFromRaw(raw);
         cursor = { key: row.key, inclusive: false };
       }
       if (!row.key.startsWith(input.prefix)) return result;
@@ -717,7 +739,7 @@ export class SqliteMetadataStore implements MetadataStore {
         continue;
       }
       if (entryCount === input.maxKeys) return truncated();
-      result.objects.push(versionFromRow(row));
+      result.objects.push(listedObjectFromRow(row));
       entryCount += 1;
       entryLast = row.key;
       if (batchRowCount === 0) batchRowCount = LIST_BATCH_ROW_COUNT_MIN;
