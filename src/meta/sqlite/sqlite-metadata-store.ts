@@ -22,7 +22,17 @@
  */
 import Database from "better-sqlite3";
 import { closeSync, fdatasync } from "node:fs";
-import { assert, BackgroundCheckpoints, LOOP_TURN_BUDGET_MS, openWalFileForSync, runInTurns, setInBoundedCache, systemClock } from "../../base/index.js";
+import {
+  assert,
+  BackgroundCheckpoints,
+  GenerationalCache,
+  LOOP_TURN_BUDGET_MS,
+  MEBIBYTE,
+  openWalFileForSync,
+  runInTurns,
+  setInBoundedCache,
+  systemClock,
+} from "../../base/index.js";
 import type { Clock, NeedleId, VolumeId } from "../../base/index.js";
 import {
   AccessKeyAlreadyExists,
@@ -379,8 +389,20 @@ class BatchWriteFailed extends Error {
   }
 }
 
-/** Latest versions kept decoded in memory at most; past it the cache starts over. */
-const LATEST_VERSION_CACHE_ENTRIES_MAX = 10_000;
+/**
+ * The memory the latest versions kept decoded may take, counted as LATEST_VERSION_COST_BYTES
+ * per entry plus its inline bytes: 128 MiB holds about 25,000 versions of 4 KiB objects with
+ * their bytes, or 130,000 of larger ones. A 10,000-entry cache emptied whenever full held a
+ * fifth of the 4 KiB GET bench's keys (about 24,000): that GET then cost 0.157-0.199 ms of server
+ * CPU against 0.122-0.125 with all of them cached (bench/PERFORMANCE.md).
+ */
+const LATEST_VERSION_CACHE_BYTES_MAX = 128 * MEBIBYTE;
+/** What a decoded version costs in memory besides its inline bytes, about: the object, its strings, maps and chunk list, the cache's entry. */
+const LATEST_VERSION_COST_BYTES = 1024;
+
+function latestVersionCost(read: ReadAsOf<ObjectVersion>): number {
+  return LATEST_VERSION_COST_BYTES + (read.value.inlineData?.length ?? 0);
+}
 
 /** "bucket/key": a bucket name has no '/', so the pair is unambiguous. */
 function latestVersionCacheKey(bucket: string, key: string): string {
@@ -426,9 +448,10 @@ export class SqliteMetadataStore implements MetadataStore {
    * a GET or HEAD of a hot key costs no query. Sound for the same reasons as the bucket cache:
    * every statement that changes a row of object_versions (four call sites: insertVersion,
    * removeVersion, the tag and system-metadata updates) drops its key's entry in the same
-   * synchronous step, and only reads fill it. Hits answer through `visibleAsOf`.
+   * synchronous step, and only reads fill it. Hits answer through `visibleAsOf`. Bounded by
+   * memory, in two generations (GenerationalCache): keys read again stay.
    */
-  private readonly latestVersionCache = new Map<string, ReadAsOf<ObjectVersion>>();
+  private readonly latestVersionCache = new GenerationalCache<string, ReadAsOf<ObjectVersion>>(LATEST_VERSION_CACHE_BYTES_MAX, latestVersionCost);
   /**
    * Transaction wrappers made once: better-sqlite3 builds several functions per transaction()
    * call, which per write and per read was a measurable share of a small request's CPU.
@@ -584,7 +607,7 @@ export class SqliteMetadataStore implements MetadataStore {
       const raw = this.statements.versionLatestRaw.get(bucket, key);
       if (raw === undefined) return undefined;
       const read = { value: deepFreeze(versionFromRow(versionRowFromRaw(raw))), committedSequence: this.committedSequence };
-      return setInBoundedCache(this.latestVersionCache, cacheKey, read, LATEST_VERSION_CACHE_ENTRIES_MAX).value;
+      return this.latestVersionCache.set(cacheKey, read).value;
     });
   }
 
