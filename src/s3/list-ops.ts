@@ -1,12 +1,12 @@
 /** ListObjectsV2 and ListObjects (v1): one ordered index scan per page in the metadata store. */
 import { LIST_KEYS_COUNT_MAX } from "../base/index.js";
-import type { ListObjectsResult } from "../meta/index.js";
+import type { ListedObject, ListObjectsResult } from "../meta/index.js";
 import { requireBucket } from "./access.js";
 import type { GatewayServices, RequestContext } from "./context.js";
 import { sendXml } from "./responses.js";
 import { s3Errors, s3ErrorWithMessage } from "./s3-errors.js";
 import { parseIntegerArgument } from "./validation.js";
-import { isoTimestamp, ORDERED, renderXmlInTurns, type XmlNode, type XmlValue } from "./xml.js";
+import { isoTimestamp, MappedList, ORDERED, renderXmlInTurns, type XmlValue } from "./xml.js";
 
 /** encoding-type=url: keys and prefixes in the response are URL-encoded (the aws CLI asks for it). */
 function readEncoder(ctx: RequestContext): (value: string) => string {
@@ -22,8 +22,9 @@ function readEncoder(ctx: RequestContext): (value: string) => string {
   return (value) => encodeURIComponent(value).replace(/%2F/g, "/");
 }
 
-function contentsOf(result: ListObjectsResult, encode: (value: string) => string, fetchOwner: boolean): XmlNode[] {
-  return result.objects.map((object) => ({
+/** The Contents elements, each node made as it is rendered. */
+function contentsOf(result: ListObjectsResult, encode: (value: string) => string, fetchOwner: boolean): MappedList {
+  return MappedList.of(result.objects, (object: ListedObject) => ({
     Key: encode(object.key),
     LastModified: isoTimestamp(object.lastModifiedMs),
     ETag: `"${object.etag}"`,

@@ -3,7 +3,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { loopTurnsDuring } from "../../test/helpers/loop-turns.js";
-import { ORDERED, renderXml, renderXmlInTurns, type XmlNode } from "./xml.js";
+import { MappedList, ORDERED, renderXml, renderXmlInTurns, type XmlNode } from "./xml.js";
 
 function listing(entryCount: number): XmlNode {
   return {
@@ -31,6 +31,17 @@ test("renderXmlInTurns writes what renderXml writes", async () => {
     const body = listing(entryCount);
     assert.equal(await renderXmlInTurns("ListBucketResult", body), renderXml("ListBucketResult", body));
     assert.equal(await renderXmlInTurns("Root", body, { namespace: false }), renderXml("Root", body, { namespace: false }));
+  }
+});
+
+test("a MappedList renders as the array of its nodes would, in both renderers", async () => {
+  for (const entryCount of [0, 1, 33, 500]) {
+    const eager = listing(entryCount);
+    const sizes = Array.from({ length: entryCount }, (_, index) => index);
+    const lazy: XmlNode = { ...eager, Contents: MappedList.of(sizes, (index) => ({ Key: `key-${index}'"\r`, Size: index, Owner: { ID: "owner", DisplayName: "owner" } })) };
+    const expected = renderXml("ListBucketResult", eager);
+    assert.equal(renderXml("ListBucketResult", lazy), expected);
+    assert.equal(await renderXmlInTurns("ListBucketResult", lazy), expected);
   }
 });
 
