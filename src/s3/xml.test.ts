@@ -46,7 +46,7 @@ test("a MappedList renders as the array of its nodes would, in both renderers", 
 });
 
 test("renderXmlInTurns gives the event loop back while it renders a long list", async () => {
-  // 20,000 elements take tens of milliseconds: many times the turn budget of 1 ms.
+  // 20,000 elements take tens of milliseconds: many times the turn budget (LOOP_TURN_BUDGET_MS).
   const { value: xml, loopTurns: turnsOfTheLoop } = await loopTurnsDuring(() => renderXmlInTurns("ListBucketResult", listing(20_000)));
   assert.ok(xml.endsWith("</ListBucketResult>"));
   assert.ok(turnsOfTheLoop >= 2, `the loop ran ${turnsOfTheLoop} times while 20,000 elements were rendered`);
