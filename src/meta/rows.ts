@@ -52,17 +52,10 @@ export interface ObjectVersionRow {
 /** The columns a listing of latest versions reads, in this order (see ListedObject). */
 export const LISTED_OBJECT_COLUMNS = "key, is_delete_marker, size_bytes, etag, last_modified_ms, owner_id, storage_class, checksum_json";
 
-export interface ListedObjectRow {
-  key: string;
-  /** SQLite stores 0/1, PostgreSQL a boolean. */
-  is_delete_marker: 0 | 1 | boolean;
-  size_bytes: number;
-  etag: string;
-  last_modified_ms: number;
-  owner_id: string;
-  storage_class: string;
-  checksum_json: string | null;
-}
+export type ListedObjectRow = Pick<
+  ObjectVersionRow,
+  "key" | "is_delete_marker" | "size_bytes" | "etag" | "last_modified_ms" | "owner_id" | "storage_class" | "checksum_json"
+>;
 
 export interface UploadRow {
   upload_id: string;
