@@ -27,7 +27,7 @@ import {
   PreconditionFailed,
   UserAlreadyExists,
 } from "./errors.js";
-import { listedObjectOf, NULL_VERSION_ID } from "./metadata-store.js";
+import { listedObjectOf, listedVersionOf, NULL_VERSION_ID } from "./metadata-store.js";
 import type {
   Bucket,
   ChunkRef,
@@ -850,6 +850,37 @@ export function runMetadataStoreContract(
     });
 
     // ---- listing versions ----
+
+    test("listObjectVersions gives each version's listing fields, and only those", async () => {
+      await store.createBucket(makeBucket("bucket-a", "Enabled"));
+      const older = makeVersion("bucket-a", "key", newVersionId(), {
+        userMetadata: { color: "blue" },
+        tags: { project: "cairn" },
+        checksum: { algorithm: "SHA256", value: "c2hhMjU2", type: "FULL_OBJECT" },
+      });
+      const newer = makeVersion("bucket-a", "key", newVersionId(), { sizeBytes: 7, etag: "a".repeat(32), storageClass: "STANDARD_IA" });
+      await store.putObjectVersion(older);
+      await store.putObjectVersion(newer);
+      const { deleteMarker } = await deleteObject(store, "bucket-a", "key");
+      assert.ok(deleteMarker !== undefined);
+      const page = await store.listObjectVersions({ bucket: "bucket-a", prefix: "", delimiter: undefined, keyMarker: undefined, versionIdMarker: undefined, maxKeys: 10 });
+      assert.deepEqual(page.versions, [listedVersionOf(deleteMarker, true), listedVersionOf(newer, false), listedVersionOf(older, false)]);
+      assert.deepEqual(page.versions[2], {
+        key: "key",
+        versionId: older.versionId,
+        isDeleteMarker: false,
+        isLatest: false,
+        sizeBytes: 2048,
+        etag: older.etag,
+        lastModifiedMs: older.lastModifiedMs,
+        ownerId: OWNER_ID,
+        storageClass: "STANDARD",
+        checksum: { algorithm: "SHA256", value: "c2hhMjU2", type: "FULL_OBJECT" },
+      });
+      // After a version-id marker the same projection, none of them the latest.
+      const after = await store.listObjectVersions({ bucket: "bucket-a", prefix: "", delimiter: undefined, keyMarker: "key", versionIdMarker: deleteMarker.versionId, maxKeys: 10 });
+      assert.deepEqual(after.versions, [listedVersionOf(newer, false), listedVersionOf(older, false)]);
+    });
 
     test("listObjectVersions honours key-marker alone and with version-id-marker", async () => {
       await store.createBucket(makeBucket("bucket-a", "Enabled"));

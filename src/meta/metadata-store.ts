@@ -138,6 +138,18 @@ export function listedObjectOf(version: ObjectVersion): ListedObject {
   return { key, sizeBytes, etag, lastModifiedMs, ownerId, storageClass, checksum };
 }
 
+/** A version or delete marker as ListObjectVersions shows it: ListedObject and what tells versions apart. */
+export interface ListedVersion extends ListedObject {
+  versionId: string;
+  isDeleteMarker: boolean;
+  isLatest: boolean;
+}
+
+/** What ListObjectVersions shows of a version: the projection of ObjectVersion onto ListedVersion. */
+export function listedVersionOf(version: ObjectVersion, isLatest: boolean): ListedVersion {
+  return { ...listedObjectOf(version), versionId: version.versionId, isDeleteMarker: version.isDeleteMarker, isLatest };
+}
+
 export interface ListObjectsResult {
   /** Latest versions that are not delete markers, in key order. */
   objects: ListedObject[];
@@ -158,7 +170,7 @@ export interface ListObjectVersionsInput {
 
 export interface ListObjectVersionsResult {
   /** Versions and delete markers in key order, newest first within a key. */
-  versions: Array<ObjectVersion & { isLatest: boolean }>;
+  versions: ListedVersion[];
   commonPrefixes: string[];
   isTruncated: boolean;
   nextKeyMarker: string | undefined;
@@ -216,7 +228,7 @@ export interface KeyWalkPage<Entry> {
   nextEntryMarker: string | undefined;
 }
 
-export function versionsPageResult(page: KeyWalkPage<ObjectVersion & { isLatest: boolean }>): ListObjectVersionsResult {
+export function versionsPageResult(page: KeyWalkPage<ListedVersion>): ListObjectVersionsResult {
   const { entries, nextEntryMarker, ...rest } = page;
   return { versions: entries, ...rest, nextVersionIdMarker: nextEntryMarker };
 }

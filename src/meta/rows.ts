@@ -8,6 +8,7 @@ import type {
   Bucket,
   ChunkRef,
   ListedObject,
+  ListedVersion,
   MultipartUpload,
   ObjectChecksum,
   ObjectVersion,
@@ -56,6 +57,11 @@ export type ListedObjectRow = Pick<
   ObjectVersionRow,
   "key" | "is_delete_marker" | "size_bytes" | "etag" | "last_modified_ms" | "owner_id" | "storage_class" | "checksum_json"
 >;
+
+/** The columns a listing of versions reads (see ListedVersion). */
+export const LISTED_VERSION_COLUMNS = `${LISTED_OBJECT_COLUMNS}, version_id`;
+
+export type ListedVersionRow = ListedObjectRow & Pick<ObjectVersionRow, "version_id">;
 
 export interface UploadRow {
   upload_id: string;
@@ -173,6 +179,15 @@ export function listedObjectFromRow(row: ListedObjectRow): ListedObject {
     ownerId: row.owner_id,
     storageClass: row.storage_class,
     checksum: decodeOptional<ObjectChecksum>(row.checksum_json),
+  };
+}
+
+export function listedVersionFromRow(row: ListedVersionRow, isLatest: boolean): ListedVersion {
+  return {
+    ...listedObjectFromRow(row),
+    versionId: row.version_id,
+    isDeleteMarker: row.is_delete_marker === 1 || row.is_delete_marker === true,
+    isLatest,
   };
 }
 

@@ -53,7 +53,9 @@ import {
   encodeChunks,
   encodeOptional,
   LISTED_OBJECT_COLUMNS,
+  LISTED_VERSION_COLUMNS,
   listedObjectFromRow,
+  listedVersionFromRow,
   partFromRow,
   uploadFromRow,
   userFromRow,
@@ -63,6 +65,7 @@ import {
   type BucketRow,
   type GarbageRow,
   type ListedObjectRow,
+  type ListedVersionRow,
   type ObjectVersionRow,
   type PartRow,
   type UploadRow,
@@ -97,6 +100,7 @@ import type {
   ListObjectsInput,
   ListObjectsResult,
   ListObjectVersionsInput,
+  ListedVersion,
   ListObjectVersionsResult,
   MetadataStore,
   MultipartUpload,
@@ -304,12 +308,12 @@ function prepareStatements(schema: string) {
     ),
     listVersionsOfKey: statement(
       "list_versions_of_key",
-      `SELECT ${versionColumns} FROM ${s}.object_versions WHERE bucket = $1 AND key = $2
+      `SELECT ${LISTED_VERSION_COLUMNS} FROM ${s}.object_versions WHERE bucket = $1 AND key = $2
        ORDER BY version_seq DESC LIMIT $3`,
     ),
     listVersionsOfKeyOlderThan: statement(
       "list_versions_of_key_older_than",
-      `SELECT ${versionColumns} FROM ${s}.object_versions WHERE bucket = $1 AND key = $2 AND version_seq < $3
+      `SELECT ${LISTED_VERSION_COLUMNS} FROM ${s}.object_versions WHERE bucket = $1 AND key = $2 AND version_seq < $3
        ORDER BY version_seq DESC LIMIT $4`,
     ),
 
@@ -714,7 +718,7 @@ export class PostgresMetadataStore implements MetadataStore {
   async listObjectVersions(input: ListObjectVersionsInput): Promise<ListObjectVersionsResult> {
     return this.read(async (client): Promise<ListObjectVersionsResult> => {
       await this.requireBucket(client, input.bucket);
-      const page = await this.walkKeys<ObjectVersion & { isLatest: boolean }>({
+      const page = await this.walkKeys<ListedVersion>({
         prefix: input.prefix,
         delimiter: input.delimiter,
         keyMarker: input.keyMarker,
@@ -724,23 +728,22 @@ export class PostgresMetadataStore implements MetadataStore {
           return this.countListRead(row)?.key;
         },
         entriesOfKey: async (key, limit) =>
-          (await run<ObjectVersionRow>(client, this.statements.listVersionsOfKey, [input.bucket, key, limit])).rows.map((row, index) => ({
-            ...versionFromRow(row),
-            isLatest: index === 0,
-          })),
+          (await run<ListedVersionRow>(client, this.statements.listVersionsOfKey, [input.bucket, key, limit])).rows.map((row, index) =>
+            listedVersionFromRow(row, index === 0),
+          ),
         entriesOfMarkerKey: async (key, limit) => {
           if (input.versionIdMarker === undefined) return [];
           const marker = await first<ObjectVersionRow>(client, this.statements.versionById, [input.bucket, key, input.versionIdMarker]);
           // A marker version deleted since the previous page: continue with the next key.
           if (marker === undefined) return [];
           // Everything older than the marker version is not the latest: the marker is newer.
-          const rows = await run<ObjectVersionRow>(client, this.statements.listVersionsOfKeyOlderThan, [
+          const rows = await run<ListedVersionRow>(client, this.statements.listVersionsOfKeyOlderThan, [
             input.bucket,
             key,
             marker.version_seq,
             limit,
           ]);
-          return rows.rows.map((row) => ({ ...versionFromRow(row), isLatest: false }));
+          return rows.rows.map((row) => listedVersionFromRow(row, false));
         },
         markerOf: (entry) => entry.versionId,
       });

@@ -61,6 +61,7 @@ import type {
   ListObjectsInput,
   ListObjectsResult,
   ListObjectVersionsInput,
+  ListedVersion,
   ListObjectVersionsResult,
   MetadataStore,
   MultipartUpload,
@@ -79,7 +80,9 @@ import {
   encodeChunks,
   encodeOptional,
   LISTED_OBJECT_COLUMNS,
+  LISTED_VERSION_COLUMNS,
   listedObjectFromRow,
+  listedVersionFromRow,
   partFromRow,
   uploadFromRow,
   userFromRow,
@@ -88,6 +91,7 @@ import {
   type BucketRow,
   type GarbageRow,
   type ListedObjectRow,
+  type ListedVersionRow,
   type ObjectVersionRow,
   type PartRow,
   type UploadRow,
@@ -273,12 +277,12 @@ function prepareStatements(db: Database.Database) {
     listVersionKeyFromExclusive: db.prepare<[string, string], { key: string }>(
       "SELECT key FROM object_versions WHERE bucket = ? AND key > ? ORDER BY key LIMIT 1",
     ),
-    listVersionsOfKey: db.prepare<[string, string, number], ObjectVersionRow>(
-      `SELECT ${versionColumns} FROM object_versions WHERE bucket = ? AND key = ?
+    listVersionsOfKey: db.prepare<[string, string, number], ListedVersionRow>(
+      `SELECT ${LISTED_VERSION_COLUMNS} FROM object_versions WHERE bucket = ? AND key = ?
        ORDER BY version_seq DESC LIMIT ?`,
     ),
-    listVersionsOfKeyOlderThan: db.prepare<[string, string, number, number], ObjectVersionRow>(
-      `SELECT ${versionColumns} FROM object_versions WHERE bucket = ? AND key = ? AND version_seq < ?
+    listVersionsOfKeyOlderThan: db.prepare<[string, string, number, number], ListedVersionRow>(
+      `SELECT ${LISTED_VERSION_COLUMNS} FROM object_versions WHERE bucket = ? AND key = ? AND version_seq < ?
        ORDER BY version_seq DESC LIMIT ?`,
     ),
 
@@ -771,7 +775,7 @@ export class SqliteMetadataStore implements MetadataStore {
 
   async listObjectVersions(input: ListObjectVersionsInput): Promise<ListObjectVersionsResult> {
     const page = await this.readInTurns(
-      this.walkKeys<ObjectVersion & { isLatest: boolean }>({
+      this.walkKeys<ListedVersion>({
         bucket: input.bucket,
         prefix: input.prefix,
         delimiter: input.delimiter,
@@ -784,10 +788,7 @@ export class SqliteMetadataStore implements MetadataStore {
           return this.countListRead(statement.get(input.bucket, cursor.key))?.key;
         },
         entriesOfKey: (key, limit) =>
-          this.statements.listVersionsOfKey.all(input.bucket, key, limit).map((row, index) => ({
-            ...versionFromRow(row),
-            isLatest: index === 0,
-          })),
+          this.statements.listVersionsOfKey.all(input.bucket, key, limit).map((row, index) => listedVersionFromRow(row, index === 0)),
         entriesOfMarkerKey: (key, limit) => {
           if (input.versionIdMarker === undefined) return [];
           const marker = this.statements.versionById.get(input.bucket, key, input.versionIdMarker);
@@ -796,7 +797,7 @@ export class SqliteMetadataStore implements MetadataStore {
           // Everything older than the marker version is not the latest: the marker is newer.
           return this.statements.listVersionsOfKeyOlderThan
             .all(input.bucket, key, marker.version_seq, limit)
-            .map((row) => ({ ...versionFromRow(row), isLatest: false }));
+            .map((row) => listedVersionFromRow(row, false));
         },
         markerOf: (entry) => entry.versionId,
       }),
