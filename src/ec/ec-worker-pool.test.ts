@@ -63,6 +63,44 @@ test("encodeChunk gives the data shards split, the codec's parity and every shar
   }
 });
 
+test("released shards' memory holds the next stripe of their size, encoded right; other sizes get their own", async () => {
+  const pool = new EcWorkerPool({ workerCount: 1 });
+  try {
+    const encodeAndCheck = async (sizeBytes: number) => {
+      const chunk = Buffer.from(random.bytes(sizeBytes));
+      const shards = await pool.encodeChunk({ k: 4, m: 2 }, chunk);
+      const expectedData = splitIntoDataShards(chunk, 4);
+      const expected = [...expectedData, ...new ReedSolomon(4, 2).encode(expectedData)];
+      shards.forEach((shard, i) => {
+        assert.ok(sameBytes(shard.data, expected[i]!), `${sizeBytes} bytes: shard ${i}`);
+        assert.equal(shard.crc32, crc32(expected[i]!), `${sizeBytes} bytes: CRC32 of shard ${i}`);
+      });
+      return shards;
+    };
+    const first = await encodeAndCheck(256 * 1024 + 5);
+    const firstMemory = first[0]!.data.buffer;
+    const stripeBytes = firstMemory.byteLength;
+    pool.releaseShards(first);
+    // The same size reuses the memory: the worker computes over it again (its bytes were overwritten).
+    const second = await encodeAndCheck(256 * 1024 + 7);
+    assert.equal(second[0]!.data.buffer.byteLength, stripeBytes);
+    assert.equal(firstMemory.byteLength, 0, "the released memory went to the worker (transferred), not a copy");
+    // A different size gets new memory, and the one kept stays for its own size.
+    const other = await encodeAndCheck(1024 * 1024);
+    assert.notEqual(other[0]!.data.buffer.byteLength, second[0]!.data.buffer.byteLength);
+    pool.releaseShards(second);
+    pool.releaseShards(other);
+    await encodeAndCheck(1024 * 1024);
+    await encodeAndCheck(256 * 1024 + 8);
+    // Empty shards release nothing and encode as before.
+    const empty = await pool.encodeChunk({ k: 4, m: 2 }, Buffer.alloc(0));
+    pool.releaseShards(empty);
+    assert.ok(empty.every((shard) => shard.data.length === 0));
+  } finally {
+    await pool.close();
+  }
+});
+
 test("the pool rejects what the codec rejects, and leaves inputs usable and unchanged", async () => {
   const pool = new EcWorkerPool({ workerCount: 1 });
   try {

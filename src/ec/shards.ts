@@ -43,11 +43,14 @@ export function splitIntoDataShards(chunk: Uint8Array, k: number): Uint8Array[] 
  * past its end; the slots after them (parity) are left uninitialized for the coder to fill. It
  * owns its ArrayBuffer whole (not a slice of Node's pool), so the buffer can be transferred to
  * a worker thread. One copy of the chunk and no zero-filling of what is about to be overwritten.
+ * With `memory` (an ArrayBuffer of exactly that size, see EcWorkerPool.releaseShards), the
+ * stripe is written there instead of into new memory.
  */
-export function stripeBuffer(chunk: Uint8Array, k: number, shardCount: number): Buffer {
+export function stripeBuffer(chunk: Uint8Array, k: number, shardCount: number, memory?: ArrayBuffer): Buffer {
   assert(Number.isInteger(shardCount) && shardCount >= k, `a stripe of ${shardCount} shards holds the ${k} data shards`);
   const shardSizeBytes = shardSizeBytesFor(chunk.length, k);
-  const stripe = Buffer.allocUnsafeSlow(shardSizeBytes * shardCount);
+  assert(memory === undefined || memory.byteLength === shardSizeBytes * shardCount, "a reused stripe's memory is the stripe's size");
+  const stripe = memory === undefined ? Buffer.allocUnsafeSlow(shardSizeBytes * shardCount) : Buffer.from(memory);
   copyBytes(stripe, chunk, 0); // the chunk may be in a chunk buffer: see copyBytes
   stripe.fill(0, chunk.length, shardSizeBytes * k);
   return stripe;
