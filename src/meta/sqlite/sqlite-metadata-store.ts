@@ -395,12 +395,12 @@ class BatchWriteFailed extends Error {
 
 /**
  * The memory the latest versions kept decoded may take, counted as LATEST_VERSION_COST_BYTES
- * per entry plus its inline bytes: 128 MiB holds about 25,000 versions of 4 KiB objects with
- * their bytes, or 130,000 of larger ones. A 10,000-entry cache emptied whenever full held a
- * fifth of the 4 KiB GET bench's keys (about 24,000): that GET then cost 0.157-0.199 ms of server
- * CPU against 0.122-0.125 with all of them cached (bench/PERFORMANCE.md).
+ * per entry plus its inline bytes: 48 MiB holds up to about 10,000 versions of 4 KiB objects with
+ * their bytes (as the 10,000-entry cache before it did), or 50,000 of larger ones. 128 MiB held
+ * all of the 4 KiB GET bench's ~22,000 keys and cut its server CPU per GET by a fifth, but the
+ * larger old generation cost each 64 MiB PUT after it 40-100 ms more CPU (bench/PERFORMANCE.md).
  */
-const LATEST_VERSION_CACHE_BYTES_MAX = 128 * MEBIBYTE;
+const LATEST_VERSION_CACHE_BYTES_MAX = 48 * MEBIBYTE;
 /** What a decoded version costs in memory besides its inline bytes, about: the object, its strings, maps and chunk list, the cache's entry. */
 const LATEST_VERSION_COST_BYTES = 1024;
 
