@@ -283,59 +283,9 @@ export class DataRouter {
     const wanted = codesChunk(ec, data.length) ? ec : null;
     // Shards depend only on the data and the scheme: encoded once, whichever volume takes them.
     let shards: Promise<Array<{ data: Buffer; crc32: number }>> | undefined;
-    const failedVolumes = new Set<VolumeId>();
-    const deadlineMs = Date.now() + CHUNK_WRITE_DEADLINE_MS;
-    let lastError: unknown;
     try {
-      for (let attempt = 1; attempt <= CHUNK_WRITE_ATTEMPTS_MAX && Date.now() < deadlineMs; attempt++) {
-        if (attempt > 1 && !(lastError instanceof VolumeFull)) {
-          const delayMs = Math.min(CHUNK_WRITE_RETRY_DELAY_MS_MAX, CHUNK_WRITE_RETRY_DELAY_MS_MIN * 2 ** (attempt - 2));
-          await new Promise((resolve) => setTimeout(resolve, Math.min(delayMs, Math.max(0, deadlineMs - Date.now()))));
-        }
-        // A fresh id per attempt: an abandoned attempt's copies are tombstoned (deleteFrom), and a
-        // data node acknowledges a write of a tombstoned id without storing it, so an attempt that
-        // reused the id on the same volume would be acknowledged by a replica holding nothing.
-        const needleId = newNeedleId();
-        let target: VolumeReplicaSet;
-        try {
-          target = await this.placement.writableVolume({ exclude: failedVolumes, ec: wanted });
-        } catch (error) {
-          // No writable volume right now (placement growing or unreachable): wait and retry.
-          lastError = error;
-          continue;
-        }
-        try {
-          if (target.ec === null) {
-            const input: WriteNeedleInput = { volumeId: target.volumeId, needleId, data, crc32: checksum, crc32OfTheseBytes: true };
-            await this.fanOut(
-              target.replicas.map((store) => ({ store, input })),
-              ackCountFor(this.ackLevel, target.replicas.length),
-              options.needleWrites,
-            );
-          } else {
-            // A placement with one failure domain answers a coded request with a replicated volume.
-            assert(wanted !== null && sameLayout(target.ec, wanted), "placement hands out volumes of the asked layout");
-            assert(target.replicas.length === wanted.k + wanted.m, "a coded volume has one node per shard");
-            shards ??= this.encodeShards(data, wanted);
-            const encoded = await shards;
-            await this.fanOut(
-              target.replicas.map((store, shardIndex) => {
-                const shard = encoded[shardIndex]!;
-                return { store, input: { volumeId: target.volumeId, needleId, data: shard.data, crc32: shard.crc32, crc32OfTheseBytes: true } };
-              }),
-              codedAckCount(this.ackLevel, wanted),
-              options.needleWrites,
-            );
-          }
-          return { volumeId: target.volumeId, needleId, sizeBytes: data.length, crc32: checksum };
-        } catch (error) {
-          lastError = error;
-          failedVolumes.add(target.volumeId);
-          if (error instanceof VolumeFull) await this.placement.volumeFull(target.volumeId);
-          else log.warn({ volumeId: target.volumeId, attempt, error }, "chunk write missed its ack level; trying another volume");
-        }
-      }
-      throw lastError;
+      const shardsOf = (scheme: EcScheme) => (shards ??= this.encodeShards(data, scheme));
+      return await this.writeChunkToAVolume(data, checksum, wanted, shardsOf, options.needleWrites);
     } finally {
       // The stripe's memory is reused once every write of its shards settled (past the ack, and
       // those of abandoned attempts): nothing reads it then. (Should a remote write give up while
@@ -343,6 +293,67 @@ export class DataRouter {
       // computed at encoding, so changed bytes are refused, never stored.)
       if (shards !== undefined && this.coder !== undefined) this.releaseShardsOnceWritten(this.coder, shards, options.needleWrites);
     }
+  }
+
+  /** writeChunk's attempts: a volume from placement, the needle or shard writes, a retry elsewhere on failure. */
+  private async writeChunkToAVolume(
+    data: Buffer,
+    checksum: number,
+    wanted: EcScheme | null,
+    shardsOf: (scheme: EcScheme) => Promise<Array<{ data: Buffer; crc32: number }>>,
+    needleWrites: Array<Promise<unknown>>,
+  ): Promise<ChunkRef> {
+    const failedVolumes = new Set<VolumeId>();
+    const deadlineMs = Date.now() + CHUNK_WRITE_DEADLINE_MS;
+    let lastError: unknown;
+    for (let attempt = 1; attempt <= CHUNK_WRITE_ATTEMPTS_MAX && Date.now() < deadlineMs; attempt++) {
+      if (attempt > 1 && !(lastError instanceof VolumeFull)) {
+        const delayMs = Math.min(CHUNK_WRITE_RETRY_DELAY_MS_MAX, CHUNK_WRITE_RETRY_DELAY_MS_MIN * 2 ** (attempt - 2));
+        await new Promise((resolve) => setTimeout(resolve, Math.min(delayMs, Math.max(0, deadlineMs - Date.now()))));
+      }
+      // A fresh id per attempt: an abandoned attempt's copies are tombstoned (deleteFrom), and a
+      // data node acknowledges a write of a tombstoned id without storing it, so an attempt that
+      // reused the id on the same volume would be acknowledged by a replica holding nothing.
+      const needleId = newNeedleId();
+      let target: VolumeReplicaSet;
+      try {
+        target = await this.placement.writableVolume({ exclude: failedVolumes, ec: wanted });
+      } catch (error) {
+        // No writable volume right now (placement growing or unreachable): wait and retry.
+        lastError = error;
+        continue;
+      }
+      try {
+        if (target.ec === null) {
+          const input: WriteNeedleInput = { volumeId: target.volumeId, needleId, data, crc32: checksum, crc32OfTheseBytes: true };
+          await this.fanOut(
+            target.replicas.map((store) => ({ store, input })),
+            ackCountFor(this.ackLevel, target.replicas.length),
+            needleWrites,
+          );
+        } else {
+          // A placement with one failure domain answers a coded request with a replicated volume.
+          assert(wanted !== null && sameLayout(target.ec, wanted), "placement hands out volumes of the asked layout");
+          assert(target.replicas.length === wanted.k + wanted.m, "a coded volume has one node per shard");
+          const encoded = await shardsOf(wanted);
+          await this.fanOut(
+            target.replicas.map((store, shardIndex) => {
+              const shard = encoded[shardIndex]!;
+              return { store, input: { volumeId: target.volumeId, needleId, data: shard.data, crc32: shard.crc32, crc32OfTheseBytes: true } };
+            }),
+            codedAckCount(this.ackLevel, wanted),
+            needleWrites,
+          );
+        }
+        return { volumeId: target.volumeId, needleId, sizeBytes: data.length, crc32: checksum };
+      } catch (error) {
+        lastError = error;
+        failedVolumes.add(target.volumeId);
+        if (error instanceof VolumeFull) await this.placement.volumeFull(target.volumeId);
+        else log.warn({ volumeId: target.volumeId, attempt, error }, "chunk write missed its ack level; trying another volume");
+      }
+    }
+    throw lastError;
   }
 
   private releaseShardsOnceWritten(

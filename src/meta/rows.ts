@@ -50,13 +50,21 @@ export interface ObjectVersionRow {
   inline_data?: Buffer | null;
 }
 
-/** The columns a listing of latest versions reads, in this order (see ListedObject). */
-export const LISTED_OBJECT_COLUMNS = "key, is_delete_marker, size_bytes, etag, last_modified_ms, owner_id, storage_class, checksum_json";
+const LISTED_OBJECT_COLUMN_NAMES = [
+  "key",
+  "is_delete_marker",
+  "size_bytes",
+  "etag",
+  "last_modified_ms",
+  "owner_id",
+  "storage_class",
+  "checksum_json",
+] as const satisfies ReadonlyArray<keyof ObjectVersionRow>;
 
-export type ListedObjectRow = Pick<
-  ObjectVersionRow,
-  "key" | "is_delete_marker" | "size_bytes" | "etag" | "last_modified_ms" | "owner_id" | "storage_class" | "checksum_json"
->;
+/** The columns a listing of latest versions reads, in this order (see ListedObject). */
+export const LISTED_OBJECT_COLUMNS = LISTED_OBJECT_COLUMN_NAMES.join(", ");
+
+export type ListedObjectRow = Pick<ObjectVersionRow, (typeof LISTED_OBJECT_COLUMN_NAMES)[number]>;
 
 /** The columns a listing of versions reads (see ListedVersion). */
 export const LISTED_VERSION_COLUMNS = `${LISTED_OBJECT_COLUMNS}, version_id`;
@@ -113,6 +121,11 @@ export interface AccessKeyRow {
 /** A chunk as stored in chunks_json: [volumeId, needleId, sizeBytes, crc32]. */
 export type ChunkTuple = [number, string, number, number];
 
+/** A boolean column as either engine returns it: SQLite 0/1, PostgreSQL a boolean. */
+function flagOf(value: 0 | 1 | boolean): boolean {
+  return value === 1 || value === true;
+}
+
 export function encodeChunks(chunks: readonly ChunkRef[]): string {
   return JSON.stringify(chunks.map((chunk): ChunkTuple => [chunk.volumeId, chunk.needleId, chunk.sizeBytes, chunk.crc32]));
 }
@@ -152,7 +165,7 @@ export function versionFromRow(row: ObjectVersionRow): ObjectVersion {
     bucket: row.bucket,
     key: row.key,
     versionId: row.version_id,
-    isDeleteMarker: row.is_delete_marker === 1 || row.is_delete_marker === true,
+    isDeleteMarker: flagOf(row.is_delete_marker),
     sizeBytes: row.size_bytes,
     etag: row.etag,
     lastModifiedMs: row.last_modified_ms,
@@ -186,7 +199,7 @@ export function listedVersionFromRow(row: ListedVersionRow, isLatest: boolean): 
   return {
     ...listedObjectFromRow(row),
     versionId: row.version_id,
-    isDeleteMarker: row.is_delete_marker === 1 || row.is_delete_marker === true,
+    isDeleteMarker: flagOf(row.is_delete_marker),
     isLatest,
   };
 }
@@ -220,7 +233,7 @@ export function partFromRow(row: PartRow): Part {
 }
 
 export function userFromRow(row: UserRow): User {
-  return { userId: row.user_id, displayName: row.display_name, createdAtMs: row.created_at_ms, isRoot: row.is_root === 1 || row.is_root === true };
+  return { userId: row.user_id, displayName: row.display_name, createdAtMs: row.created_at_ms, isRoot: flagOf(row.is_root) };
 }
 
 export function accessKeyFromRow(row: AccessKeyRow): AccessKey {

@@ -245,7 +245,7 @@ const SMALL_BODY_SIZE_BYTES_MAX = 64 * 1024;
  * needle's group commit and then the metadata commit's, in turn (4 KiB PUTs on this 2-core
  * machine: 2,443-2,554 vs 2,986-3,585 ops/s in alternated runs). A larger object pays for it:
  * its bytes are written twice (WAL, then checkpoint), and every cached latest version carries
- * them (at most 10,000 cached: 80 MiB at this size).
+ * them (the SQLite engine's cache counts them against its memory budget).
  */
 export const INLINE_OBJECT_BYTES_MAX_DEFAULT = 8 * KIBIBYTE;
 /** An inline body is read whole (after its payload decoding) and held in memory: as small bodies are. */
