@@ -6,6 +6,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
 import path from "node:path";
+import { crc32 } from "node:zlib";
 import Database from "better-sqlite3";
 import {
   CompleteMultipartUploadCommand,
@@ -135,32 +136,38 @@ test("small objects live in their metadata row and read back as any object does,
   }
 });
 
-test("a flipped byte in an inline object's row is caught on read: InternalError, not wrong bytes", async () => {
+test("a flipped byte in an inline object's row is caught on read, by its CRC32 or, in older rows, its MD5: InternalError, not wrong bytes", async () => {
   const dataDirectory = makeDataDirectory("inline-rot");
   let server = await startCairn({ dataDirectory });
   let s3 = s3Client(server.endpoint);
   try {
     await s3.send(new CreateBucketCommand({ Bucket: "rot" }));
     const body = randomBytes(2000);
-    await s3.send(new PutObjectCommand({ Bucket: "rot", Key: "victim", Body: body }));
-    await s3.send(new PutObjectCommand({ Bucket: "rot", Key: "bystander", Body: body }));
+    for (const key of ["victim", "bystander", "old-victim", "old-bystander"]) await s3.send(new PutObjectCommand({ Bucket: "rot", Key: key, Body: body }));
     s3.destroy();
     await server.stop();
     const db = new Database(path.join(dataDirectory, "metadata.sqlite"));
+    const stored = db.prepare("SELECT DISTINCT inline_crc32 FROM object_versions WHERE bucket = 'rot'").pluck().all();
+    assert.deepEqual(stored, [crc32(body)], "each row keeps its bytes' CRC32");
     const flipped = Buffer.from(body);
     flipped[1234] = flipped[1234]! ^ 0x10;
-    assert.equal(db.prepare("UPDATE object_versions SET inline_data = ? WHERE key = 'victim'").run(flipped).changes, 1);
+    assert.equal(db.prepare("UPDATE object_versions SET inline_data = ? WHERE key IN ('victim', 'old-victim')").run(flipped).changes, 2);
+    // Rows as written before the CRC32 was kept: checked against the ETag.
+    assert.equal(db.prepare("UPDATE object_versions SET inline_crc32 = NULL WHERE key LIKE 'old-%'").run().changes, 2);
     db.close();
 
     server = await startCairn({ dataDirectory });
     s3 = s3Client(server.endpoint);
-    await assert.rejects(getBytes(s3, "rot", "victim"), (error: S3ServiceException) => {
-      assert.equal(error.name, "InternalError");
-      assert.equal(error.$metadata.httpStatusCode, 500);
-      return true;
-    });
-    assert.ok((await getBytes(s3, "rot", "bystander")).equals(body), "the other object still reads");
-    assert.match(server.stderr(), /inline object failed verification on read/);
+    for (const key of ["victim", "old-victim"]) {
+      await assert.rejects(getBytes(s3, "rot", key), (error: S3ServiceException) => {
+        assert.equal(error.name, "InternalError", key);
+        assert.equal(error.$metadata.httpStatusCode, 500);
+        return true;
+      });
+    }
+    assert.ok((await getBytes(s3, "rot", "bystander")).equals(body), "the other objects still read");
+    assert.ok((await getBytes(s3, "rot", "old-bystander")).equals(body));
+    assert.equal(server.stderr().match(/inline object failed verification on read/g)?.length, 2);
   } finally {
     s3.destroy();
     await server.stop();

@@ -85,6 +85,12 @@ export interface ObjectVersion {
    * a change returns as removed leave it out, as they carry no bytes of needles either.
    */
   inlineData?: Buffer;
+  /**
+   * CRC32 of inlineData, stored with it and returned with it: a read checks the bytes against it
+   * (neither engine checksums a row's bytes), which costs a fifth of checking them against the
+   * MD5 ETag. Versions whose row predates it have inlineData without it.
+   */
+  inlineCrc32?: number;
 }
 
 export interface WriteCondition {

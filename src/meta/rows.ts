@@ -48,6 +48,8 @@ export interface ObjectVersionRow {
   chunks_json: string;
   /** Only in the rows of single-version reads (GET, HEAD, copy); listings do not select it. */
   inline_data?: Buffer | null;
+  /** With inline_data: its CRC32, null in rows written before it was kept. */
+  inline_crc32?: number | null;
 }
 
 const LISTED_OBJECT_COLUMN_NAMES = [
@@ -179,7 +181,10 @@ export function versionFromRow(row: ObjectVersionRow): ObjectVersion {
     partSizesBytes: decodeOptional<number[]>(row.part_sizes_json),
     chunks: decodeChunks(row.chunks_json),
   };
-  if (row.inline_data != null) version.inlineData = row.inline_data;
+  if (row.inline_data != null) {
+    version.inlineData = row.inline_data;
+    if (row.inline_crc32 != null) version.inlineCrc32 = row.inline_crc32;
+  }
   return version;
 }
 
@@ -248,7 +253,7 @@ export function accessKeyFromRow(row: AccessKeyRow): AccessKey {
 /** What object_versions holds for a version, in column order; is_delete_marker as the engine stores it. */
 export type VersionInsertValues<Flag> = [
   string, string, string, Flag, number, string, number, string, string, string | null, string, string, string,
-  string | null, string | null, string, Buffer | null,
+  string | null, string | null, string, Buffer | null, number | null,
 ];
 
 export function versionInsertValues<Flag>(version: ObjectVersion, isDeleteMarker: Flag): VersionInsertValues<Flag> {
@@ -270,5 +275,6 @@ export function versionInsertValues<Flag>(version: ObjectVersion, isDeleteMarker
     encodeOptional(version.partSizesBytes),
     encodeChunks(version.chunks),
     version.inlineData ?? null,
+    version.inlineData === undefined ? null : (version.inlineCrc32 ?? null),
   ];
 }

@@ -10,7 +10,7 @@ import { ecSchemeFor } from "./storage-class.js";
 import { NULL_VERSION_ID, type Bucket, type ObjectVersion } from "../meta/index.js";
 import { mayAccess, requireBucket } from "./access.js";
 import { header, principalId, type GatewayServices, type RequestContext } from "./context.js";
-import { keptInline, newVersionId, readWriteCondition, verifiedInlineData, versionIdHeader } from "./object-ops.js";
+import { inlineFields, keptInline, newVersionId, readWriteCondition, verifiedInlineData, versionIdHeader } from "./object-ops.js";
 import { readObjectHeaders } from "./object-headers.js";
 import { sendXml } from "./responses.js";
 import { s3Errors, s3ErrorWithMessage } from "./s3-errors.js";
@@ -198,7 +198,7 @@ export async function copyObject(ctx: RequestContext, services: GatewayServices)
         : undefined,
     partSizesBytes: undefined,
     chunks: copied.chunks,
-    ...(copied.inlineData !== undefined ? { inlineData: copied.inlineData } : {}),
+    ...inlineFields(copied.inlineData),
   };
   try {
     await services.meta.putObjectVersion(version, condition);

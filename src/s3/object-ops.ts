@@ -5,6 +5,7 @@ import type { Readable } from "node:stream";
 import type { ServerResponse } from "node:http";
 import {
   chargeLoopTurn,
+  crc32,
   isChunkBufferView,
   KIBIBYTE,
   PUT_OBJECT_SIZE_BYTES_MAX,
@@ -192,20 +193,28 @@ export function keptInline(sizeBytes: number, ec: EcScheme | null, inlineBytesMa
   return ec === null && sizeBytes > 0 && sizeBytes <= inlineBytesMax;
 }
 
-/** Inline bytes already checked against their ETag; a cached version's are checked once. */
+/** A new version's fields for bytes kept in its row: the bytes and their CRC32, which reads check. */
+export function inlineFields(data: Buffer | undefined): Pick<ObjectVersion, "inlineData" | "inlineCrc32"> {
+  return data === undefined ? {} : { inlineData: data, inlineCrc32: crc32(data) };
+}
+
+/** Inline bytes already checked; a cached version's are checked once. */
 const inlineDataVerified = new WeakSet<Buffer>();
 
 /**
- * An inline object's bytes (ObjectVersion.inlineData), checked against its ETag, the MD5 of the
- * body for every object that is kept inline: SQLite keeps no checksum of a row, and a needle's
- * bytes are checked on every read (CRC32). Bytes that fail answer InternalError, as a needle
- * that fails its checksum does, and are logged.
+ * An inline object's bytes (ObjectVersion.inlineData), checked against the CRC32 stored with
+ * them or, in rows from before it was kept, against the ETag, the MD5 of the body of every object
+ * kept inline: neither engine checksums a row, and a needle's bytes are checked on every read
+ * (CRC32). Bytes that fail answer InternalError, as a needle that fails its checksum does, and
+ * are logged.
  */
 export function verifiedInlineData(version: ObjectVersion): Buffer {
   const data = version.inlineData;
   if (data === undefined) throw new Error("the version keeps its bytes in needles");
   if (inlineDataVerified.has(data)) return data;
-  if (data.length !== version.sizeBytes || createHash("md5").update(data).digest("hex") !== version.etag) {
+  const intact =
+    version.inlineCrc32 !== undefined ? crc32(data) === version.inlineCrc32 : createHash("md5").update(data).digest("hex") === version.etag;
+  if (data.length !== version.sizeBytes || !intact) {
     log.error({ bucket: version.bucket, key: version.key, versionId: version.versionId }, "inline object failed verification on read");
     throw s3Errors.internalError();
   }
@@ -312,7 +321,7 @@ export async function putObject(ctx: RequestContext, services: GatewayServices):
     checksum: received.checksum,
     partSizesBytes: undefined,
     chunks: received.chunks,
-    ...(received.inlineData !== undefined ? { inlineData: received.inlineData } : {}),
+    ...inlineFields(received.inlineData),
   };
   let result;
   try {

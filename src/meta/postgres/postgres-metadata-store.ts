@@ -233,8 +233,8 @@ function prepareStatements(schema: string) {
       "version_insert",
       `INSERT INTO ${s}.object_versions (bucket, key, version_id, is_delete_marker, size_bytes, etag, last_modified_ms,
          owner_id, storage_class, content_type, system_metadata_json, user_metadata_json, tags_json, checksum_json,
-         part_sizes_json, chunks_json, inline_data)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)`,
+         part_sizes_json, chunks_json, inline_data, inline_crc32)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)`,
     ),
     versionLatest: statement(
       "version_latest",
@@ -248,12 +248,12 @@ function prepareStatements(schema: string) {
     // The two above with an inline object's bytes, for GET and HEAD; writes never need them.
     versionLatestWithData: statement(
       "version_latest_with_data",
-      `SELECT ${versionColumns}, inline_data FROM ${s}.object_versions WHERE bucket = $1 AND key = $2
+      `SELECT ${versionColumns}, inline_data, inline_crc32 FROM ${s}.object_versions WHERE bucket = $1 AND key = $2
        ORDER BY version_seq DESC LIMIT 1`,
     ),
     versionByIdWithData: statement(
       "version_by_id_with_data",
-      `SELECT ${versionColumns}, inline_data FROM ${s}.object_versions WHERE bucket = $1 AND key = $2 AND version_id = $3`,
+      `SELECT ${versionColumns}, inline_data, inline_crc32 FROM ${s}.object_versions WHERE bucket = $1 AND key = $2 AND version_id = $3`,
     ),
     versionDeleteById: statement(
       "version_delete_by_id",

@@ -134,6 +134,12 @@ export const POSTGRES_MIGRATIONS: readonly PostgresMigration[] = [
     // line (TOAST), which a listing, not selecting the column, never reads.
     statements: (schema) => [`ALTER TABLE ${schema}.object_versions ADD COLUMN inline_data bytea`],
   },
+  {
+    version: 3,
+    description: "object_versions.inline_crc32: the CRC32 of inline_data, checked on read",
+    // NULL in the rows before it: their bytes are checked against the MD5 ETag instead.
+    statements: (schema) => [`ALTER TABLE ${schema}.object_versions ADD COLUMN inline_crc32 bigint`],
+  },
 ];
 
 export const POSTGRES_SCHEMA_VERSION_LATEST = POSTGRES_MIGRATIONS.length;

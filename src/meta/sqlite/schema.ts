@@ -20,6 +20,7 @@
  *   before it. Each chunk is a tuple `[volumeId, needleId, sizeBytes, crc32]` to keep rows small.
  * - A small object's bytes may live in its row (`inline_data`, added after `chunks_json` so it is
  *   the last column): listings stop before it, and GET reads it with the row it already reads.
+ *   Its CRC32 (`inline_crc32`, added after it) is what a read checks the bytes against.
  * - garbage_chunks uses AUTOINCREMENT so ids are never reused: the GC worker may hold ids from
  *   takeGarbageChunks while new garbage is queued, and removeGarbageChunks must not hit new rows.
  */
@@ -132,6 +133,14 @@ export const MIGRATIONS: readonly Migration[] = [
     up(db) {
       // Added last, after chunks_json: only single-version reads select it.
       db.exec("ALTER TABLE object_versions ADD COLUMN inline_data BLOB");
+    },
+  },
+  {
+    version: 3,
+    description: "object_versions.inline_crc32: the CRC32 of inline_data, checked on read",
+    up(db) {
+      // NULL in the rows before it: their bytes are checked against the MD5 ETag instead.
+      db.exec("ALTER TABLE object_versions ADD COLUMN inline_crc32 INTEGER");
     },
   },
 ];

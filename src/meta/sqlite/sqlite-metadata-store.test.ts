@@ -111,6 +111,30 @@ test("a value read while the write that made it is being fsynced is answered no 
   await store.close();
 });
 
+test("a database from before inline_crc32 migrates: its inline rows read back without a CRC32, new ones with one", async () => {
+  const path = newDatabasePath();
+  const first = SqliteMetadataStore.open(path);
+  await first.createBucket(makeBucket("bucket-a"));
+  const data = Buffer.from("inline bytes from an older build");
+  const older = makeVersion("bucket-a", "older", NULL_VERSION_ID, { sizeBytes: data.length, chunks: [], inlineData: data });
+  await first.putObjectVersion(older);
+  await first.close();
+  // Back to schema version 2, as that build left it.
+  const raw = new Database(path);
+  raw.exec("ALTER TABLE object_versions DROP COLUMN inline_crc32");
+  raw.pragma("user_version = 2");
+  raw.close();
+
+  const second = SqliteMetadataStore.open(path);
+  assert.equal(SCHEMA_VERSION_LATEST, 3);
+  assert.equal(second.durabilitySettings().schemaVersion, SCHEMA_VERSION_LATEST);
+  assert.deepEqual(await second.getObjectVersion("bucket-a", "older"), older);
+  const newer = makeVersion("bucket-a", "newer", NULL_VERSION_ID, { sizeBytes: data.length, chunks: [], inlineData: data, inlineCrc32: 1234 });
+  await second.putObjectVersion(newer);
+  assert.deepEqual(await second.getObjectVersion("bucket-a", "newer"), newer);
+  await second.close();
+});
+
 test("a database from a newer build is refused rather than misread", () => {
   const path = newDatabasePath();
   const raw = new Database(path);

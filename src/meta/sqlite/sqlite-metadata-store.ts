@@ -144,10 +144,10 @@ function migrate(db: Database.Database): void {
   }
 }
 
-/** An object_versions row as an array in `versionColumns` order (inline_data only in single-version reads). */
+/** An object_versions row as an array in `versionColumns` order (inline_data and inline_crc32 only in single-version reads). */
 type RawVersionRow = [
   number, string, string, string, 0 | 1, number, string, number, string, string, string | null, string, string, string,
-  string | null, string | null, string, (Buffer | null)?,
+  string | null, string | null, string, (Buffer | null)?, (number | null)?,
 ];
 
 function versionRowFromRaw(raw: RawVersionRow): ObjectVersionRow {
@@ -170,6 +170,7 @@ function versionRowFromRaw(raw: RawVersionRow): ObjectVersionRow {
     part_sizes_json: raw[15],
     chunks_json: raw[16],
     inline_data: raw[17] ?? null,
+    inline_crc32: raw[18] ?? null,
   };
 }
 
@@ -193,9 +194,9 @@ function prepareStatements(db: Database.Database) {
   const versionColumns = `version_seq, bucket, key, version_id, is_delete_marker, size_bytes, etag,
     last_modified_ms, owner_id, storage_class, content_type, system_metadata_json, user_metadata_json,
     tags_json, checksum_json, part_sizes_json, chunks_json`;
-  // inline_data is the row's last column: queries that do not select it (listings, and the
-  // writes' reads of what they replace) never read its overflow pages.
-  const versionColumnsWithData = `${versionColumns}, inline_data`;
+  // inline_data and its CRC are the row's last columns: queries that do not select them (listings,
+  // and the writes' reads of what they replace) never read its overflow pages.
+  const versionColumnsWithData = `${versionColumns}, inline_data, inline_crc32`;
   return {
     // buckets
     bucketInsert: db.prepare<[string, string, number, string, string, string, string]>(
@@ -215,12 +216,12 @@ function prepareStatements(db: Database.Database) {
     ),
 
     // object versions
-    // Positional parameters: binding sixteen named ones looks each up on an object, per insert.
+    // Positional parameters: binding eighteen named ones looks each up on an object, per insert.
     versionInsert: db.prepare<VersionInsertValues<0 | 1>>(
       `INSERT INTO object_versions (bucket, key, version_id, is_delete_marker, size_bytes, etag, last_modified_ms,
          owner_id, storage_class, content_type, system_metadata_json, user_metadata_json, tags_json, checksum_json,
-         part_sizes_json, chunks_json, inline_data)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+         part_sizes_json, chunks_json, inline_data, inline_crc32)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     ),
     /** The first row at (bucket, key) in the newest-first index is the latest version. */
     versionLatest: db.prepare<[string, string], ObjectVersionRow>(
