@@ -100,6 +100,16 @@ import {
 
 /** A second process holding the write lock makes us wait this long before SQLITE_BUSY. */
 const BUSY_TIMEOUT_MS = 5_000;
+/**
+ * SQLite reads the database file through a memory map of up to this much (address space, not
+ * memory: the pages are the kernel's page cache either way) instead of a pread and a copy into its
+ * own page cache per page. A GET that misses the latest-version cache reads an index page, a row
+ * and its inline bytes' overflow page: with the map, 5% less server CPU per such GET (A/B, five
+ * alternated rounds). Writes still go through the WAL, and checkpoints through write(2). The
+ * price: a disk error under a mapped page is a SIGBUS that ends the process rather than an
+ * SQLITE_IOERR for the one query, on a metadata disk that is failing either way.
+ */
+const MMAP_SIZE_BYTES = 1024 * MEBIBYTE;
 
 export interface SqliteMetadataStoreOptions {
   /** Stamps garbage chunks with their queue time. */
@@ -488,6 +498,7 @@ export class SqliteMetadataStore implements MetadataStore {
       // FULL until the WAL file is open: every commit fsyncs inside COMMIT.
       db.pragma("synchronous = FULL");
       db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+      db.pragma(`mmap_size = ${MMAP_SIZE_BYTES}`);
       migrate(db);
       walFd = openWalFileForSync(db);
       // NORMAL: COMMIT leaves the WAL fsync to us (`syncWal`), done before any write resolves.
