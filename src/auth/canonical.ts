@@ -163,6 +163,11 @@ export function hmac(key: string | Uint8Array, data: string): Buffer {
   return createHmac("sha256", key).update(data, "utf8").digest();
 }
 
+/** hmac as lower-case hex, as signatures are compared and sent: a third cheaper than hmac(...).toString("hex"). */
+export function hmacHex(key: string | Uint8Array, data: string): string {
+  return createHmac("sha256", key).update(data, "utf8").digest("hex");
+}
+
 /**
  * Signing keys derived lately, by secret, date, region and service. A key is valid for a whole
  * day, and deriving it is four HMACs: the costliest part of verifying a small request. The bound

@@ -36,7 +36,7 @@ import {
   type ChecksumAlgorithm,
 } from "../base/index.js";
 import { AUTH_MESSAGES, AuthError } from "./auth-error.js";
-import { chunkStringToSign, hmac, sha256Hex, trailerStringToSign } from "./canonical.js";
+import { chunkStringToSign, hmacHex, sha256Hex, trailerStringToSign } from "./canonical.js";
 import { trailerHeaderName } from "./payload-mode.js";
 import { signaturesEqual, type AuthResult, type SigningContext } from "./sigv4.js";
 
@@ -307,7 +307,7 @@ export class PayloadDecoder extends Transform {
 
   private verifyChunkSignature(signing: SigningContext, dataSha256Hex: string): void {
     const stringToSign = chunkStringToSign(signing.amzDate, signing.scope, this.previousSignature, dataSha256Hex);
-    const expected = hmac(signing.signingKey, stringToSign).toString("hex");
+    const expected = hmacHex(signing.signingKey, stringToSign);
     if (!signaturesEqual(expected, this.chunkSignature)) {
       throw new AuthError("SignatureDoesNotMatch", AUTH_MESSAGES.signatureDoesNotMatch, {
         StringToSign: stringToSign,
@@ -343,7 +343,7 @@ export class PayloadDecoder extends Transform {
         this.previousSignature,
         sha256Hex(this.trailerCanonical),
       );
-      const expected = hmac(signing.signingKey, stringToSign).toString("hex");
+      const expected = hmacHex(signing.signingKey, stringToSign);
       if (!signaturesEqual(expected, value)) {
         throw new AuthError("SignatureDoesNotMatch", AUTH_MESSAGES.signatureDoesNotMatch, {
           StringToSign: stringToSign,

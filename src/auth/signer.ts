@@ -14,7 +14,7 @@ import {
   credentialScope,
   deriveSigningKey,
   formatAmzDate,
-  hmac,
+  hmacHex,
   parseQuery,
   requestStringToSign,
   sha256Hex,
@@ -98,7 +98,7 @@ function sign(
     payloadHash,
   });
   const signingKey = deriveSigningKey(input.secretAccessKey, date, input.region, SIGV4_SERVICE);
-  const signature = hmac(signingKey, requestStringToSign(amzDate, scope, canonical)).toString("hex");
+  const signature = hmacHex(signingKey, requestStringToSign(amzDate, scope, canonical));
   return { signature, signingKey, amzDate, scope, signedHeaders: names.join(";") };
 }
 
@@ -160,9 +160,7 @@ export function encodeAwsChunked(input: EncodeAwsChunkedInput): Buffer {
   const chunkHeader = (sizeBytes: number, data: Uint8Array): string => {
     if (input.signing === undefined) return sizeBytes.toString(16);
     const { amzDate, scope, signingKey } = input.signing;
-    previousSignature = hmac(signingKey, chunkStringToSign(amzDate, scope, previousSignature, sha256Hex(data))).toString(
-      "hex",
-    );
+    previousSignature = hmacHex(signingKey, chunkStringToSign(amzDate, scope, previousSignature, sha256Hex(data)));
     return `${sizeBytes.toString(16)};chunk-signature=${previousSignature}`;
   };
   for (let offset = 0; offset < input.data.length; offset += input.chunkSizeBytes) {
@@ -181,7 +179,7 @@ export function encodeAwsChunked(input: EncodeAwsChunkedInput): Buffer {
   if (input.signing !== undefined) {
     const { amzDate, scope, signingKey } = input.signing;
     const stringToSign = trailerStringToSign(amzDate, scope, previousSignature, sha256Hex(trailerLine + "\n"));
-    parts.push(Buffer.from(`x-amz-trailer-signature:${hmac(signingKey, stringToSign).toString("hex")}\r\n`));
+    parts.push(Buffer.from(`x-amz-trailer-signature:${hmacHex(signingKey, stringToSign)}\r\n`));
   }
   parts.push(Buffer.from("\r\n"));
   return Buffer.concat(parts);

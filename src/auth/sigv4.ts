@@ -17,7 +17,7 @@ import {
   credentialScope,
   deriveSigningKey,
   formatAmzDate,
-  hmac,
+  hmacHex,
   parseAmzDate,
   parseQuery,
   requestStringToSign,
@@ -132,7 +132,7 @@ export async function verifyRequest(request: AuthRequest, lookup: CredentialLook
   const scope = credentialScope(date, region, service);
   const stringToSign = requestStringToSign(claim.amzDate, scope, canonical);
   const signingKey = deriveSigningKey(found.secretAccessKey, date, region, service);
-  const expected = hmac(signingKey, stringToSign).toString("hex");
+  const expected = hmacHex(signingKey, stringToSign);
   if (!signaturesEqual(expected, claim.signature)) {
     throw new AuthError("SignatureDoesNotMatch", AUTH_MESSAGES.signatureDoesNotMatch, {
       AWSAccessKeyId: claim.credential.accessKeyId,
