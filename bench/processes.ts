@@ -207,9 +207,16 @@ export interface LoopDelay {
   /** Of the window's wall time, the loop's thread on a core, and runnable but waiting for one. */
   onCpuShare: number | null;
   waitingForCpuShare: number | null;
-  /** Per tick, the delay less the loop thread's wait for a core: the loop's own stall. */
+  /**
+   * Per tick, the delay less the loop thread's wait for a core and, in ticks where it never left
+   * its core, less the time the VM's host took that core: the loop's own stall (loop-probe.ts).
+   */
   ownP99Ms: number | null;
   ownMaxMs: number | null;
+  /** The same with the host's stolen time left in. */
+  ownWithStealP99Ms: number | null;
+  /** Of the machine's cores' time in the window, the share its host took (steal). */
+  machineStealShare: number | null;
 }
 
 /**
@@ -234,6 +241,8 @@ export async function loopDelaySince(running: RunningProcess): Promise<LoopDelay
         waitingForCpuShare: report.waitingForCpuShare ?? null,
         ownP99Ms: report.ownP99Ms ?? null,
         ownMaxMs: report.ownMaxMs ?? null,
+        ownWithStealP99Ms: report.ownWithStealP99Ms ?? null,
+        machineStealShare: report.machineStealShare ?? null,
       };
     }
     await new Promise((resolve) => setTimeout(resolve, 20));

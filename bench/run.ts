@@ -104,10 +104,20 @@ interface Result {
   clientCpuMsPerOp: number | null;
   /**
    * Event-loop delay of the process serving S3 (server or gateway) during the workload, with the
-   * shares of the window its loop's thread was on a core and runnable but waiting for one, and
-   * the p99 of the delay less that wait, per tick (`ownP99`: the loop's own stall).
+   * shares of the window its loop's thread was on a core and runnable but waiting for one, the
+   * p99 of the delay less that wait and less the time the VM's host took the core in ticks where
+   * the thread never left it, per tick (`ownP99`: the loop's own stall), the same with the
+   * stolen time left in (`ownWithStealP99`), and the machine's steal share (see loop-probe.ts).
    */
-  loopDelayMs: { p99: number; max: number; onCpuShare: number | null; waitingForCpuShare: number | null; ownP99: number | null } | null;
+  loopDelayMs: {
+    p99: number;
+    max: number;
+    onCpuShare: number | null;
+    waitingForCpuShare: number | null;
+    ownP99: number | null;
+    ownWithStealP99: number | null;
+    machineStealShare: number | null;
+  } | null;
   notes?: string[];
   errorSamples?: string[];
 }
@@ -819,21 +829,32 @@ function computeTargets(): TargetVerdict[] {
 function loopDelayOf(loop: LoopDelay | undefined): Result["loopDelayMs"] {
   return loop === undefined
     ? null
-    : { p99: loop.p99Ms, max: loop.maxMs, onCpuShare: loop.onCpuShare, waitingForCpuShare: loop.waitingForCpuShare, ownP99: loop.ownP99Ms };
+    : {
+        p99: loop.p99Ms,
+        max: loop.maxMs,
+        onCpuShare: loop.onCpuShare,
+        waitingForCpuShare: loop.waitingForCpuShare,
+        ownP99: loop.ownP99Ms,
+        ownWithStealP99: loop.ownWithStealP99Ms,
+        machineStealShare: loop.machineStealShare,
+      };
 }
 
-/** "on a core / waiting for one" of the loop's thread, in percent of the workload's time. */
+/** "on a core / waiting for one" of the loop's thread, then the machine's steal, in percent of the workload's time. */
 function loopThreadShares(loop: Result["loopDelayMs"]): string {
   if (loop === null || loop.onCpuShare === null || loop.waitingForCpuShare === null) return "-";
-  return `${Math.round(loop.onCpuShare * 100)}/${Math.round(loop.waitingForCpuShare * 100)}`;
+  const steal = loop.machineStealShare === null ? "-" : String(Math.round(loop.machineStealShare * 100));
+  return `${Math.round(loop.onCpuShare * 100)}/${Math.round(loop.waitingForCpuShare * 100)}/${steal}`;
 }
 
 /**
  * The worst event-loop stall p99 of the S3-serving process over every cairn workload: the delay
- * less the time its loop's thread waited for a core (`ownP99`; the whole delay where schedstat is
- * missing). On two cores shared with the load generator, and in the clusters with 5-8 other busy
- * processes, the loop's thread waits for a core up to two thirds of the time: that delay is the
- * machine's, not a stall of the loop, and the verdict line reports it beside the stall.
+ * less the time its loop's thread waited for a core, and less the time the VM's host took its
+ * core in ticks where it never left it (`ownP99`; the whole delay where schedstat is missing). On
+ * two cores shared with the load generator, and in the clusters with 5-8 other busy processes, the
+ * loop's thread waits for a core up to two thirds of the time, and when both cores are busy the
+ * host takes 10-20% of them: those delays are the machine's, not stalls of the loop, and the
+ * verdict line reports them beside the stall (the worst with the stolen time left in, too).
  */
 function loopDelayVerdict(): TargetVerdict {
   const measured = results.filter((result) => result.system !== "null-server" && result.loopDelayMs !== null);
@@ -842,9 +863,10 @@ function loopDelayVerdict(): TargetVerdict {
     measured.reduce<Result | undefined>((max, result) => (max === undefined || figure(result) > figure(max) ? result : max), undefined);
   const worst = worstOf(stallOf);
   const worstDelay = worstOf((result) => result.loopDelayMs!.p99);
+  const worstWithSteal = worstOf((result) => result.loopDelayMs!.ownWithStealP99 ?? stallOf(result));
   const nullFloor = Math.max(...results.filter((result) => result.system === "null-server" && result.loopDelayMs !== null).map((result) => result.loopDelayMs!.p99), 0);
-  const name = `event-loop stall p99 of the server/gateway (its delay less its thread's wait for a core) <= ${TARGET_LOOP_DELAY_P99_MS_MAX} ms in every workload`;
-  if (worst === undefined || worstDelay === undefined) {
+  const name = `event-loop stall p99 of the server/gateway (its delay less its thread's wait for a core and the host's steal) <= ${TARGET_LOOP_DELAY_P99_MS_MAX} ms in every workload`;
+  if (worst === undefined || worstDelay === undefined || worstWithSteal === undefined) {
     return { target: name, value: null, unit: "ms", baseline: null, baselineName: "-", ratio: null, requiredRatio: 1, met: false, note: "not measured in this run" };
   }
   const stall = stallOf(worst);
@@ -855,7 +877,8 @@ function loopDelayVerdict(): TargetVerdict {
     value: stall,
     unit:
       `ms (worst: ${worst.workload}; whole delay p99 worst ${worstDelay.loopDelayMs!.p99} ms in ${worstDelay.workload}` +
-      `${waiting === null ? "" : `, its loop thread waiting for a core ${Math.round(waiting * 100)}% of the time`}; null server's delay ${nullFloor} ms)`,
+      `${waiting === null ? "" : `, its loop thread waiting for a core ${Math.round(waiting * 100)}% of the time`}; null server's delay ${nullFloor} ms;` +
+      ` with the host's steal left in, worst ${worstWithSteal.loopDelayMs!.ownWithStealP99 ?? stallOf(worstWithSteal)} ms in ${worstWithSteal.workload})`,
     baseline: TARGET_LOOP_DELAY_P99_MS_MAX,
     baselineName: `${TARGET_LOOP_DELAY_P99_MS_MAX} ms`,
     ratio: round(TARGET_LOOP_DELAY_P99_MS_MAX / Math.max(stall, 0.001), 3),
@@ -885,7 +908,7 @@ function ratioToBaseline(result: Result): string {
 }
 
 function formatTable(targets: TargetVerdict[]): string {
-  const header = ["workload", "system", "ops", "s", "ops/s", "MiB/s", "p50 ms", "p99 ms", "err", "srv cpu ms/op", "cli cpu ms/op", "loop p99 ms", "loop cpu/wait %", "loop own p99 ms", "vs baseline"];
+  const header = ["workload", "system", "ops", "s", "ops/s", "MiB/s", "p50 ms", "p99 ms", "err", "srv cpu ms/op", "cli cpu ms/op", "loop p99 ms", "loop cpu/wait/steal %", "loop own p99 ms", "own+steal p99", "vs baseline"];
   const rows = results.map((result) => [
     result.workload,
     result.system,
@@ -901,6 +924,7 @@ function formatTable(targets: TargetVerdict[]): string {
     result.loopDelayMs === null ? "-" : String(result.loopDelayMs.p99),
     loopThreadShares(result.loopDelayMs),
     result.loopDelayMs?.ownP99 == null ? "-" : String(result.loopDelayMs.ownP99),
+    result.loopDelayMs?.ownWithStealP99 == null ? "-" : String(result.loopDelayMs.ownWithStealP99),
     ratioToBaseline(result),
   ]);
   const widths = header.map((name, column) => Math.max(name.length, ...rows.map((row) => row[column]!.length)));
