@@ -135,6 +135,22 @@ test("a database from before inline_crc32 migrates: its inline rows read back wi
   await second.close();
 });
 
+test("the latest-version cache keeps inline bytes in shared slabs, not a buffer each", async () => {
+  const store = SqliteMetadataStore.open(":memory:");
+  await store.createBucket(makeBucket("bucket-a"));
+  const versions = ["one", "two", "three"].map((key, index) => {
+    const data = Buffer.alloc(3000, index + 1);
+    return makeVersion("bucket-a", key, NULL_VERSION_ID, { sizeBytes: data.length, chunks: [], inlineData: data, inlineCrc32: index });
+  });
+  for (const version of versions) await store.putObjectVersion(version);
+  const read = await Promise.all(versions.map((version) => store.getObjectVersion("bucket-a", version.key)));
+  read.forEach((version, index) => assert.deepEqual(version, versions[index]));
+  assert.equal(new Set(read.map((version) => version!.inlineData!.buffer)).size, 1, "one slab holds the three");
+  const again = await store.getObjectVersion("bucket-a", "two");
+  assert.equal(again!.inlineData, read[1]!.inlineData, "a hit answers the cached copy");
+  await store.close();
+});
+
 test("a database from a newer build is refused rather than misread", () => {
   const path = newDatabasePath();
   const raw = new Database(path);

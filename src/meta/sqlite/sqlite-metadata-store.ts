@@ -25,6 +25,7 @@ import { closeSync, fdatasync } from "node:fs";
 import {
   assert,
   BackgroundCheckpoints,
+  ByteSlabs,
   GenerationalCache,
   LOOP_TURN_BUDGET_MS,
   MEBIBYTE,
@@ -464,9 +465,18 @@ export class SqliteMetadataStore implements MetadataStore {
    * every statement that changes a row of object_versions (four call sites: insertVersion,
    * removeVersion, the tag and system-metadata updates) drops its key's entry in the same
    * synchronous step, and only reads fill it. Hits answer through `visibleAsOf`. Bounded by
-   * memory, in two generations (GenerationalCache): keys read again stay.
+   * memory, in two generations (GenerationalCache): keys read again stay. Inline bytes are kept
+   * as views of shared slabs (ByteSlabs), copied again as an entry moves to the young generation.
    */
-  private readonly latestVersionCache = new GenerationalCache<string, ReadAsOf<ObjectVersion>>(LATEST_VERSION_CACHE_BYTES_MAX, latestVersionCost);
+  private readonly inlineByteSlabs = new ByteSlabs();
+  private readonly latestVersionCache = new GenerationalCache<string, ReadAsOf<ObjectVersion>>(
+    LATEST_VERSION_CACHE_BYTES_MAX,
+    latestVersionCost,
+    (read) =>
+      read.value.inlineData === undefined
+        ? read
+        : { ...read, value: Object.freeze({ ...read.value, inlineData: this.inlineByteSlabs.copy(read.value.inlineData) }) },
+  );
   /**
    * Transaction wrappers made once: better-sqlite3 builds several functions per transaction()
    * call, which per write and per read was a measurable share of a small request's CPU.
@@ -622,7 +632,9 @@ export class SqliteMetadataStore implements MetadataStore {
       }
       const raw = this.statements.versionLatestRaw.get(bucket, key);
       if (raw === undefined) return undefined;
-      const read = { value: deepFreeze(versionFromRow(versionRowFromRaw(raw))), committedSequence: this.committedSequence };
+      const version = versionFromRow(versionRowFromRaw(raw));
+      if (version.inlineData !== undefined) version.inlineData = this.inlineByteSlabs.copy(version.inlineData);
+      const read = { value: deepFreeze(version), committedSequence: this.committedSequence };
       return this.latestVersionCache.set(cacheKey, read).value;
     });
   }
