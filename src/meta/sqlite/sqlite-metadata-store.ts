@@ -411,6 +411,8 @@ class BatchWriteFailed extends Error {
  * their bytes (as the 10,000-entry cache before it did), or 50,000 of larger ones. 128 MiB held
  * all of the 4 KiB GET bench's ~22,000 keys and cut its server CPU per GET by a fifth, but the
  * larger old generation cost each 64 MiB PUT after it 40-100 ms more CPU (bench/PERFORMANCE.md).
+ * Most of that was the cached bytes' own buffers, now in slabs (ByteSlabs); with slabs, 128 MiB
+ * still cost the 64 MiB PUT 275 ms of CPU against 198 in one of two runs, so the budget stays.
  */
 const LATEST_VERSION_CACHE_BYTES_MAX = 48 * MEBIBYTE;
 /** What a decoded version costs in memory besides its inline bytes, about: the object, its strings, maps and chunk list, the cache's entry. */
