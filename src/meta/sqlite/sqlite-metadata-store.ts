@@ -407,14 +407,15 @@ class BatchWriteFailed extends Error {
 
 /**
  * The memory the latest versions kept decoded may take, counted as LATEST_VERSION_COST_BYTES
- * per entry plus its inline bytes: 48 MiB holds up to about 10,000 versions of 4 KiB objects with
- * their bytes (as the 10,000-entry cache before it did), or 50,000 of larger ones. 128 MiB held
- * all of the 4 KiB GET bench's ~22,000 keys and cut its server CPU per GET by a fifth, but the
- * larger old generation cost each 64 MiB PUT after it 40-100 ms more CPU (bench/PERFORMANCE.md).
- * Most of that was the cached bytes' own buffers, now in slabs (ByteSlabs); with slabs, 128 MiB
- * still cost the 64 MiB PUT 275 ms of CPU against 198 in one of two runs, so the budget stays.
+ * per entry plus its inline bytes: 8 MiB holds about 1,600 versions of 4 KiB objects with their
+ * bytes, or 8,000 of larger ones; a key read again stays (GenerationalCache). A miss costs one
+ * indexed read through the memory map (about 8 us with 4 KiB of inline bytes). 48 MiB held a
+ * quarter of the bench's ~40,000 random 4 KiB keys and saved nothing measurable per GET (0.065
+ * against 0.063 ms of server CPU), but its ~10,000 versions in the old generation made V8 run a
+ * mark-compact every 100-150 ms during the 64 MiB PUTs that followed: 0.76 against 0.90 of MD5
+ * (205 against 170 ms of server CPU per PUT), in the same hour (bench/PERFORMANCE.md).
  */
-const LATEST_VERSION_CACHE_BYTES_MAX = 48 * MEBIBYTE;
+const LATEST_VERSION_CACHE_BYTES_MAX = 8 * MEBIBYTE;
 /** What a decoded version costs in memory besides its inline bytes, about: the object, its strings, maps and chunk list, the cache's entry. */
 const LATEST_VERSION_COST_BYTES = 1024;
 
