@@ -94,6 +94,21 @@ function machineStealTicks(): number | undefined {
   }
 }
 
+/**
+ * The main thread's major page faults so far (field 12 of /proc/<pid>/task/<pid>/stat): each one
+ * blocked the loop on a disk read (a memory-mapped file's page, SQLite's among them); undefined
+ * where missing.
+ */
+function mainThreadMajorFaults(): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${process.pid}/task/${process.pid}/stat`, "latin1");
+    const faults = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[9]);
+    return Number.isFinite(faults) ? faults : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** /proc/stat counts in USER_HZ, 100 on Linux. */
 const PROC_STAT_TICKS_PER_SECOND = 100;
 
@@ -103,11 +118,11 @@ if (file !== undefined && file !== "") {
   const schedstat = openMainThreadSchedstat();
   const ownHistograms = schedstat === undefined ? undefined : startOwnDelayHistograms(schedstat);
   let sequence = 0;
-  let windowStart = { atNs: process.hrtime.bigint(), schedstat: schedstat?.(), stealTicks: machineStealTicks() };
+  let windowStart = { atNs: process.hrtime.bigint(), schedstat: schedstat?.(), stealTicks: machineStealTicks(), majorFaults: mainThreadMajorFaults() };
   process.on("SIGUSR2", () => {
     sequence += 1;
     const nanosecondsToMs = (value: number): number => Math.round(value / 1e4) / 100;
-    const now = { atNs: process.hrtime.bigint(), schedstat: schedstat?.(), stealTicks: machineStealTicks() };
+    const now = { atNs: process.hrtime.bigint(), schedstat: schedstat?.(), stealTicks: machineStealTicks(), majorFaults: mainThreadMajorFaults() };
     const windowNs = Number(now.atNs - windowStart.atNs);
     const shareOf = (ns: number): number => Math.round((1000 * ns) / windowNs) / 1000;
     const percentileOf = (recorded: ReturnType<typeof createHistogram> | undefined, percentile: number): number | null =>
@@ -129,6 +144,8 @@ if (file !== undefined && file !== "") {
       // Shares of the window's wall time; null where schedstat is missing.
       onCpuShare: before === undefined || after === undefined ? null : shareOf(after.onCpuNs - before.onCpuNs),
       waitingForCpuShare: before === undefined || after === undefined ? null : shareOf(after.waitingNs - before.waitingNs),
+      // Disk reads the loop's thread waited for in page faults.
+      majorFaults: windowStart.majorFaults === undefined || now.majorFaults === undefined ? null : now.majorFaults - windowStart.majorFaults,
       // Of all the machine's cores' time, the share its host took.
       machineStealShare:
         windowStart.stealTicks === undefined || now.stealTicks === undefined

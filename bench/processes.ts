@@ -217,6 +217,8 @@ export interface LoopDelay {
   ownWithStealP99Ms: number | null;
   /** Of the machine's cores' time in the window, the share its host took (steal). */
   machineStealShare: number | null;
+  /** Major page faults of the loop's thread in the window: each blocked it on a disk read. */
+  majorFaults: number | null;
 }
 
 /**
@@ -243,6 +245,7 @@ export async function loopDelaySince(running: RunningProcess): Promise<LoopDelay
         ownMaxMs: report.ownMaxMs ?? null,
         ownWithStealP99Ms: report.ownWithStealP99Ms ?? null,
         machineStealShare: report.machineStealShare ?? null,
+        majorFaults: report.majorFaults ?? null,
       };
     }
     await new Promise((resolve) => setTimeout(resolve, 20));

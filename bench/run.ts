@@ -117,6 +117,8 @@ interface Result {
     ownP99: number | null;
     ownWithStealP99: number | null;
     machineStealShare: number | null;
+    /** Major page faults of the loop's thread: disk reads it waited for. */
+    majorFaults: number | null;
   } | null;
   notes?: string[];
   errorSamples?: string[];
@@ -837,6 +839,7 @@ function loopDelayOf(loop: LoopDelay | undefined): Result["loopDelayMs"] {
         ownP99: loop.ownP99Ms,
         ownWithStealP99: loop.ownWithStealP99Ms,
         machineStealShare: loop.machineStealShare,
+        majorFaults: loop.majorFaults,
       };
 }
 
