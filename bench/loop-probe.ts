@@ -17,11 +17,13 @@
  * field leaves it out) nor as waiting. In a tick where the thread never left its core (schedstat's
  * count of timeslices did not move: it neither slept nor was preempted), the delay that is neither
  * run time nor waiting was stolen, and the own stall leaves it out too; in any other tick it stays
- * in (it may have been a blocking call). Both figures are reported, and the machine's steal share.
+ * in (it may have been a blocking call), except the time the loop sat idle in its poll for events
+ * beyond the tick's own length (performance.eventLoopUtilization): that came after the tick was due,
+ * with the thread asleep, woken late. Both figures are reported, and the machine's steal share.
  */
 import { openSync, readFileSync, readSync, renameSync, writeFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
-import { createHistogram, monitorEventLoopDelay } from "node:perf_hooks";
+import { createHistogram, monitorEventLoopDelay, performance } from "node:perf_hooks";
 
 /** Timer resolution of the delay histogram: a stall shorter than this is not seen. */
 const LOOP_DELAY_RESOLUTION_MS = 1;
@@ -68,13 +70,16 @@ interface OwnDelayHistograms {
 function startOwnDelayHistograms(schedstat: () => Schedstat): OwnDelayHistograms {
   const histograms = { own: createHistogram(), withSteal: createHistogram() };
   const tickNs = OWN_DELAY_TICK_MS * 1e6;
-  let last = { atNs: process.hrtime.bigint(), ...schedstat() };
+  let last = { atNs: process.hrtime.bigint(), idleMs: performance.eventLoopUtilization().idle, ...schedstat() };
   setInterval(() => {
-    const now = { atNs: process.hrtime.bigint(), ...schedstat() };
+    const now = { atNs: process.hrtime.bigint(), idleMs: performance.eventLoopUtilization().idle, ...schedstat() };
     const lateNs = Number(now.atNs - last.atNs) - tickNs;
     const withStealNs = lateNs - (now.waitingNs - last.waitingNs);
     const stayedOnCore = now.timeslices === last.timeslices;
-    const ownNs = stayedOnCore ? Math.min(withStealNs, now.onCpuNs - last.onCpuNs) : withStealNs;
+    // Time idle in the loop's poll past the tick's own length can only have come after the tick was
+    // due: the thread was asleep waiting for events and woke late (a core stolen by the host).
+    const idleLateNs = Math.max(0, (now.idleMs - last.idleMs) * 1e6 - tickNs);
+    const ownNs = Math.min(stayedOnCore ? Math.min(withStealNs, now.onCpuNs - last.onCpuNs) : withStealNs, lateNs - idleLateNs);
     // A histogram takes values >= 1; a tick on time or early is a 1 ns delay.
     histograms.withSteal.record(Math.max(1, Math.round(withStealNs)));
     histograms.own.record(Math.max(1, Math.round(ownNs)));

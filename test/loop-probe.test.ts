@@ -54,7 +54,8 @@ for (const mode of ["busy", "blocked"] as const) {
   test(`a loop ${mode} for ${STALL_MS} ms shows a ${STALL_MS} ms own stall, with or without the host's steal`, async () => {
     const report = await probed(mode);
     assert.ok(report.ownP99Ms !== null && report.ownWithStealP99Ms !== null, "schedstat is read on Linux");
-    assert.ok(report.ownP99Ms >= STALL_MS * 0.9, `own stall p99 ${report.ownP99Ms} ms`);
+    // Busy, the thread may wait for a core part of the time (left out, rightly); blocked, it cannot.
+    assert.ok(report.ownP99Ms >= STALL_MS * (mode === "busy" ? 0.5 : 0.9), `own stall p99 ${report.ownP99Ms} ms`);
     assert.ok(report.ownWithStealP99Ms >= report.ownP99Ms);
     assert.ok(report.p99Ms >= STALL_MS * 0.9);
     assert.ok(report.machineStealShare !== null && report.machineStealShare >= 0 && report.machineStealShare <= 1);
