@@ -105,7 +105,7 @@ const BUSY_TIMEOUT_MS = 5_000;
  * SQLite reads the database file through a memory map of up to this much (address space, not
  * memory: the pages are the kernel's page cache either way) instead of a pread and a copy into its
  * own page cache per page. A GET that misses the latest-version cache reads an index page, a row
- * and its inline bytes' overflow page: with the map, 5% less server CPU per such GET (A/B, five
+ * and its inline bytes' overflow page: with the map, 5-8% less server CPU per such GET (A/Bs of five
  * alternated rounds). Writes still go through the WAL, and checkpoints through write(2). The
  * price: a disk error under a mapped page is a SIGBUS that ends the process rather than an
  * SQLITE_IOERR for the one query, on a metadata disk that is failing either way.
