@@ -79,7 +79,10 @@ function startOwnDelayHistograms(schedstat: () => Schedstat): OwnDelayHistograms
     // Time idle in the loop's poll past the tick's own length can only have come after the tick was
     // due: the thread was asleep waiting for events and woke late (a core stolen by the host).
     const idleLateNs = Math.max(0, (now.idleMs - last.idleMs) * 1e6 - tickNs);
-    const ownNs = Math.min(stayedOnCore ? Math.min(withStealNs, now.onCpuNs - last.onCpuNs) : withStealNs, lateNs - idleLateNs);
+    // Two bounds of the loop's own part of the delay, each leaving out one way the host delays it.
+    const notStolenWhileOnCoreNs = stayedOnCore ? Math.min(withStealNs, now.onCpuNs - last.onCpuNs) : withStealNs;
+    const notIdleLateNs = lateNs - idleLateNs;
+    const ownNs = Math.min(notStolenWhileOnCoreNs, notIdleLateNs);
     // A histogram takes values >= 1; a tick on time or early is a 1 ns delay.
     histograms.withSteal.record(Math.max(1, Math.round(withStealNs)));
     histograms.own.record(Math.max(1, Math.round(ownNs)));
